@@ -1,0 +1,52 @@
+# attnlab: `make train` and `make test` set everything up on first use.
+# GPU machines: make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# CPU machines with internet (to skip CUDA wheels): TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.install-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-slow test-all lint format clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# Re-installs when pyproject.toml changes or the venv is missing; code is installed editable.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
+
+train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequences (ARGS=... for overrides)
+	$(BIN)/attnlab-train experiment=encdec_reverse $(ARGS)
+
+test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## the slower end-to-end tests
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## every test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: $(STAMP) ## ruff autofix + format
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+clean: ## remove caches and build files (keeps .venv, logs/ and data/)
+	rm -rf build dist .pytest_cache .ruff_cache src/*.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""attnlab's Hydra config tree, shipped inside the package as `attnlab.conf`."""

@@ -1,0 +1,55 @@
+"""`attnlab-eval ckpt_path=...`: test a checkpoint with the config it was trained with.
+
+attnlab-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt
+attnlab-eval ckpt_path=... +data.batch_size=256 trainer.accelerator=cpu
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from attnlab import builders
+from attnlab.train import write_metrics
+from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_report import print_config
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
+    start = time.perf_counter()
+    run_cfg = builders.load_run_config(cfg.ckpt_path)
+    with open_dict(run_cfg):
+        run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = builders.build_datamodule(run_cfg)
+    module = builders.build_module(run_cfg, datamodule)
+    trainer = builders.build_trainer(cfg, callbacks=[], loggers=builders.build_loggers(cfg))
+    trainer.test(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    result = {
+        "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "parameters": builders.count_parameters(module.network),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
+    print_config(cfg)
+    evaluate(cfg)
+
+
+main = with_config_hints("eval", hydra_main)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Transformer building blocks and models, written from first principles in PyTorch."""
+
+from attnlab.models.attention import MultiHeadAttention, attention_reference
+from attnlab.models.block import TransformerBlock
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.encoder_decoder import EncoderDecoder, TransformerDecoder, TransformerEncoder
+from attnlab.models.feedforward import FeedForward
+from attnlab.models.norms import build_norm
+from attnlab.models.positional import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    build_positional,
+)
+
+__all__ = [
+    "EncoderDecoder",
+    "FeedForward",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "SinusoidalPositionalEncoding",
+    "TokenEmbedding",
+    "TransformerBlock",
+    "TransformerDecoder",
+    "TransformerEncoder",
+    "attention_reference",
+    "build_norm",
+    "build_positional",
+]

@@ -1,0 +1,110 @@
+"""Scaled dot-product attention and multi-head attention, written out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attention_reference(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """softmax(Q K^T / sqrt(d_head) + mask) V, the slow but readable version.
+
+    q: (B, H, Tq, Dh); k, v: (B, H, Tk, Dh); mask: bool, broadcastable to (B, H, Tq, Tk),
+    True = may attend. Like the paper (and unlike MultiHeadAttention), a query row with no
+    visible key gives NaN. Used in tests as the ground truth for the fast path.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    if is_causal:
+        # Query i sees keys 0..i (top-left aligned, as in F.scaled_dot_product_attention).
+        causal = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v  # (B, H, Tq, Dh)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al., 2017), self- or cross-attention.
+
+    Q, K and V have separate projections (rather than one packed matrix) so that K/V can
+    later get fewer heads than Q, and positional rotations or norms can act on q and k alone.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """(B, T, H * Dh) -> (B, H, T, Dh)."""
+        B, T, _ = x.shape
+        return x.view(B, T, -1, self.d_head).transpose(1, 2)
+
+    def _merge_heads(self, x: Tensor) -> Tensor:
+        """(B, H, T, Dh) -> (B, T, H * Dh)."""
+        B, H, T, Dh = x.shape
+        return x.transpose(1, 2).reshape(B, T, H * Dh)
+
+    def forward(
+        self,
+        query: Tensor,
+        key_value: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """Attend from `query` (B, Tq, D) to `key_value` (B, Tk, D), or to itself if None.
+
+        key_padding_mask: bool (B, Tk), True at padding keys. causal: query i sees keys <= i.
+        """
+        kv = query if key_value is None else key_value
+        q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        k = self._split_heads(self.k_proj(kv))  # (B, H, Tk, Dh)
+        v = self._split_heads(self.v_proj(kv))  # (B, H, Tk, Dh)
+        # q and k are final from here on: RoPE, QK-norm or a KV cache would act at this point.
+
+        dropout_p = self.dropout if self.training else 0.0
+        if key_padding_mask is None:
+            # No explicit mask lets SDPA build the causal mask itself and pick a fused kernel.
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+        else:
+            if key_padding_mask.dtype != torch.bool:
+                # ~mask on an int tensor is a bitwise not: it would silently mask nothing.
+                raise TypeError(
+                    f"key_padding_mask must be bool (True = pad), got {key_padding_mask.dtype}"
+                )
+            allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk), True = may attend
+            if causal:
+                # Top-left aligned like SDPA's is_causal, so both paths agree.
+                tq, tk = q.size(-2), k.size(-2)
+                allowed = allowed & torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril()
+            # A query with no visible key (e.g. a fully padded sequence) would softmax over
+            # all -inf and produce NaN, which poisons the gradients of the whole batch. Let
+            # such rows attend everywhere (finite), then zero their output.
+            empty = ~allowed.any(dim=-1, keepdim=True)  # (B, 1, Tq or 1, 1)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed | empty, dropout_p=dropout_p
+            )
+            out = out.masked_fill(empty, 0.0)
+        # out: (B, H, Tq, Dh)
+        return self.out_proj(self._merge_heads(out))  # (B, Tq, D)

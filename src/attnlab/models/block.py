@@ -1,0 +1,84 @@
+"""The Transformer block shared by encoders, decoders, and decoder-/encoder-only models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.feedforward import FeedForward
+from attnlab.models.norms import build_norm
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention, optional cross-attention, then a feed-forward network.
+
+    Each sublayer sits in a residual connection with dropout on its output:
+    post-LN (2017 paper): x = norm(x + dropout(sublayer(x)))
+    pre-LN:               x = x + dropout(sublayer(norm(x)))
+    Norms are numbered in sublayer order like nn.TransformerEncoderLayer/DecoderLayer:
+    norm1 self-attention, then norm2 cross-attention and norm3 feed-forward if there is
+    cross-attention, else norm2 feed-forward.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        cross_attention: bool = False,
+        norm: str = "layernorm",
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, bias)
+        self.cross_attn = (
+            MultiHeadAttention(d_model, n_heads, dropout, bias) if cross_attention else None
+        )
+        self.ffn = FeedForward(d_model, d_ff, activation, dropout, bias)
+        self.norm1 = build_norm(norm, d_model, layer_norm_eps, bias)
+        self.norm2 = build_norm(norm, d_model, layer_norm_eps, bias)
+        self.norm3 = build_norm(norm, d_model, layer_norm_eps, bias) if cross_attention else None
+        self.dropout = nn.Dropout(dropout)  # residual dropout, after each sublayer
+
+    def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        """Residual connection around `sublayer`, with `norm` before (pre-LN) or after."""
+        if self.norm_first:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+    def forward(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        causal: bool = False,
+        memory: Tensor | None = None,
+        memory_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """x: (B, T, D) -> (B, T, D).
+
+        padding_mask: bool (B, T), True at padding. memory: (B, S, D) for cross-attention,
+        with memory_padding_mask bool (B, S).
+        """
+        cross_attn = self.cross_attn
+        if (cross_attn is None) != (memory is None):
+            raise ValueError(
+                "`memory` must be given exactly when the block has cross-attention "
+                f"(cross_attention={cross_attn is not None}, memory given={memory is not None})"
+            )
+
+        x = self._residual(
+            x, self.norm1, lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal)
+        )
+        if cross_attn is not None:
+            x = self._residual(
+                x, self.norm2, lambda h: cross_attn(h, memory, key_padding_mask=memory_padding_mask)
+            )
+            return self._residual(x, self.norm3, self.ffn)
+        return self._residual(x, self.norm2, self.ffn)

@@ -1,0 +1,29 @@
+"""Token embedding."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids -> vectors, multiplied by sqrt(d_model) when `scale` (as in the 2017 paper).
+
+    The scale keeps embeddings on the same footing as the positional encoding when the
+    embedding matrix is small-initialised and shared with the output projection.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = True):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.scale = math.sqrt(d_model) if scale else 1.0
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The (V, D) embedding matrix, e.g. to tie an output projection to it."""
+        return self.embedding.weight
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, T) int -> (B, T, D)."""
+        return self.embedding(tokens) * self.scale

@@ -1,0 +1,237 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from attnlab.models.block import TransformerBlock
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.norms import build_norm
+from attnlab.models.positional import build_positional
+
+
+def _final_norm(
+    final_norm: bool | None, norm_first: bool, norm: str, d_model: int, eps: float, bias: bool
+) -> nn.Module:
+    """Norm after the last block. Default: only for pre-LN, whose residual stream is never
+    normalised otherwise; post-LN blocks already end with a norm (the paper has none)."""
+    if final_norm is None:
+        final_norm = norm_first
+    return build_norm(norm, d_model, eps, bias) if final_norm else nn.Identity()
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of self-attention blocks over the source sequence."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        norm: str = "layernorm",
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                n_heads,
+                d_ff,
+                dropout,
+                activation,
+                norm_first,
+                cross_attention=False,
+                norm=norm,
+                bias=bias,
+                layer_norm_eps=layer_norm_eps,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = _final_norm(final_norm, norm_first, norm, d_model, layer_norm_eps, bias)
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """x: (B, S, D), padding_mask: bool (B, S) True at padding -> (B, S, D)."""
+        for layer in self.layers:
+            x = layer(x, padding_mask=padding_mask)
+        return self.norm(x)
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of causal self-attention + cross-attention blocks over the target sequence."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        norm: str = "layernorm",
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                n_heads,
+                d_ff,
+                dropout,
+                activation,
+                norm_first,
+                cross_attention=True,
+                norm=norm,
+                bias=bias,
+                layer_norm_eps=layer_norm_eps,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = _final_norm(final_norm, norm_first, norm, d_model, layer_norm_eps, bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        padding_mask: Tensor | None = None,
+        memory_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """x: (B, T, D), memory: (B, S, D) -> (B, T, D). Self-attention is always causal."""
+        for layer in self.layers:
+            x = layer(
+                x,
+                padding_mask=padding_mask,
+                causal=True,
+                memory=memory,
+                memory_padding_mask=memory_padding_mask,
+            )
+        return self.norm(x)
+
+
+class EncoderDecoder(nn.Module):
+    """Source tokens -> encoder -> memory; target tokens + memory -> decoder -> logits."""
+
+    supported_tasks: tuple[str, ...] = ("seq2seq",)
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_encoder_layers: int = 2,
+        n_decoder_layers: int = 2,
+        d_ff: int = 512,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        norm_first: bool = False,
+        norm: str = "layernorm",
+        positional: str = "sinusoidal",
+        max_len: int = 512,
+        share_embeddings: bool = True,
+        tie_output: bool = True,
+        tgt_vocab_size: int | None = None,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        # Checked here too so the error comes first, before anything is built.
+        if n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if tgt_vocab_size is None:
+            tgt_vocab_size = vocab_size
+        if share_embeddings and tgt_vocab_size != vocab_size:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary, but vocab_size={vocab_size} and "
+                f"tgt_vocab_size={tgt_vocab_size}; set share_embeddings=False"
+            )
+        self.d_model = d_model
+
+        self.src_embed = TokenEmbedding(vocab_size, d_model)
+        self.tgt_embed = (
+            self.src_embed if share_embeddings else TokenEmbedding(tgt_vocab_size, d_model)
+        )
+        self.pos = build_positional(positional, d_model, max_len)  # shared by source and target
+        self.dropout = nn.Dropout(dropout)
+        stack_args = dict(  # the same settings for both stacks
+            d_model=d_model,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            norm=norm,
+            bias=bias,
+            layer_norm_eps=layer_norm_eps,
+            final_norm=final_norm,
+        )
+        self.encoder = TransformerEncoder(n_encoder_layers, **stack_args)
+        self.decoder = TransformerDecoder(n_decoder_layers, **stack_args)
+        self.lm_head = nn.Linear(d_model, tgt_vocab_size, bias=False)
+
+        self.apply(self._init_weights)
+        if tie_output:
+            # After init, so the tied matrix keeps the embedding initialisation.
+            self.lm_head.weight = self.tgt_embed.embedding.weight
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            # Small init because token embeddings get multiplied by sqrt(d_model) (fairseq).
+            nn.init.normal_(module.weight, mean=0.0, std=self.d_model**-0.5)
+
+    def _embed(self, embed: TokenEmbedding, tokens: Tensor) -> Tensor:
+        """(B, T) token ids -> (B, T, D): scaled embedding + position, then dropout."""
+        return self.dropout(self.pos(embed(tokens)))
+
+    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
+        """src: (B, S) token ids, src_padding_mask: bool (B, S) -> memory (B, S, D)."""
+        return self.encoder(self._embed(self.src_embed, src), padding_mask=src_padding_mask)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_padding_mask: Tensor | None = None,
+        tgt_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """tgt: (B, T) token ids, memory: (B, S, D) -> logits (B, T, V_tgt)."""
+        x = self._embed(self.tgt_embed, tgt)  # (B, T, D)
+        x = self.decoder(
+            x, memory, padding_mask=tgt_padding_mask, memory_padding_mask=memory_padding_mask
+        )
+        return self.lm_head(x)
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_padding_mask: Tensor | None = None,
+        tgt_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher-forced logits (B, T, V_tgt) for target inputs `tgt` given source `src`."""
+        memory = self.encode(src, src_padding_mask)
+        return self.decode(tgt, memory, src_padding_mask, tgt_padding_mask)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of parameters, each tied tensor counted once.
+
+        exclude_embeddings drops every nn.Embedding (token and learned positional), and with
+        it an output projection tied to one; an untied lm_head is still counted.
+        """
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        # parameters() yields a shared tensor only once.
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)

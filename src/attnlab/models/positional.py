@@ -1,0 +1,76 @@
+"""Positional information added to token embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _check_positions(start: int, length: int, max_len: int) -> None:
+    if start < 0 or start + length > max_len:
+        raise ValueError(
+            f"positions {start}..{start + length - 1} do not fit in max_len={max_len}; "
+            "use shorter sequences or a larger max_len"
+        )
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed encoding of the 2017 paper.
+
+    PE[pos, 2i] = sin(pos / 10000^(2i/d)) and PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+    """
+
+    def __init__(self, d_model: int, max_len: int = 5000):
+        super().__init__()
+        self.max_len = max_len
+        # Computed in float64 so large positions are accurate, then stored as float32.
+        position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (L, 1)
+        two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(D/2),)
+        angles = position / 10000 ** (two_i / d_model)  # (L, ceil(D/2))
+        pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+        pe[:, 0::2] = torch.sin(angles)
+        pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])  # odd d_model has one cos fewer
+        # Non-persistent: it is a function of the config, so keep it out of checkpoints.
+        self.register_buffer("pe", pe.float(), persistent=False)
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """x: (B, T, D) -> x + PE[start : start + T]."""
+        T = x.size(1)
+        _check_positions(start, T, self.max_len)
+        return x + self.pe[start : start + T].to(x.dtype)  # (B, T, D)
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """One trained vector per absolute position (as in GPT-2 and BERT)."""
+
+    def __init__(self, d_model: int, max_len: int):
+        super().__init__()
+        self.max_len = max_len
+        self.embedding = nn.Embedding(max_len, d_model)
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """x: (B, T, D) -> x + E[start : start + T]."""
+        T = x.size(1)
+        _check_positions(start, T, self.max_len)
+        return x + self.embedding.weight[start : start + T]  # (B, T, D)
+
+
+class NoPositionalEncoding(nn.Module):
+    """Identity that accepts the same arguments as the other positional modules."""
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        return x
+
+
+_POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
+
+
+def build_positional(kind: str, d_model: int, max_len: int) -> nn.Module:
+    """Positional module by name: "sinusoidal", "learned" or "none"."""
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(d_model, max_len)
+    if kind == "learned":
+        return LearnedPositionalEmbedding(d_model, max_len)
+    if kind == "none":
+        return NoPositionalEncoding()
+    raise ValueError(f"unknown positional kind {kind!r}; choose one of {list(_POSITIONAL_KINDS)}")

@@ -1,0 +1,100 @@
+"""The one LightningModule: a network from the `model` group, trained on the data's task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from attnlab.optim import parameter_groups
+from attnlab.tasks import Task
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., LRScheduler]
+
+
+class AttnLabModule(pl.LightningModule):
+    """Wires network + task + optimiser; logs every metric as `{stage}/{name}`.
+
+    `config` is the resolved run config: it is saved in every checkpoint so that evaluation,
+    generation and fine-tuning can rebuild the run from the checkpoint alone.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        task: Task,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        decay_embeddings: bool = True,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config}, logger=False)
+        self.network = network
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.decay_embeddings = decay_embeddings
+        self.tokens_seen = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.network(*args, **kwargs)
+
+    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        loss = self.task.step(self.network, batch, stage)
+        training = stage == "train"
+        batch_size = next(iter(batch.values())).size(0)
+        # Training loss per step (the curve); evaluation loss averaged over the whole split.
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=training,
+            on_epoch=not training,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=not training,
+        )
+        self.log_dict(
+            self.task.metrics(stage),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=not training,
+            batch_size=batch_size,
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.tokens_seen += self.task.count_tokens(batch)
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        # The optimiser config's weight decay applies to matrices only (see parameter_groups).
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        groups = parameter_groups(self.network, weight_decay, self.decay_embeddings)
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tokens_seen"] = self.tokens_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokens_seen = checkpoint.get("tokens_seen", 0)

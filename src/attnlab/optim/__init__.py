@@ -1,0 +1,6 @@
+"""Optimiser parameter groups and learning-rate schedules."""
+
+from attnlab.optim.param_groups import parameter_groups
+from attnlab.optim.schedulers import constant, inverse_sqrt, warmup_cosine
+
+__all__ = ["constant", "inverse_sqrt", "parameter_groups", "warmup_cosine"]

@@ -1,0 +1,46 @@
+"""The interface every task implements."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+
+from attnlab.data.spec import DataSpec
+
+STAGES = ("train", "val", "test")
+
+
+class Task(nn.Module):
+    """Loss and metrics of one objective.
+
+    A task is an nn.Module so that its torchmetrics follow the LightningModule across devices
+    and ranks. `step` returns the loss and updates `metrics[stage]`; the LightningModule logs
+    both under `{stage}/{name}`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, spec: DataSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        # "train" would clash with nn.Module.train, hence the suffix.
+        self.stage_metrics = nn.ModuleDict(
+            {f"{stage}_metrics": self.make_metrics(stage) for stage in STAGES}
+        )
+
+    def make_metrics(self, stage: str) -> MetricCollection:
+        raise NotImplementedError
+
+    def metrics(self, stage: str) -> MetricCollection:
+        return self.stage_metrics[f"{stage}_metrics"]
+
+    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Loss for `batch` (updating this stage's metrics)."""
+        raise NotImplementedError
+
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Tokens the network reads in this batch (padding excluded), for throughput."""
+        raise NotImplementedError

@@ -1,0 +1,125 @@
+"""`attnlab-train`: fit a network on a task, test the best checkpoint, write metrics.json.
+
+attnlab-train model=encdec data=reverse trainer.max_epochs=5
+attnlab-train -m seed=1,2,3
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from attnlab import builders
+from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_report import print_config
+
+log = logging.getLogger(__name__)
+
+
+def chosen_options() -> dict[str, str | None]:
+    """The option picked in every config group (`model: encdec`, ...), Hydra's own excluded."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {group: choice for group, choice in choices.items() if not group.startswith("hydra")}
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in sorted(metrics.items())}
+
+
+@rank_zero_only
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Atomic write, so a crash never leaves a half-written metrics.json."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job from a composed config; returns what metrics.json holds."""
+    start = time.perf_counter()
+    builders.check_compatibility(cfg)
+    builders.check_checkpoint_path(cfg.get("ckpt_path"))
+    if cfg.get("seed") is not None:  # seed=0 is a seed too
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = builders.build_datamodule(cfg)
+    module = builders.build_module(cfg, datamodule)
+    callbacks = builders.build_callbacks(cfg)
+    loggers = builders.build_loggers(cfg)
+    trainer = builders.build_trainer(cfg, callbacks, loggers)
+
+    parameters = builders.count_parameters(module.network)
+    hparams = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "choices": chosen_options(),
+        "parameters": parameters,
+    }
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+    fit_metrics: dict[str, Any] = {}
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_metrics = _scalars(trainer.callback_metrics)
+    tokens_seen = module.tokens_seen  # testing a checkpoint below reloads its older count
+
+    test_metrics: dict[str, Any] = {}
+    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test", True):
+        if not best_ckpt:
+            log.warning("No best checkpoint (fast_dev_run or checkpointing off): testing as is.")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt or None)
+        test_metrics = _scalars(trainer.callback_metrics)
+
+    metrics = {
+        **{k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
+        **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
+    }
+    result = {
+        "metrics": metrics,
+        "parameters": parameters,
+        "tokens_seen": tokens_seen,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "best_checkpoint": best_ckpt or None,
+        "choices": chosen_options(),
+    }
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    return result
+
+
+def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
+    """The value sweepers optimise (`optimized_metric`), from this run's metrics."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in result["metrics"]:
+        raise KeyError(
+            f"optimized_metric={name} was not logged; logged: {sorted(result['metrics'])}"
+        )
+    return result["metrics"][name]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
+    print_config(cfg)
+    result = train(cfg)
+    return optimized_value(cfg, result)
+
+
+main = with_config_hints("train", hydra_main)
+
+if __name__ == "__main__":
+    main()

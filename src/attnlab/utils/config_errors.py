@@ -1,0 +1,88 @@
+"""Turn Hydra's "Key 'x' is not in struct" into a suggestion naming the valid keys."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+
+def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
+    """For each `a.b.c=value` override whose key does not exist, name close valid keys."""
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [arg for arg in args if not arg.startswith("-")]
+        )
+    except Exception:  # Hydra reports syntax errors itself
+        return []
+    # Group choices (model=encdec) shape the tree; keep them, drop plain key overrides.
+    groups = [o.input_line for o in overrides if "." not in o.key_or_group and o.package is None]
+    keyed = [
+        o
+        for o in overrides
+        if "." in o.key_or_group
+        and o.is_force_add() is False
+        and not o.is_add()
+        and not o.is_delete()
+        and not o.key_or_group.startswith("hydra.")
+    ]
+    if not keyed:
+        return []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("attnlab.conf", version_base="1.3"):
+            cfg = compose(config_name, overrides=groups)
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    return [hint for o in keyed if (hint := _hint(cfg, o.key_or_group, o.value()))]
+
+
+def _hint(cfg: DictConfig, key: str, value: object) -> str | None:
+    if OmegaConf.select(cfg, key, default=_Missing) is not _Missing:
+        return None
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig):
+        return None
+    valid = sorted(str(k) for k in parent)
+    close = difflib.get_close_matches(leaf, valid, n=3)
+    guess = f" Did you mean {', '.join(f'{parent_key}.{c}' for c in close)}?" if close else ""
+    return (
+        f"Unknown key {key} (value {value!r}).{guess} "
+        f"Valid keys under {parent_key or 'the root'}: {', '.join(valid)}"
+    )
+
+
+class _Missing:
+    pass
+
+
+@contextmanager
+def explain_config_errors(config_name: str) -> Iterator[None]:
+    """Around a Hydra main: on failure, add hints about misspelt keys to stderr."""
+    try:
+        yield
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            for hint in unknown_key_hints(config_name, sys.argv[1:]):
+                print(f"attnlab: {hint}", file=sys.stderr)
+        raise
+
+
+def with_config_hints(config_name: str, hydra_main: Callable[[], object]) -> Callable[[], None]:
+    """Wrap a @hydra.main function as a console-script entry point."""
+
+    def entry_point() -> None:
+        with explain_config_errors(config_name):
+            hydra_main()
+
+    entry_point.__doc__ = hydra_main.__doc__
+    return entry_point

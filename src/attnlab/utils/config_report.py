@@ -1,0 +1,25 @@
+"""Print the composed config as a rich tree at the start of a run."""
+
+from __future__ import annotations
+
+import rich
+import rich.syntax
+import rich.tree
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+ORDER = ("data", "task", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger")
+
+
+@rank_zero_only
+def print_config(cfg: DictConfig) -> None:
+    """One branch per top-level section, groups first, the remaining keys last."""
+    if not cfg.get("print_config", True):
+        return
+    tree = rich.tree.Tree("config", style="dim", guide_style="dim")
+    sections = [key for key in ORDER if key in cfg] + [key for key in cfg if key not in ORDER]
+    for key in sections:
+        node = cfg[key]
+        text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
+        tree.add(f"[bold]{key}").add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)

@@ -1,0 +1,20 @@
+"""OmegaConf resolvers used by the config tree."""
+
+from __future__ import annotations
+
+import secrets
+
+from omegaconf import OmegaConf
+
+
+def _run_id() -> str:
+    # A random suffix makes run directories unique even when two runs start in the same second.
+    # The resolver is cached per config, and Hydra copies that cache into every job of a sweep,
+    # so all jobs of one sweep share one id.
+    return secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    """Register attnlab's resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)

@@ -1,0 +1,82 @@
+"""Shared fixtures: compose configs the way `attnlab-train` does, but small and in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+# A model and data small enough that a training run takes seconds on 2 CPU cores.
+TINY_SETUP = [
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_ff=64",
+    "model.n_encoder_layers=1",
+    "model.n_decoder_layers=1",
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "data.max_len=8",
+    "trainer.accelerator=cpu",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "print_config=false",
+]
+TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
+
+
+def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
+    """Compose like the CLI would, with the run directory in tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module("attnlab.conf", version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.job.num = 0
+        cfg.hydra.job.id = "0"
+        cfg.paths.data_dir = str(tmp_path / "data")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def train_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """`train_config("debug=fast", ...)`: a tiny train config writing into tmp_path."""
+
+    def make(*overrides: str, base: list[str] = TINY) -> DictConfig:
+        return compose_config(tmp_path, [*base, *overrides])
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+def run_cli(
+    command: str, *args: str, cwd: Path, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run an installed entry point (`attnlab-train`, ...) as a user would."""
+    executable = Path(sys.executable).parent / command
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [str(executable), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{command} {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result

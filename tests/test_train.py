@@ -1,0 +1,147 @@
+"""End-to-end training runs on tiny configs: the pipeline, debug presets, resume, eval."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnlab.train import optimized_value, train
+from tests.conftest import TINY, TINY_SETUP, compose_config, run_cli
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_default_config_trains_and_writes_metrics(train_config, tmp_path: Path) -> None:
+    cfg = train_config("trainer.max_epochs=2")
+    result = train(cfg)
+    saved = read_metrics(tmp_path)
+    assert saved == json.loads(json.dumps(result))
+    metrics = saved["metrics"]
+    for name in (
+        "train/loss",
+        "val/loss",
+        "val/acc",
+        "val/exact_match",
+        "val/bleu",
+        "test/loss",
+        "test/acc",
+        "test/exact_match",
+        "test/bleu",
+    ):
+        assert math.isfinite(metrics[name]), name
+    assert saved["parameters"]["total"] > saved["parameters"]["embedding"] > 0
+    assert saved["global_step"] == 2 * 8  # 256 examples / batch 32, two epochs
+    assert saved["tokens_seen"] > 0
+    assert saved["choices"]["model"] == "encdec" and saved["choices"]["task"] == "seq2seq"
+    assert Path(saved["best_checkpoint"]).is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    assert optimized_value(cfg, result) == metrics["val/loss"]
+
+
+@pytest.mark.parametrize("preset", ["fast", "overfit", "limit", "profiler"])
+def test_debug_presets_run(train_config, tmp_path: Path, preset: str) -> None:
+    overrides = [f"debug={preset}"]
+    if preset == "overfit":
+        overrides.append("trainer.max_epochs=3")
+    result = train(train_config(*overrides, base=TINY_SETUP))  # the preset sets the epochs
+    assert math.isfinite(result["metrics"]["test/loss"])
+    expected_steps = {"fast": 1, "overfit": 3, "limit": 9, "profiler": 8}[preset]
+    assert result["global_step"] == expected_steps
+
+
+def test_seed_zero_is_honoured(train_config) -> None:
+    first = train(train_config("seed=0", "debug=fast"))
+    second = train(train_config("seed=0", "debug=fast"))
+    assert first["metrics"]["train/loss"] == second["metrics"]["train/loss"]
+    third = train(train_config("seed=1", "debug=fast"))
+    assert third["metrics"]["train/loss"] != first["metrics"]["train/loss"]
+
+
+def test_tiny_batch_overfits(train_config) -> None:
+    result = train(
+        train_config(
+            "debug=overfit",
+            "trainer.max_epochs=150",
+            "data.batch_size=8",
+            "model.dropout=0",
+            "optimizer.lr=3e-3",
+            "test=false",
+        )
+    )
+    assert result["metrics"]["train/loss"] < 0.05
+
+
+def test_resume_from_last_checkpoint_continues_steps(train_config, tmp_path: Path) -> None:
+    first = train(train_config("trainer.max_epochs=1"))
+    assert first["global_step"] == 8
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    second = train(
+        compose_config(resumed_dir, [*TINY_SETUP, "trainer.max_epochs=2", f"ckpt_path={last}"])
+    )
+    assert second["global_step"] == 16
+    assert (
+        torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        == 16
+    )
+
+
+def test_train_then_eval_cli_gives_same_test_metrics(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_cli(
+        "attnlab-train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    trained = read_metrics(run_dir)
+    eval_dir = tmp_path / "eval"
+    run_cli(
+        "attnlab-eval",
+        f"ckpt_path={trained['best_checkpoint']}",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={eval_dir}",
+        cwd=tmp_path,
+    )
+    evaluated = read_metrics(eval_dir)["metrics"]
+    test_metrics = {k: v for k, v in trained["metrics"].items() if k.startswith("test/")}
+    assert set(test_metrics) == set(evaluated)
+    for name, value in test_metrics.items():
+        assert evaluated[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+def test_multirun_two_jobs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    run_cli(
+        "attnlab-train",
+        "-m",
+        "seed=1,2",
+        "debug=fast",
+        *TINY,
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    runs = sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json"))
+    assert runs == ["0", "1"]
+    overrides = [(sweep_dir / run / ".hydra" / "overrides.yaml").read_text() for run in runs]
+    assert "seed=1" in overrides[0] and "seed=2" in overrides[1]
+
+
+def test_run_dirs_never_collide(tmp_path: Path) -> None:
+    """Two runs started in the same second still get their own directories."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    dirs = set()
+    for _ in range(3):
+        GlobalHydra.instance().clear()
+        with initialize_config_module("attnlab.conf", version_base="1.3"):
+            cfg = compose("train", return_hydra_config=True)
+        dirs.add((str(cfg.hydra.run.dir), str(cfg.hydra.sweep.dir)))
+    GlobalHydra.instance().clear()
+    assert len({run for run, _ in dirs}) == 3 and len({sweep for _, sweep in dirs}) == 3

@@ -23,6 +23,8 @@ GROUPS = [
     "callbacks",
     "debug",
     "experiment",
+    "paths",
+    "hydra",
 ]
 
 
@@ -37,8 +39,30 @@ def options(group: str) -> list[str]:
 CASES = [(group, option) for group in GROUPS for option in options(group)]
 
 
-def test_every_group_has_options() -> None:
-    assert {group for group, _ in CASES} == set(GROUPS)
+def test_every_config_file_is_covered() -> None:
+    """Each YAML file is a tested option, a primary config, or a task picked by a data option."""
+    root = Path(str(CONF))
+    files_on_disk = {str(p.relative_to(root)) for p in root.rglob("*.yaml")}
+    covered = {f"{group}/{option}.yaml" for group, option in CASES} | {
+        "train.yaml",
+        "eval.yaml",
+        "generate.yaml",
+    }
+    tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
+    picked = {
+        line.split(":")[-1].strip()
+        for p in root.joinpath("data").glob("*.yaml")
+        for line in p.read_text().splitlines()
+        if "/task@" in line
+    }
+    assert {f"task/{name}.yaml" for name in picked} == tasks
+    assert files_on_disk - covered - tasks == set()
+
+
+def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["scheduler=none"])
+    datamodule = builders.build_datamodule(cfg)
+    assert builders.build_module(cfg, datamodule).scheduler_factory is None
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
@@ -56,7 +80,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
         return  # needs CUDA to build a Trainer; composition and resolution are checked above
     trainer = builders.build_trainer(cfg, callbacks, loggers)
     assert trainer is not None
-    if group == "scheduler":
+    if group == "scheduler" and cfg.scheduler is not None:
         scheduler = instantiate(cfg.scheduler)(
             instantiate(cfg.optimizer)(module.network.parameters()), total_steps=100
         )

@@ -13,7 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import Logger
 
+from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
+
+__all__ = ["ConfigError", "count_parameters"]
 
 
 class ConfigError(ValueError):
@@ -80,15 +83,6 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logg
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def count_parameters(network: torch.nn.Module) -> dict[str, int]:
-    """Total, embedding and non-embedding parameters (tied tensors counted once)."""
-    params = {id(p): p for p in network.parameters()}
-    embedding = {id(m.weight) for m in network.modules() if isinstance(m, torch.nn.Embedding)}
-    total = sum(p.numel() for p in params.values())
-    embed = sum(p.numel() for i, p in params.items() if i in embedding)
-    return {"total": total, "embedding": embed, "non_embedding": total - embed}
-
-
 def check_checkpoint_path(ckpt_path: str | None) -> None:
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist (or is not a file)")
@@ -105,3 +99,17 @@ def load_run_config(ckpt_path: str) -> DictConfig:
     if config is None:
         raise ConfigError(f"ckpt_path={ckpt_path} holds no attnlab run config")
     return OmegaConf.create(config)
+
+
+def load_trained_module(
+    ckpt_path: str, data_overrides: DictConfig | dict | None = None
+) -> tuple[DictConfig, pl.LightningDataModule, AttnLabModule]:
+    """Rebuild data and module from an attnlab checkpoint and load its weights (on CPU)."""
+    run_cfg = load_run_config(ckpt_path)
+    if data_overrides:
+        run_cfg.data = OmegaConf.merge(run_cfg.data, data_overrides)
+    datamodule = build_datamodule(run_cfg)
+    module = build_module(run_cfg, datamodule)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    module.load_state_dict(checkpoint["state_dict"])
+    return run_cfg, datamodule, module

@@ -90,7 +90,8 @@ class AttnLabModule(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+            # LearningRateMonitor logs it as train/lr/<param group name>.
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

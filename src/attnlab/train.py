@@ -97,6 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "choices": chosen_options(),
     }
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    log.info("Run directory: %s (metrics.json, checkpoints/, logs)", cfg.paths.output_dir)
     return result
 
 

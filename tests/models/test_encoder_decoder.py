@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from attnlab.models import EncoderDecoder
+from attnlab.models.parameters import count_parameters
 
 V = 17  # vocabulary of the small models below
 
@@ -116,18 +117,18 @@ def test_num_parameters_counts_tied_once(share: bool, tie: bool) -> None:
     body = n_enc * (attention + ffn + 2 * layernorm) + n_dec * (2 * attention + ffn + 3 * layernorm)
     embeddings = V * D * (1 if share else 2)
     head = 0 if tie else V * D
-    assert model.num_parameters() == body + embeddings + head
-    assert model.num_parameters(exclude_embeddings=True) == body + head
+    assert count_parameters(model)["total"] == body + embeddings + head
+    assert count_parameters(model)["non_embedding"] == body + head
 
 
 def test_num_parameters_learned_positions_and_final_norms() -> None:
     D = 8
     base = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, max_len=10)
     learned = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, max_len=10, positional="learned")
-    assert learned.num_parameters() == base.num_parameters() + 10 * D
-    assert learned.num_parameters(exclude_embeddings=True) == base.num_parameters(True)
+    assert count_parameters(learned)["total"] == count_parameters(base)["total"] + 10 * D
+    assert count_parameters(learned)["non_embedding"] == count_parameters(base)["non_embedding"]
     no_final = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, final_norm=False)
-    assert base.num_parameters() == no_final.num_parameters() + 2 * (2 * D)
+    assert count_parameters(base)["total"] == count_parameters(no_final)["total"] + 2 * (2 * D)
 
 
 @pytest.mark.parametrize(("norm_first", "final_norm"), [(False, None), (True, None), (False, True)])

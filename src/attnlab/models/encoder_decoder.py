@@ -223,15 +223,3 @@ class EncoderDecoder(nn.Module):
         """Teacher-forced logits (B, T, V_tgt) for target inputs `tgt` given source `src`."""
         memory = self.encode(src, src_padding_mask)
         return self.decode(tgt, memory, src_padding_mask, tgt_padding_mask)
-
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Number of parameters, each tied tensor counted once.
-
-        exclude_embeddings drops every nn.Embedding (token and learned positional), and with
-        it an output projection tied to one; an untied lm_head is still counted.
-        """
-        skip = set()
-        if exclude_embeddings:
-            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        # parameters() yields a shared tensor only once.
-        return sum(p.numel() for p in self.parameters() if id(p) not in skip)

@@ -23,6 +23,6 @@ def parameter_groups(
         exempt = param.dim() < 2 or (not decay_embeddings and id(param) in embedding_ids)
         (no_decay if exempt else decay).append(param)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
     ]

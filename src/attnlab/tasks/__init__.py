@@ -4,6 +4,7 @@ The task comes with the data (`DataSpec.task`); the network comes from the `mode
 """
 
 from attnlab.tasks.base import Task
+from attnlab.tasks.causal_lm import CausalLMTask
 from attnlab.tasks.seq2seq import Seq2SeqTask
 
-__all__ = ["Seq2SeqTask", "Task"]
+__all__ = ["CausalLMTask", "Seq2SeqTask", "Task"]

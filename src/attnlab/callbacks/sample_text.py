@@ -1,0 +1,72 @@
+"""Sample a few continuations at every validation and log them as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+
+class SampleText(pl.Callback):
+    """Continue each prompt with the network's `generate`.
+
+    Written to `<run dir>/samples/step_<N>.txt` and, with W&B, logged as a table.
+    """
+
+    def __init__(
+        self,
+        prompts: list[str] | None = None,
+        max_new_tokens: int = 100,
+        temperature: float = 0.8,
+        top_k: int | None = 200,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.prompts = prompts or ["\n"]
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.seed = seed
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not hasattr(pl_module.network, "generate"):
+            return
+        spec = pl_module.task.spec
+        if spec.encode is None:
+            return
+        samples = [self.sample(pl_module, prompt) for prompt in self.prompts]
+        step = trainer.global_step
+        out_dir = Path(trainer.default_root_dir) / "samples"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"=== {p!r}\n{s}\n\n" for p, s in zip(self.prompts, samples, strict=True))
+        (out_dir / f"step_{step:07d}.txt").write_text(text)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text(
+                    key="samples",
+                    columns=["step", "prompt", "sample"],
+                    data=[[step, p, s] for p, s in zip(self.prompts, samples, strict=True)],
+                )
+
+    def sample(self, pl_module: pl.LightningModule, prompt: str) -> str:
+        spec = pl_module.task.spec
+        ids = torch.tensor([spec.encode(prompt)], device=pl_module.device)
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        was_training = pl_module.training
+        pl_module.eval()
+        out = pl_module.network.generate(
+            ids,
+            self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            eos_id=spec.eos_id,
+            generator=generator,
+        )
+        pl_module.train(was_training)
+        return spec.decode(out[0].tolist())

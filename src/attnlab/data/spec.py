@@ -1,0 +1,25 @@
+"""What a DataModule tells the network and the task about its data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Vocabulary facts shared by data, network and task.
+
+    `decode` turns token ids into text (for BLEU, samples and logs), dropping special ids;
+    `encode` turns text into ids (prompts). Special ids are None where the data has none
+    (character-level text, say).
+    """
+
+    task: str
+    vocab_size: int
+    decode: Callable[[Sequence[int]], str]
+    max_len: int  # longest sequence the data produces (a window, or a pair with BOS/EOS)
+    pad_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+    encode: Callable[[str], list[int]] | None = None

@@ -1,0 +1,53 @@
+"""`attnlab-generate ckpt_path=... prompt="ROMEO:" max_new_tokens=200`: sample from a checkpoint.
+
+attnlab-generate ckpt_path=<run>/checkpoints/best.ckpt prompt="ROMEO:" temperature=0.8
+attnlab-generate ckpt_path=... prompt="The" temperature=0     # greedy
+"""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from attnlab import builders
+from attnlab.utils.config_errors import with_config_hints
+
+
+def generate(cfg: DictConfig) -> list[str]:
+    """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
+    _, _, module = builders.load_trained_module(cfg.ckpt_path)
+    network, spec = module.network, module.task.spec
+    if not hasattr(network, "generate") or spec.encode is None:
+        raise builders.ConfigError(
+            f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
+            "attnlab-generate needs a decoder-only network trained on text (causal_lm)"
+        )
+    device = torch.device(cfg.device)
+    network.to(device).eval()
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    prompt = torch.tensor([spec.encode(cfg.prompt)] * cfg.num_samples, device=device)
+    out = network.generate(
+        prompt,
+        cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        eos_id=spec.eos_id,
+        generator=generator,
+    )
+    return [spec.decode(row) for row in out.tolist()]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+def hydra_main(cfg: DictConfig) -> None:
+    for i, text in enumerate(generate(cfg)):
+        if cfg.num_samples > 1:
+            print(f"--- sample {i}")
+        print(text)
+
+
+main = with_config_hints("generate", hydra_main)
+
+if __name__ == "__main__":
+    main()

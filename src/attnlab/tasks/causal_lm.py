@@ -1,0 +1,42 @@
+"""Causal language modelling: next-token cross-entropy and perplexity."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.text import Perplexity
+
+from attnlab.data.spec import DataSpec
+from attnlab.tasks.base import Task
+
+IGNORE_INDEX = -100  # labels at padding positions, if the data has any
+
+
+class CausalLMTask(Task):
+    """Batches hold `input_ids` (B, T) and `labels` (B, T), the inputs shifted by one.
+
+    Training computes the loss alone, so the step costs what a hand-written loop costs;
+    validation and test add perplexity.
+    """
+
+    name = "causal_lm"
+
+    def __init__(self, spec: DataSpec) -> None:
+        super().__init__(spec)
+
+    def make_metrics(self, stage: str) -> MetricCollection:
+        metrics = {} if stage == "train" else {"ppl": Perplexity(ignore_index=IGNORE_INDEX)}
+        return MetricCollection(metrics, prefix=f"{stage}/")
+
+    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = network(batch["input_ids"])  # (B, T, V)
+        labels = batch["labels"]  # (B, T)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        if stage != "train":
+            self.metrics(stage)["ppl"].update(logits.float(), labels)
+        return loss
+
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["input_ids"].numel()

@@ -79,15 +79,20 @@ class AttnLabModule(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
+        """The configured optimiser over parameter groups, and its schedule (or None)."""
         # The optimiser config's weight decay applies to matrices only (see parameter_groups).
         weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
         groups = parameter_groups(self.network, weight_decay, self.decay_embeddings)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
+            return optimizer, None
+        return optimizer, self.scheduler_factory(optimizer, total_steps=total_steps)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer, scheduler = self.build_optimizer(int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
             return {"optimizer": optimizer}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {
             "optimizer": optimizer,
             # LearningRateMonitor logs it as train/lr/<param group name>.

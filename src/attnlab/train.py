@@ -46,8 +46,11 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job from a composed config; returns what metrics.json holds."""
+def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
+    """Run one training job from a composed config; returns what metrics.json holds.
+
+    `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
+    """
     start = time.perf_counter()
     builders.check_compatibility(cfg)
     builders.check_checkpoint_path(cfg.get("ckpt_path"))
@@ -56,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = builders.build_datamodule(cfg)
     module = builders.build_module(cfg, datamodule)
-    callbacks = builders.build_callbacks(cfg)
+    callbacks = [*builders.build_callbacks(cfg), *(extra_callbacks or [])]
     loggers = builders.build_loggers(cfg)
     trainer = builders.build_trainer(cfg, callbacks, loggers)
 

@@ -73,7 +73,8 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
         super().__init__()
         if transform not in TRANSFORMS:
             raise ValueError(
-                f"data.transform={transform!r} is not a toy task; choose one of {sorted(TRANSFORMS)}"
+                f"data.transform={transform!r} is not a toy task; "
+                f"choose one of {sorted(TRANSFORMS)}"
             )
         if vocab_size <= NUM_SPECIAL:
             raise ValueError(f"data.vocab_size={vocab_size} must exceed the {NUM_SPECIAL} specials")

@@ -31,13 +31,13 @@ train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequen
 	$(BIN)/attnlab-train experiment=encdec_reverse $(ARGS)
 
 test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the slower end-to-end tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
 	$(BIN)/ruff check src tests scripts

@@ -34,6 +34,19 @@ TINY_SETUP = [
 TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+# Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data itself.
+DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def token_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tokenizer and token caches of this test session, never the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("attnlab_cache")
+    os.environ["ATTNLAB_CACHE_DIR"] = str(path)
+    return path
+
+
 def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
     """Compose like the CLI would, with the run directory in tmp_path."""
     GlobalHydra.instance().clear()
@@ -43,7 +56,7 @@ def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "tra
         cfg.hydra.runtime.output_dir = str(tmp_path)
         cfg.hydra.job.num = 0
         cfg.hydra.job.id = "0"
-        cfg.paths.data_dir = str(tmp_path / "data")
+        cfg.paths.data_dir = str(DATA_DIR)
         cfg.paths.log_dir = str(tmp_path / "logs")
     HydraConfig.instance().set_config(cfg)
     return cfg

@@ -6,7 +6,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from attnlab import builders
@@ -39,6 +39,27 @@ def options(group: str) -> list[str]:
 CASES = [(group, option) for group in GROUPS for option in options(group)]
 
 
+def task_of_data(option: str) -> str:
+    text = CONF.joinpath("data", f"{option}.yaml").read_text()
+    return next(line.split(":")[-1].strip() for line in text.splitlines() if "/task@" in line)
+
+
+def supported_tasks(model: str) -> tuple[str, ...]:
+    target = OmegaConf.load(str(CONF.joinpath("model", f"{model}.yaml")))._target_
+    return get_class(target).supported_tasks
+
+
+def with_partner(group: str, option: str) -> list[str]:
+    """The override under test, plus a model (or data) option that fits it."""
+    if group == "data":
+        model = next(m for m in options("model") if task_of_data(option) in supported_tasks(m))
+        return [f"data={option}", f"model={model}"]
+    if group == "model":
+        data = next(d for d in options("data") if task_of_data(d) in supported_tasks(option))
+        return [f"model={option}", f"data={data}"]
+    return [f"{group}={option}"]
+
+
 def test_every_config_file_is_covered() -> None:
     """Each YAML file is a tested option, a primary config, or a task picked by a data option."""
     root = Path(str(CONF))
@@ -67,7 +88,7 @@ def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
-    cfg = compose_config(tmp_path, [f"{group}={option}", "trainer.accelerator=cpu"])
+    cfg = compose_config(tmp_path, [*with_partner(group, option), "trainer.accelerator=cpu"])
     assert cfg.hydra.runtime.choices[group] == option
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     builders.check_compatibility(cfg)

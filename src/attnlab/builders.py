@@ -35,10 +35,17 @@ def check_compatibility(cfg: DictConfig) -> None:
         )
 
 
+# Keys of a section that are attnlab's own settings, not constructor arguments.
+NOT_ARGUMENTS = ("compile",)
+
+
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     """instantiate(cfg[key]); a bad value becomes a ConfigError that starts with the key."""
+    node = OmegaConf.to_container(cfg[key], resolve=True)
+    for name in NOT_ARGUMENTS:
+        node.pop(name, None)
     try:
-        return instantiate(cfg[key], **kwargs)
+        return instantiate(node, **kwargs)
     except InstantiationException as error:
         cause = error.__cause__ if isinstance(error.__cause__, ValueError | TypeError) else error
         raise ConfigError(f"{key}: {cause}") from error
@@ -53,6 +60,9 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
     if spec.task != get_class(cfg.task._target_).name:
         raise ConfigError(f"data feeds task {spec.task!r} but task is {cfg.task._target_}")
     network = instantiate_section(cfg, "model", vocab_size=spec.vocab_size)
+    if cfg.model.get("compile", False):
+        # In place: the forward is compiled, parameter names (and checkpoints) stay the same.
+        network.compile()
     task = instantiate_section(cfg, "task", spec=spec)
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(

@@ -1,7 +1,28 @@
 """DataModules. Each one says which task it feeds (`DataSpec.task`) and what the model needs to
 know about its vocabulary."""
 
+from attnlab.data.download import ChecksumError, MissingDataError, ensure_file
+from attnlab.data.lm_datamodule import LanguageModelingDataModule, TokenizedCorpus
+from attnlab.data.lm_windows import RandomOffsetSampler, TokenWindows
+from attnlab.data.shakespeare import ShakespeareCharDataModule
 from attnlab.data.spec import DataSpec
+from attnlab.data.token_cache import TokenCache
+from attnlab.data.toy_lm import ToyLMDataModule
 from attnlab.data.toy_seq2seq import ToySeq2SeqDataModule
+from attnlab.data.wikitext import WikiText2DataModule
 
-__all__ = ["DataSpec", "ToySeq2SeqDataModule"]
+__all__ = [
+    "ChecksumError",
+    "DataSpec",
+    "LanguageModelingDataModule",
+    "MissingDataError",
+    "RandomOffsetSampler",
+    "ShakespeareCharDataModule",
+    "TokenCache",
+    "TokenWindows",
+    "TokenizedCorpus",
+    "ToyLMDataModule",
+    "ToySeq2SeqDataModule",
+    "WikiText2DataModule",
+    "ensure_file",
+]

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.kv_cache import KVCache
+
 
 def attention_reference(
     q: Tensor,
@@ -72,36 +74,63 @@ class MultiHeadAttention(nn.Module):
         key_value: Tensor | None = None,
         key_padding_mask: Tensor | None = None,
         causal: bool = False,
+        cache: KVCache | None = None,
     ) -> Tensor:
         """Attend from `query` (B, Tq, D) to `key_value` (B, Tk, D), or to itself if None.
 
-        key_padding_mask: bool (B, Tk), True at padding keys. causal: query i sees keys <= i.
+        key_padding_mask: bool (B, Tk), True at padding keys; with a self-attention cache it
+        covers the cached keys too. causal: query i sees keys <= i.
+        cache: self-attention appends this call's keys and values to it, and the queries,
+        at positions len(cache) + i, attend to every cached key plus the new causal ones.
+        Cross-attention projects `key_value` on the first call only and then reuses the
+        cached keys and values (the memory is fixed while decoding).
         """
-        kv = query if key_value is None else key_value
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
-        k = self._split_heads(self.k_proj(kv))  # (B, H, Tk, Dh)
-        v = self._split_heads(self.v_proj(kv))  # (B, H, Tk, Dh)
-        # q and k are final from here on: RoPE, QK-norm or a KV cache would act at this point.
-
-        dropout_p = self.dropout if self.training else 0.0
-        if key_padding_mask is None:
-            # No explicit mask lets SDPA build the causal mask itself and pick a fused kernel.
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+        past = 0  # cached self-attention steps: query i sits at position past + i
+        if cache is not None and key_value is not None and len(cache) > 0:
+            # Cross-attention while decoding: the memory was projected on the first step.
+            k, v = cache.k, cache.v  # (B, H, S, Dh)
         else:
+            kv = query if key_value is None else key_value
+            k = self._split_heads(self.k_proj(kv))  # (B, H, Tk, Dh)
+            v = self._split_heads(self.v_proj(kv))  # (B, H, Tk, Dh)
+            # q and k are final from here on: RoPE or QK-norm would act at this point.
+            if cache is not None:
+                if key_value is None:
+                    past = len(cache)
+                k, v = cache.append(k, v)  # (B, H, past + Tk, Dh)
+        tq, tk = q.size(-2), k.size(-2)
+
+        allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
+        if key_padding_mask is not None:
             if key_padding_mask.dtype != torch.bool:
                 # ~mask on an int tensor is a bitwise not: it would silently mask nothing.
                 raise TypeError(
                     f"key_padding_mask must be bool (True = pad), got {key_padding_mask.dtype}"
                 )
-            allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk), True = may attend
-            if causal:
-                # Top-left aligned like SDPA's is_causal, so both paths agree.
-                tq, tk = q.size(-2), k.size(-2)
-                allowed = allowed & torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril()
+            if key_padding_mask.shape != (q.size(0), tk):
+                raise ValueError(
+                    f"key_padding_mask must have shape (batch, keys) = {(q.size(0), tk)} "
+                    f"(cached keys included), got {tuple(key_padding_mask.shape)}"
+                )
+            allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+        if causal and (allowed is not None or (past > 0 and tq > 1)):
+            # Query i sits at position past + i and sees keys 0..past + i. Without a cache
+            # (past = 0) this is top-left aligned like SDPA's is_causal, so both paths agree.
+            visible = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=past)
+            allowed = visible if allowed is None else allowed & visible
+
+        dropout_p = self.dropout if self.training else 0.0
+        if allowed is None:
+            # No explicit mask lets SDPA build the causal mask itself and pick a fused kernel.
+            # A single new query after cached steps sees every key: no causal mask at all.
+            is_causal = causal and past == 0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
+        else:
             # A query with no visible key (e.g. a fully padded sequence) would softmax over
             # all -inf and produce NaN, which poisons the gradients of the whole batch. Let
             # such rows attend everywhere (finite), then zero their output.
-            empty = ~allowed.any(dim=-1, keepdim=True)  # (B, 1, Tq or 1, 1)
+            empty = ~allowed.any(dim=-1, keepdim=True)  # (..., Tq or 1, 1)
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=allowed | empty, dropout_p=dropout_p
             )

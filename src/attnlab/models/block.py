@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.feedforward import FeedForward
+from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 
 
@@ -60,11 +61,15 @@ class TransformerBlock(nn.Module):
         causal: bool = False,
         memory: Tensor | None = None,
         memory_padding_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        cross_cache: KVCache | None = None,
     ) -> Tensor:
         """x: (B, T, D) -> (B, T, D).
 
-        padding_mask: bool (B, T), True at padding. memory: (B, S, D) for cross-attention,
-        with memory_padding_mask bool (B, S).
+        padding_mask: bool (B, T), True at padding (B, T_cached + T with a cache). memory:
+        (B, S, D) for cross-attention, with memory_padding_mask bool (B, S).
+        cache / cross_cache: this layer's self- / cross-attention KVCache for incremental
+        decoding, where x holds only the new steps (see MultiHeadAttention.forward).
         """
         cross_attn = self.cross_attn
         if (cross_attn is None) != (memory is None):
@@ -74,11 +79,17 @@ class TransformerBlock(nn.Module):
             )
 
         x = self._residual(
-            x, self.norm1, lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal)
+            x,
+            self.norm1,
+            lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal, cache=cache),
         )
         if cross_attn is not None:
             x = self._residual(
-                x, self.norm2, lambda h: cross_attn(h, memory, key_padding_mask=memory_padding_mask)
+                x,
+                self.norm2,
+                lambda h: cross_attn(
+                    h, memory, key_padding_mask=memory_padding_mask, cache=cross_cache
+                ),
             )
             return self._residual(x, self.norm3, self.ffn)
         return self._residual(x, self.norm2, self.ffn)

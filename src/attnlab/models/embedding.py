@@ -12,11 +12,14 @@ class TokenEmbedding(nn.Module):
 
     The scale keeps embeddings on the same footing as the positional encoding when the
     embedding matrix is small-initialised and shared with the output projection.
+    padding_idx: a row that lookups never update (nn.Embedding's padding_idx, as in BERT).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, scale: bool = True):
+    def __init__(
+        self, vocab_size: int, d_model: int, scale: bool = True, padding_idx: int | None = None
+    ):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         self.scale = math.sqrt(d_model) if scale else 1.0
 
     @property

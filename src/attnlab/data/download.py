@@ -1,0 +1,117 @@
+"""Find a data file on disk (plain or gzipped), or download it once with its sha256 checked.
+
+Local files are used as they are: a file you put there yourself (a trimmed copy for a test, a
+patched version) is trusted, and the token cache notices when it changes. Downloads are checked
+against the sha256 of their content, uncompressed, which unlike the sha256 of a .gz file does not
+depend on the gzip build.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from attnlab.data.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class MissingDataError(FileNotFoundError):
+    """A data file is not on disk and could not be downloaded."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded file does not have the expected sha256."""
+
+
+def gz_variant(path: Path) -> Path:
+    """`train.txt` -> `train.txt.gz` (how shared/data stores large text files)."""
+    return path.with_name(path.name + ".gz")
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """Open a file for reading, decompressing it if its name ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a plain or gzipped file."""
+    with open_binary(path) as file:
+        return file.read().decode("utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the bytes as stored (a .gz file is not decompressed): a cheap identity."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_file(
+    path: str | Path,
+    url: str | None = None,
+    sha256: str | None = None,
+    *,
+    decompress: bool = False,
+    source: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """The path of `path` or of its .gz variant if either exists; else download `url` to `path`.
+
+    sha256 is that of the content as used (uncompressed). `decompress=True` means the URL serves
+    gzip and the file is stored decompressed. `source` says where the file comes from when there
+    is no URL (it defaults to the URL). Raises MissingDataError when the file is neither on disk
+    nor downloadable, ChecksumError when a download has the wrong sha256; neither leaves a file.
+    """
+    path = Path(path)
+    for candidate in (path, gz_variant(path)):
+        if candidate.is_file():
+            return candidate
+    if url is None:
+        raise MissingDataError(_missing_message(path, source, sha256, reason="no URL to fetch"))
+    log.info("Downloading %s to %s", url, path)
+    try:
+        _download(url, path, sha256, decompress, timeout)
+    except (urllib.error.URLError, OSError) as error:  # offline, 404, read-only data dir, ...
+        # HTTPError reads "HTTP Error 404: ..."; a plain URLError's reason is the socket error.
+        detail = error.reason if type(error) is urllib.error.URLError else error
+        reason = f"downloading {url} failed: {detail}"
+        raise MissingDataError(_missing_message(path, source or url, sha256, reason)) from error
+    return path
+
+
+def _download(url: str, path: Path, sha256: str | None, decompress: bool, timeout: float) -> None:
+    digest = hashlib.sha256()
+    with atomic_path(path) as tmp:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            stream = gzip.GzipFile(fileobj=response) if decompress else response
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            # Raised inside atomic_path, so the temporary file is removed and `path` never made.
+            raise ChecksumError(
+                f"{url} has sha256 {digest.hexdigest()}, expected {sha256}; "
+                f"nothing was saved to {path}. The source may have changed: fetch the file "
+                "yourself and check it, or configure another URL."
+            )
+
+
+def _missing_message(path: Path, source: str | None, sha256: str | None, reason: str) -> str:
+    where = f" from {source}" if source else ""
+    check = f" (sha256 {sha256} uncompressed)" if sha256 else ""
+    return (
+        f"Data file {path.name} is missing: looked for {path} and {gz_variant(path).name} "
+        f"({reason}). Put {path.name}{where}{check} into {path.parent}/ (gzipped as "
+        f"{gz_variant(path).name} is fine), or point data_dir (env ATTNLAB_DATA_DIR) at a "
+        "directory that has it."
+    )

@@ -1,0 +1,86 @@
+"""Fixed-length windows over a token stream, for training and evaluating a causal LM.
+
+A window of `block_size + 1` tokens gives `input_ids` (its first block_size tokens) and `labels`
+(the same shifted by one: the next token at every position). Items are dicts of 1-D int64 tensors
+and the default collate stacks them into `{"input_ids": (B, T), "labels": (B, T)}`.
+
+Training draws random windows the DDP-friendly way: the dataset is map-style, item i being the
+window that starts at token i, and `RandomOffsetSampler` draws which offsets an epoch visits. In a
+multi-GPU run Lightning wraps that sampler in its DistributedSamplerWrapper, which forwards
+`set_epoch` and hands each rank a disjoint share of the epoch's offsets; no rank sees the same
+windows as another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class TokenWindows(Dataset):
+    """Windows of `block_size + 1` tokens starting every `stride` tokens.
+
+    stride=1 gives every start offset (training); stride=block_size gives non-overlapping
+    windows that score every token once, except a tail shorter than a block (evaluation).
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, stride: int = 1) -> None:
+        if len(tokens) < block_size + 1:
+            raise ValueError(
+                f"{len(tokens)} tokens cannot fill one window of block_size={block_size} "
+                "(plus one token for the last label)"
+            )
+        if stride < 1:
+            raise ValueError(f"stride={stride} must be at least 1")
+        # Slices of the (possibly memory-mapped) array, not a sliding_window_view: a strided view
+        # would be pickled as a full copy of every window when workers are spawned.
+        self.tokens = tokens
+        self.block_size = block_size
+        self.stride = stride
+        self.length = (len(tokens) - block_size - 1) // stride + 1
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"window {index} out of range for {self.length} windows")
+        start = index * self.stride
+        window = self.tokens[start : start + self.block_size + 1].astype(np.int64)
+        window = torch.from_numpy(window)
+        return {"input_ids": window[:-1], "labels": window[1:]}
+
+
+class RandomOffsetSampler(Sampler[int]):
+    """`num_samples` random window indices per epoch, fresh every epoch.
+
+    Indices are drawn without replacement; asking for more than there are windows repeats whole
+    random permutations first. The draw depends only on (seed, epoch), so every DDP rank draws
+    the same list and the DistributedSamplerWrapper splits it into disjoint shares. Lightning
+    calls `set_epoch` at the start of each epoch; call it yourself outside a Trainer.
+    """
+
+    def __init__(self, num_windows: int, num_samples: int, seed: int = 0) -> None:
+        if num_windows < 1 or num_samples < 1:
+            raise ValueError(f"need windows and samples, got {num_windows} and {num_samples}")
+        self.num_windows = num_windows
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        full, rest = divmod(self.num_samples, self.num_windows)
+        parts = [rng.permutation(self.num_windows) for _ in range(full)]
+        # choice without replacement uses Floyd's algorithm when rest << num_windows: no O(n) work.
+        parts.append(rng.choice(self.num_windows, rest, replace=False))
+        return iter(np.concatenate(parts).tolist())

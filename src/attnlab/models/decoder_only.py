@@ -1,0 +1,188 @@
+"""A decoder-only (GPT-style) language model: causal self-attention blocks over one sequence."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.models.block import TransformerBlock
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.kv_cache import KVCache
+from attnlab.models.norms import build_norm
+from attnlab.models.parameters import count_parameters
+from attnlab.models.positional import build_positional
+from attnlab.models.sampling import sample_next
+
+
+class DecoderOnly(nn.Module):
+    """Token + position embedding -> causal TransformerBlocks -> final norm -> LM head.
+
+    With the defaults (pre-LN, learned positions, GELU, tied head) this is GPT-2's layout.
+    """
+
+    supported_tasks: tuple[str, ...] = ("causal_lm",)
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        norm_first: bool = True,
+        norm: str = "layernorm",
+        positional: str = "learned",
+        max_len: int = 256,
+        bias: bool = True,
+        tie_output: bool = True,
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        # Checked here too so the error comes first, before anything is built.
+        if n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if d_ff is None:
+            d_ff = 4 * d_model
+        self.d_model = d_model
+        self.max_len = max_len
+
+        # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
+        self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
+        self.pos = build_positional(positional, d_model, max_len)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                n_heads,
+                d_ff,
+                dropout,
+                activation,
+                norm_first,
+                cross_attention=False,
+                norm=norm,
+                bias=bias,
+                layer_norm_eps=layer_norm_eps,
+            )
+            for _ in range(n_layers)
+        )
+        # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
+        self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+
+        self.apply(self._init_weights)
+        # GPT-2: every residual branch (2 per layer) adds to the stream; scaling their output
+        # projections by 1/sqrt(2 n_layers) keeps the stream's variance from growing with depth.
+        for layer in self.layers:
+            for proj in (layer.self_attn.out_proj, layer.ffn.linear2):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+        if tie_output:
+            # After init, so the tied matrix keeps the embedding initialisation.
+            self.lm_head.weight = self.tok_embed.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-2 init: N(0, 0.02) weights, zero biases; LayerNorm keeps its 1/0 default."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        idx: Tensor,
+        padding_mask: Tensor | None = None,
+        caches: list[KVCache] | None = None,
+        start: int = 0,
+    ) -> Tensor:
+        """idx: (B, T) token ids at positions start..start+T-1 -> logits (B, T, V).
+
+        Self-attention is always causal. padding_mask: bool, True at padding; (B, T), or
+        (B, start + T) with caches since it covers the cached keys too.
+        caches: one KVCache per layer; idx then holds only the new steps, and start must be
+        the number of steps already cached.
+        """
+        T = idx.size(1)
+        if start < 0 or start + T > self.max_len:
+            raise ValueError(
+                f"positions {start}..{start + T - 1} do not fit in max_len={self.max_len}; "
+                "use shorter sequences or a larger max_len"
+            )
+        if caches is not None:
+            if len(caches) != len(self.layers):
+                raise ValueError(
+                    f"need one KVCache per layer: got {len(caches)}, have {len(self.layers)}"
+                )
+            if caches and len(caches[0]) != start:
+                raise ValueError(
+                    f"start={start} must equal the number of cached steps ({len(caches[0])})"
+                )
+
+        x = self.dropout(self.pos(self.tok_embed(idx), start=start))  # (B, T, D)
+        for i, layer in enumerate(self.layers):
+            cache = None if caches is None else caches[i]
+            x = layer(x, padding_mask=padding_mask, causal=True, cache=cache)
+        return self.lm_head(self.norm(x))  # (B, T, V)
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model seq_len.
+
+        The PaLM appendix B / nanoGPT estimate: 6 FLOPs per weight per token for the matmuls
+        (2 forward, 4 backward), plus the attention scores and weighted sum over seq_len keys
+        (full, not halved for causality). N is every weight used in a matmul: all non-embedding
+        parameters plus the LM head matrix once. An untied head is already non-embedding; a
+        tied one counts as embedding, so it is added back (its lookup is free, its matmul is
+        not). Token and position tables are lookups and left out.
+        """
+        n = count_parameters(self)["non_embedding"]
+        if self.lm_head.weight is self.tok_embed.weight:
+            n += self.lm_head.weight.numel()
+        return 6 * n + 12 * len(self.layers) * self.d_model * seq_len
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Continue prompt_ids (B, T0) by up to max_new_tokens -> (B, T0 + new).
+
+        temperature 0 is greedy; otherwise sampling with optional top-k / top-p (see
+        sample_next). With use_cache the prompt is run once (prefill) and then one token per
+        step against the KV cache. Once the sequence is longer than max_len there are no
+        positions left, so, like nanoGPT, each step re-runs the last max_len tokens without a
+        cache (positions shift, which makes the cached keys stale). Rows that have produced
+        eos_id get eos_id from then on, and generation stops when every row has. Call .eval()
+        first: dropout would make cached and uncached results differ.
+        """
+        if prompt_ids.size(1) < 1:
+            raise ValueError("prompt_ids must hold at least one token per row")
+        idx = prompt_ids  # (B, T)
+        caches: list[KVCache] | None = None
+        finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)  # (B,)
+        for _ in range(max_new_tokens):
+            if use_cache and idx.size(1) <= self.max_len:
+                if caches is None:  # prefill: the whole prompt at once
+                    caches = [KVCache() for _ in self.layers]
+                    logits = self(idx, caches=caches)
+                else:  # only the newest token; the cache holds the rest
+                    logits = self(idx[:, -1:], caches=caches, start=idx.size(1) - 1)
+            else:
+                logits = self(idx[:, -self.max_len :])  # (B, min(T, max_len), V)
+            next_id = sample_next(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
+            if eos_id is not None:
+                next_id = next_id.masked_fill(finished, eos_id)
+                finished |= next_id == eos_id
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+            if eos_id is not None and finished.all():
+                break
+        return idx

@@ -54,7 +54,7 @@ def test_loss_is_next_token_cross_entropy_and_ppl_its_exponential() -> None:
         losses.append(loss.item())
         counts.append(labels.numel())
     ppl = task.metrics("val").compute()["val/ppl"]
-    mean_nll = sum(l * c for l, c in zip(losses, counts, strict=True)) / sum(counts)
+    mean_nll = sum(loss * n for loss, n in zip(losses, counts, strict=True)) / sum(counts)
     assert ppl.item() == pytest.approx(math.exp(mean_nll), rel=1e-5)
 
 

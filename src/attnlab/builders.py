@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import Logger
 
+from attnlab.data.spec import DataSpec
+from attnlab.data.token_cache import default_cache_dir
 from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
 
@@ -36,7 +39,7 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 # Keys of a section that are attnlab's own settings, not constructor arguments.
-NOT_ARGUMENTS = ("compile",)
+NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers")
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -52,14 +55,31 @@ def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data; fine-tuning from `model.pretrained` reuses that checkpoint's tokenizer."""
+    pretrained = cfg.model.get("pretrained")
+    if pretrained and "tokenizer_path" in cfg.data and cfg.data.tokenizer_path is None:
+        with open_dict(cfg):
+            cfg.data.tokenizer_path = pretrained_tokenizer_file(pretrained, cfg.paths.cache_dir)
     return instantiate_section(cfg, "data")
+
+
+def network_arguments(spec: DataSpec) -> dict[str, Any]:
+    """What the network learns from the data: vocabulary size, and classes for classifiers."""
+    kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
+    if spec.num_classes is not None:
+        kwargs["num_classes"] = spec.num_classes
+    return kwargs
 
 
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
     spec = datamodule.spec
     if spec.task != get_class(cfg.task._target_).name:
         raise ConfigError(f"data feeds task {spec.task!r} but task is {cfg.task._target_}")
-    network = instantiate_section(cfg, "model", vocab_size=spec.vocab_size)
+    network = instantiate_section(cfg, "model", **network_arguments(spec))
+    if cfg.model.get("pretrained"):
+        load_pretrained_body(network, cfg.model.pretrained, datamodule)
+    if cfg.model.get("freeze_layers"):
+        network.freeze_layers(cfg.model.freeze_layers)
     if cfg.model.get("compile", False):
         # In place: the forward is compiled, parameter names (and checkpoints) stay the same.
         network.compile()
@@ -98,13 +118,9 @@ def check_checkpoint_path(ckpt_path: str | None) -> None:
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist (or is not a file)")
 
 
-def load_run_config(ckpt_path: str) -> DictConfig:
+def load_run_config(ckpt_path: str, checkpoint: dict[str, Any] | None = None) -> DictConfig:
     """The resolved training config saved inside an attnlab checkpoint."""
-    check_checkpoint_path(ckpt_path)
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a truncated or foreign file: say which one
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a readable checkpoint: {error}") from error
+    checkpoint = checkpoint or _load_checkpoint(ckpt_path)
     config = checkpoint.get("hyper_parameters", {}).get("config")
     if config is None:
         raise ConfigError(f"ckpt_path={ckpt_path} holds no attnlab run config")
@@ -115,11 +131,81 @@ def load_trained_module(
     ckpt_path: str, data_overrides: DictConfig | dict | None = None
 ) -> tuple[DictConfig, pl.LightningDataModule, AttnLabModule]:
     """Rebuild data and module from an attnlab checkpoint and load its weights (on CPU)."""
-    run_cfg = load_run_config(ckpt_path)
-    if data_overrides:
-        run_cfg.data = OmegaConf.merge(run_cfg.data, data_overrides)
+    checkpoint = _load_checkpoint(ckpt_path)
+    run_cfg = load_run_config(ckpt_path, checkpoint)
+    with open_dict(run_cfg):
+        if data_overrides:
+            run_cfg.data = OmegaConf.merge(run_cfg.data, data_overrides)
+        # The weights come from this checkpoint, not from where its training started ...
+        run_cfg.model.pretrained = None
+        # ... and so does the tokenizer, wherever the run kept its copy.
+        if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
+            run_cfg.data.tokenizer_path = _tokenizer_file(checkpoint, run_cfg.paths.cache_dir)
     datamodule = build_datamodule(run_cfg)
     module = build_module(run_cfg, datamodule)
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     module.load_state_dict(checkpoint["state_dict"])
     return run_cfg, datamodule, module
+
+
+def _load_checkpoint(ckpt_path: str) -> dict[str, Any]:
+    check_checkpoint_path(ckpt_path)
+    try:
+        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a truncated or foreign file: say which one
+        raise ConfigError(f"ckpt_path={ckpt_path} is not a readable checkpoint: {error}") from error
+
+
+def pretrained_tokenizer_file(ckpt_path: str, cache_dir: str | None) -> str:
+    """Write the tokenizer saved in a checkpoint to the cache; returns its path."""
+    checkpoint = _load_checkpoint(ckpt_path)
+    if checkpoint.get("tokenizer") is None:
+        raise ConfigError(f"model.pretrained={ckpt_path} holds no tokenizer to fine-tune with")
+    return _tokenizer_file(checkpoint, cache_dir)
+
+
+def _tokenizer_file(checkpoint: dict[str, Any], cache_dir: str | None) -> str:
+    tokenizer = checkpoint["tokenizer"]
+    name = f"{tokenizer['fingerprint']}.json"
+    path = Path(cache_dir or default_cache_dir()) / "pretrained_tokenizers" / name
+    if not path.is_file():  # named by content: an existing file is the same tokenizer
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(tokenizer["json"])
+        tmp.replace(path)
+    return str(path)
+
+
+def load_pretrained_body(
+    network: torch.nn.Module, ckpt_path: str, datamodule: pl.LightningDataModule
+) -> None:
+    """Copy the body (embeddings + blocks) of a pretrained checkpoint into `network`.
+
+    Heads start fresh. Fails, naming what differs, when the tokenizers or tensor shapes differ.
+    """
+    if not hasattr(network, "load_body_state_dict"):
+        raise ConfigError(f"model.pretrained: {type(network).__name__} cannot load a body")
+    checkpoint = _load_checkpoint(ckpt_path)
+    saved = (checkpoint.get("tokenizer") or {}).get("fingerprint")
+    ours = getattr(getattr(datamodule, "tokenizer", None), "fingerprint", None)
+    if saved != ours:
+        raise ConfigError(
+            f"model.pretrained={ckpt_path} was trained with tokenizer {saved}, but the data uses "
+            f"{ours}; leave data.tokenizer_path unset to reuse the checkpoint's tokenizer"
+        )
+    state = {
+        key.removeprefix("network."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("network.")
+    }
+    body = network.body_state_dict()
+    mismatched = [
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(value.shape)}"
+        for key, value in body.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    if mismatched:
+        raise ConfigError(f"model.pretrained={ckpt_path} does not fit: " + "; ".join(mismatched))
+    try:
+        network.load_body_state_dict(state)
+    except ValueError as error:
+        raise ConfigError(f"model.pretrained={ckpt_path}: {error}") from error

@@ -12,7 +12,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from attnlab import builders
 from attnlab.train import write_metrics
@@ -23,16 +23,11 @@ from attnlab.utils.config_report import print_config
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
     start = time.perf_counter()
-    run_cfg = builders.load_run_config(cfg.ckpt_path)
-    with open_dict(run_cfg):
-        run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-
-    datamodule = builders.build_datamodule(run_cfg)
-    module = builders.build_module(run_cfg, datamodule)
+    _, datamodule, module = builders.load_trained_module(cfg.ckpt_path, cfg.get("data"))
     trainer = builders.build_trainer(cfg, callbacks=[], loggers=builders.build_loggers(cfg))
-    trainer.test(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),

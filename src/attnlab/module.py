@@ -101,6 +101,13 @@ class AttnLabModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
+        # The tokenizer travels with the weights, so fine-tuning reads text the same way.
+        tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            checkpoint["tokenizer"] = {
+                "fingerprint": tokenizer.fingerprint,
+                "json": tokenizer.to_json(),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokens_seen = checkpoint.get("tokens_seen", 0)

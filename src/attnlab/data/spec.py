@@ -23,3 +23,4 @@ class DataSpec:
     bos_id: int | None = None
     eos_id: int | None = None
     encode: Callable[[str], list[int]] | None = None
+    num_classes: int | None = None  # classification data only

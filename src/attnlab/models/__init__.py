@@ -5,6 +5,7 @@ from attnlab.models.block import TransformerBlock
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.encoder_decoder import EncoderDecoder, TransformerDecoder, TransformerEncoder
+from attnlab.models.encoder_only import EncoderOnly
 from attnlab.models.feedforward import FeedForward
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
@@ -18,6 +19,7 @@ from attnlab.models.sampling import filter_logits, sample_next
 __all__ = [
     "DecoderOnly",
     "EncoderDecoder",
+    "EncoderOnly",
     "FeedForward",
     "KVCache",
     "LearnedPositionalEmbedding",

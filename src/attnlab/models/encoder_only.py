@@ -1,0 +1,283 @@
+"""An encoder-only (BERT-style) model: bidirectional self-attention blocks over one sequence.
+
+The model is a body (embeddings -> blocks -> final norm) shared by every task, plus heads:
+a masked-LM head over the vocabulary, and a pooler + classifier for sequence-level tasks.
+Fine-tuning loads the body of a masked-LM checkpoint and starts the heads fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.models.block import TransformerBlock
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.feedforward import build_activation
+from attnlab.models.norms import build_norm
+from attnlab.models.positional import build_positional
+
+_POOLING_KINDS = ("cls", "mean")
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's masked-LM head: dense -> activation -> norm, then a projection to the vocabulary.
+
+    The model ties `decoder.weight` to the token embedding; `decoder.bias` is the head's own
+    per-token output bias.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        vocab_size: int,
+        activation: str = "gelu",
+        norm: str = "layernorm",
+        layer_norm_eps: float = 1e-12,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model, bias=bias)
+        self.activation = build_activation(activation)
+        self.norm = build_norm(norm, d_model, layer_norm_eps, bias)
+        self.decoder = nn.Linear(d_model, vocab_size, bias=bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """(B, T, D) -> logits (B, T, V)."""
+        return self.decoder(self.norm(self.activation(self.dense(hidden))))
+
+
+class Pooler(nn.Module):
+    """One vector per sequence from the hidden states.
+
+    "cls": BERT's pooler, tanh(dense(h_0)) on the first token (which sees the whole sequence).
+    "mean": the average over non-pad positions, without parameters.
+    """
+
+    def __init__(self, d_model: int, kind: str = "cls", bias: bool = True):
+        super().__init__()
+        if kind not in _POOLING_KINDS:
+            raise ValueError(f"unknown pooling {kind!r}; choose one of {list(_POOLING_KINDS)}")
+        self.kind = kind
+        self.dense = nn.Linear(d_model, d_model, bias=bias) if kind == "cls" else None
+
+    def forward(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """hidden: (B, T, D), padding_mask: bool (B, T), True at padding -> (B, D)."""
+        if self.dense is not None:
+            return torch.tanh(self.dense(hidden[:, 0]))
+        if padding_mask is None:
+            return hidden.mean(dim=1)
+        keep = (~padding_mask).unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        # An all-pad row sums to zero; clamping its count avoids 0 / 0.
+        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)  # (B, D)
+
+
+class EncoderOnly(nn.Module):
+    """Token + position (+ segment) embeddings -> norm -> bidirectional blocks -> heads.
+
+    With the defaults (post-LN, learned positions, GELU, eps 1e-12, tied MLM decoder) this is
+    BERT's layout. Initialised like BERT: Linear and Embedding weights N(0, 0.02), biases
+    zero, norms 1/0, the pad row of the token embedding zero.
+    """
+
+    supported_tasks: tuple[str, ...] = ("masked_lm", "classification")
+
+    # Top-level submodules of the body (shared by all tasks) and of the task heads. Every
+    # state_dict key starts with one of them (a test checks this), so a checkpoint splits
+    # cleanly: `body_state_dict`, `load_body_state_dict`, `freeze_layers` rely on the split.
+    BODY_MODULES: tuple[str, ...] = (
+        "tok_embed",
+        "pos",
+        "segment_embed",
+        "embed_norm",
+        "layers",
+        "norm",
+    )
+    HEAD_MODULES: tuple[str, ...] = ("mlm_head", "pooler", "classifier")
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        norm_first: bool = False,
+        norm: str = "layernorm",
+        positional: str = "learned",
+        max_len: int = 512,
+        type_vocab_size: int = 0,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-12,
+        pad_id: int | None = 0,
+        num_classes: int | None = None,
+        pooling: str = "cls",
+        classifier_dropout: float | None = None,
+    ):
+        super().__init__()
+        # Checked first so a bad config fails before anything is built.
+        if n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if pooling not in _POOLING_KINDS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(_POOLING_KINDS)}")
+        if type_vocab_size < 0:
+            raise ValueError(
+                f"type_vocab_size must be >= 0 (0 = no segments), got {type_vocab_size}"
+            )
+        if pad_id is not None and not 0 <= pad_id < vocab_size:
+            raise ValueError(f"pad_id={pad_id} is not a token id of vocab_size={vocab_size}")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(
+                f"num_classes must be >= 1 (or None for no classifier), got {num_classes}"
+            )
+        if d_ff is None:
+            d_ff = 4 * d_model
+        if classifier_dropout is None:
+            classifier_dropout = dropout
+        self.d_model = d_model
+        self.max_len = max_len
+
+        # Body. Embeddings are unscaled: their sum is normalised right away anyway.
+        self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False, padding_idx=pad_id)
+        self.pos = build_positional(positional, d_model, max_len)
+        self.segment_embed = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
+        self.embed_norm = build_norm(norm, d_model, layer_norm_eps, bias)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                n_heads,
+                d_ff,
+                dropout,
+                activation,
+                norm_first,
+                cross_attention=False,
+                norm=norm,
+                bias=bias,
+                layer_norm_eps=layer_norm_eps,
+            )
+            for _ in range(n_layers)
+        )
+        # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
+        self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
+
+        # Heads.
+        self.mlm_head = MaskedLMHead(d_model, vocab_size, activation, norm, layer_norm_eps, bias)
+        self.pooler = Pooler(d_model, pooling, bias)
+        self.classifier_dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(d_model, num_classes, bias=bias) if num_classes else None
+
+        self.apply(self._init_weights)
+        # After init, so the tied matrix keeps the embedding initialisation.
+        self.mlm_head.decoder.weight = self.tok_embed.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """BERT init: N(0, 0.02) weights, zero biases and pad row, LayerNorm 1/0."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            nn.init.zeros_(module.weight[module.padding_idx])
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # ---- body ----
+
+    def encode(
+        self,
+        input_ids: Tensor,
+        padding_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        """input_ids: (B, T) -> hidden states (B, T, D).
+
+        padding_mask: bool (B, T), True at padding; no position attends to a pad.
+        token_type_ids: (B, T) segment ids, all 0 if None; only with type_vocab_size > 0.
+        """
+        x = self.pos(self.tok_embed(input_ids))  # (B, T, D)
+        if self.segment_embed is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            x = x + self.segment_embed(token_type_ids)
+        elif token_type_ids is not None:
+            raise ValueError(
+                "token_type_ids given, but the model has no segment embeddings (type_vocab_size=0)"
+            )
+        x = self.dropout(self.embed_norm(x))
+        for layer in self.layers:
+            x = layer(x, padding_mask=padding_mask)  # not causal: every token sees all others
+        return self.norm(x)  # (B, T, D)
+
+    def _is_body_key(self, key: str) -> bool:
+        return key.split(".", 1)[0] in self.BODY_MODULES
+
+    def body_state_dict(self) -> dict[str, Tensor]:
+        """The body's entries of state_dict(): everything but the heads."""
+        return {k: v for k, v in self.state_dict().items() if self._is_body_key(k)}
+
+    def load_body_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load the body from `state_dict` (e.g. a whole masked-LM model's); heads are untouched.
+
+        Keys of heads are ignored; a missing or unexpected body key is an error. The MLM decoder
+        is tied to the token embedding, so it takes the loaded embedding too.
+        """
+        body = {k: v for k, v in state_dict.items() if self._is_body_key(k)}
+        expected = set(self.body_state_dict())
+        missing, unexpected = sorted(expected - set(body)), sorted(set(body) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"body weights do not match this model: missing {missing}, unexpected {unexpected}"
+            )
+        self.load_state_dict(body, strict=False)  # strict=False: the heads are left out
+
+    def freeze_layers(self, n: int) -> None:
+        """Stop gradients to the embeddings and the first n blocks (n = n_layers: whole body).
+
+        The MLM decoder shares the token embedding, so it freezes with it. Dropout in frozen
+        parts still follows train()/eval().
+        """
+        if not 0 <= n <= len(self.layers):
+            raise ValueError(
+                f"freeze_layers(n) needs 0 <= n <= n_layers={len(self.layers)}, got {n}"
+            )
+        frozen = [self.tok_embed, self.pos, self.segment_embed, self.embed_norm, *self.layers[:n]]
+        if n == len(self.layers):
+            frozen.append(self.norm)
+        for module in frozen:
+            if module is not None:
+                module.requires_grad_(False)
+
+    # ---- heads ----
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        padding_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Masked-LM logits (B, T, V) for input_ids (B, T); arguments as in `encode`."""
+        return self.mlm_head(self.encode(input_ids, padding_mask, token_type_ids))
+
+    def pool(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """hidden: (B, T, D) -> (B, D), by the `pooling` chosen at construction."""
+        return self.pooler(hidden, padding_mask)
+
+    def classify(
+        self,
+        input_ids: Tensor,
+        padding_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Sequence-classification logits (B, num_classes); arguments as in `encode`."""
+        if self.classifier is None:
+            raise ValueError("classify needs a classifier: build EncoderOnly with num_classes=...")
+        hidden = self.encode(input_ids, padding_mask, token_type_ids)  # (B, T, D)
+        pooled = self.pool(hidden, padding_mask)  # (B, D)
+        return self.classifier(self.classifier_dropout(pooled))  # (B, C)

@@ -1,0 +1,144 @@
+"""EncoderOnly with BERT's settings reproduces Hugging Face's BertModel and its heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnlab.models import EncoderOnly
+
+transformers = pytest.importorskip("transformers")
+
+V, D, H, L, T_MAX, C = 37, 32, 4, 2, 24, 3
+
+
+@torch.no_grad()
+def bert_body_state_dict(model: EncoderOnly, prefix: str) -> dict[str, torch.Tensor]:
+    """Our embeddings and blocks under BertModel's names (post-LN: no final norm)."""
+    e = prefix + "embeddings."
+    state = {
+        e + "word_embeddings.weight": model.tok_embed.weight,
+        e + "position_embeddings.weight": model.pos.embedding.weight,
+        e + "token_type_embeddings.weight": model.segment_embed.weight,
+        e + "LayerNorm.weight": model.embed_norm.weight,
+        e + "LayerNorm.bias": model.embed_norm.bias,
+    }
+    for i, layer in enumerate(model.layers):
+        attn, ffn, p = layer.self_attn, layer.ffn, f"{prefix}encoder.layer.{i}."
+        linears = {
+            "attention.self.query": attn.q_proj,
+            "attention.self.key": attn.k_proj,
+            "attention.self.value": attn.v_proj,
+            "attention.output.dense": attn.out_proj,
+            "attention.output.LayerNorm": layer.norm1,
+            "intermediate.dense": ffn.linear1,
+            "output.dense": ffn.linear2,
+            "output.LayerNorm": layer.norm2,
+        }
+        for name, module in linears.items():
+            state[p + name + ".weight"] = module.weight
+            state[p + name + ".bias"] = module.bias
+    return state
+
+
+@torch.no_grad()
+def bert_pooler_state_dict(model: EncoderOnly, prefix: str) -> dict[str, torch.Tensor]:
+    dense = model.pooler.dense
+    return {prefix + "pooler.dense.weight": dense.weight, prefix + "pooler.dense.bias": dense.bias}
+
+
+@torch.no_grad()
+def bert_mlm_head_state_dict(model: EncoderOnly) -> dict[str, torch.Tensor]:
+    """BertForMaskedLM's head; its decoder.bias and `bias` are one tied tensor."""
+    head, p = model.mlm_head, "cls.predictions."
+    return {
+        p + "transform.dense.weight": head.dense.weight,
+        p + "transform.dense.bias": head.dense.bias,
+        p + "transform.LayerNorm.weight": head.norm.weight,
+        p + "transform.LayerNorm.bias": head.norm.bias,
+        p + "decoder.weight": head.decoder.weight,
+        p + "decoder.bias": head.decoder.bias,
+        p + "bias": head.decoder.bias,
+    }
+
+
+@pytest.fixture
+def ours() -> EncoderOnly:
+    model = EncoderOnly(
+        V, D, H, L, max_len=T_MAX, type_vocab_size=2, dropout=0.0, num_classes=C
+    ).eval()
+    with torch.no_grad():  # move LayerNorms and biases off their 1/0 init so they matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture
+def config():
+    return transformers.BertConfig(
+        vocab_size=V,
+        hidden_size=D,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        intermediate_size=4 * D,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=T_MAX,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+        num_labels=C,
+    )
+
+
+def random_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids (B, T), padding_mask (bool, True at pads) and segment ids, for a padded batch."""
+    ids = torch.randint(V, (3, T_MAX))
+    lengths = torch.tensor([T_MAX, 15, 4])
+    pad = torch.arange(T_MAX)[None, :] >= lengths[:, None]  # (B, T)
+    segments = (torch.arange(T_MAX)[None, :] >= torch.tensor([10, 7, 2])[:, None]).long()
+    return ids.masked_fill(pad, 0), pad, segments
+
+
+@pytest.mark.parametrize("with_segments", [True, False], ids=["segments", "no_segments"])
+def test_hidden_states_and_pooler_match_bert_model(ours, config, with_segments: bool) -> None:
+    ref = transformers.BertModel(config).eval()
+    ref.load_state_dict(  # strict: every BERT weight is set
+        bert_body_state_dict(ours, "") | bert_pooler_state_dict(ours, "")
+    )
+    ids, pad, segments = random_batch()
+    segments = segments if with_segments else None
+    with torch.no_grad():
+        hidden = ours.encode(ids, pad, segments)
+        out = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments)
+        # Pad positions too: they are queries that attend to the real tokens only, as in BERT.
+        torch.testing.assert_close(hidden, out.last_hidden_state, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours.pool(hidden, pad), out.pooler_output, atol=1e-4, rtol=1e-4)
+
+
+def test_mlm_logits_match_bert_for_masked_lm(ours, config) -> None:
+    ref = transformers.BertForMaskedLM(config).eval()
+    assert ref.cls.predictions.decoder.weight is ref.bert.embeddings.word_embeddings.weight
+    ref.load_state_dict(bert_body_state_dict(ours, "bert.") | bert_mlm_head_state_dict(ours))
+    ids, pad, segments = random_batch()
+    with torch.no_grad():
+        expected = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments).logits
+        torch.testing.assert_close(ours(ids, pad, segments), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_classifier_matches_bert_for_sequence_classification(ours, config) -> None:
+    ref = transformers.BertForSequenceClassification(config).eval()
+    classifier = {
+        "classifier.weight": ours.classifier.weight,
+        "classifier.bias": ours.classifier.bias,
+    }
+    ref.load_state_dict(
+        bert_body_state_dict(ours, "bert.") | bert_pooler_state_dict(ours, "bert.") | classifier
+    )
+    ids, pad, segments = random_batch()
+    with torch.no_grad():
+        expected = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments).logits
+        torch.testing.assert_close(
+            ours.classify(ids, pad, segments), expected, atol=1e-4, rtol=1e-4
+        )

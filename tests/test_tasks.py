@@ -1,0 +1,78 @@
+"""Masked-LM and classification tasks: losses against direct computations, metric values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnlab.data.spec import DataSpec
+from attnlab.tasks import ClassificationTask, MaskedLMTask
+
+
+class Fixed(nn.Module):
+    """A stand-in network returning given logits from forward and classify."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, *args: object) -> torch.Tensor:
+        return self.logits
+
+    def classify(self, *args: object) -> torch.Tensor:
+        return self.logits
+
+
+def test_masked_lm_scores_only_selected_positions() -> None:
+    vocab = 13
+    task = MaskedLMTask(DataSpec(task="masked_lm", vocab_size=vocab, decode=str, max_len=9))
+    logits = torch.randn(3, 9, vocab)
+    labels = torch.full((3, 9), -100)
+    selected = torch.rand(3, 9) < 0.3
+    selected[0, 0] = True
+    labels[selected] = torch.randint(0, vocab, (int(selected.sum()),))
+    batch = {
+        "input_ids": torch.zeros(3, 9, dtype=torch.long),
+        "labels": labels,
+        "padding_mask": torch.zeros(3, 9, dtype=torch.bool),
+    }
+    loss = task.step(Fixed(logits), batch, "val")
+    expected = F.cross_entropy(logits[selected], labels[selected])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    metrics = task.metrics("val").compute()
+    accuracy = (logits[selected].argmax(-1) == labels[selected]).float().mean()
+    assert metrics["val/acc"].item() == pytest.approx(accuracy.item(), abs=1e-6)
+    assert metrics["val/ppl"].item() == pytest.approx(expected.exp().item(), rel=1e-5)
+
+
+def test_classification_loss_accuracy_and_macro_f1() -> None:
+    spec = DataSpec(task="classification", vocab_size=5, decode=str, max_len=4, num_classes=2)
+    task = ClassificationTask(spec)
+    logits = torch.randn(64, 2)
+    labels = torch.randint(0, 2, (64,))
+    batch = {
+        "input_ids": torch.zeros(64, 4, dtype=torch.long),
+        "labels": labels,
+        "padding_mask": torch.zeros(64, 4, dtype=torch.bool),
+    }
+    loss = task.step(Fixed(logits), batch, "test")
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    predictions = logits.argmax(-1)
+    f1s = []
+    for c in (0, 1):
+        tp = ((predictions == c) & (labels == c)).sum().item()
+        fp = ((predictions == c) & (labels != c)).sum().item()
+        fn = ((predictions != c) & (labels == c)).sum().item()
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    metrics = task.metrics("test").compute()
+    assert metrics["test/acc"].item() == pytest.approx(
+        (predictions == labels).float().mean().item()
+    )
+    assert metrics["test/f1"].item() == pytest.approx(sum(f1s) / 2, abs=1e-6)
+
+
+def test_classification_needs_num_classes() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        ClassificationTask(DataSpec(task="classification", vocab_size=5, decode=str, max_len=4))

@@ -26,6 +26,17 @@ class ConfigError(ValueError):
     """A config that cannot work, reported before any work is done."""
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Fail early on values a config marks as required (`???`) that nobody set."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise ConfigError(
+            "required values not set: "
+            + ", ".join(missing)
+            + f" (e.g. `attnlab-train ... {missing[0]}=<value>`)"
+        )
+
+
 def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task."""
     network_cls = get_class(cfg.model._target_)

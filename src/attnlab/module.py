@@ -46,8 +46,12 @@ class AttnLabModule(pl.LightningModule):
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.network(*args, **kwargs)
 
-    def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        loss = self.task.step(self.network, batch, stage)
+    def _shared_step(
+        self, batch: dict[str, torch.Tensor], stage: str, log: bool = True
+    ) -> torch.Tensor:
+        loss = self.task.step(self.network, batch, stage)  # also updates the task's metrics
+        if not log:
+            return loss
         training = stage == "train"
         batch_size = next(iter(batch.values())).size(0)
         # Training loss per step (the curve); evaluation loss averaged over the whole split.
@@ -60,6 +64,8 @@ class AttnLabModule(pl.LightningModule):
             batch_size=batch_size,
             sync_dist=not training,
         )
+        # Metric objects accumulate in task.step; logging them once an epoch would do, and
+        # Lightning computes them at the epoch's end.
         self.log_dict(
             self.task.metrics(stage),
             on_step=False,
@@ -71,7 +77,12 @@ class AttnLabModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.tokens_seen += self.task.count_tokens(batch)
-        return self._shared_step(batch, "train")
+        # Each self.log costs about a millisecond on a CPU; the loggers only record every
+        # log_every_n_steps, so log then (and on an epoch's last batch, for epoch metrics).
+        log = (batch_idx + 1) % self.trainer.log_every_n_steps == 0 or (
+            batch_idx + 1 == self.trainer.num_training_batches
+        )
+        return self._shared_step(batch, "train", log=log)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")

@@ -52,6 +52,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     """
     start = time.perf_counter()
+    builders.check_required(cfg)
     builders.check_compatibility(cfg)
     builders.check_checkpoint_path(cfg.get("ckpt_path"))
     if cfg.get("seed") is not None:  # seed=0 is a seed too

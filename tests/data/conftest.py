@@ -46,6 +46,11 @@ def wikitext_data() -> Path:
     return require(*(f"wikitext-2/{split}.txt" for split in ("train", "valid", "test")))
 
 
+@pytest.fixture(scope="module")
+def sst2_data() -> Path:
+    return require("sst2/train.tsv", "sst2/dev.tsv")
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         pass

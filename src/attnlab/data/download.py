@@ -47,6 +47,12 @@ def read_text(path: Path) -> str:
         return file.read().decode("utf-8")
 
 
+def read_lines(path: Path) -> list[str]:
+    """Lines without their newline (the final newline does not start an empty line)."""
+    text = read_text(path)
+    return text.removesuffix("\n").split("\n") if text else []
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of the bytes as stored (a .gz file is not decompressed): a cheap identity."""
     digest = hashlib.sha256()

@@ -94,7 +94,7 @@ class TokenCache:
     ) -> Tokenizer:
         """The trained tokenizer for `key`; `build()` trains it on a cache miss."""
         stem, full_key = self._entry("tokenizer", name, key)
-        json_path, meta_path = _suffixed(stem, ".tokenizer.json"), _suffixed(stem, ".meta.json")
+        json_path, meta_path = self.tokenizer_path(name, key), _suffixed(stem, ".meta.json")
         meta = _read_json(meta_path)
         if meta is not None and meta.get("key") == full_key:
             try:
@@ -107,6 +107,11 @@ class TokenCache:
             tokenizer.save(str(tmp))
         _write_json(meta_path, {"key": full_key})
         return tokenizer
+
+    def tokenizer_path(self, name: str, key: Mapping[str, Any]) -> Path:
+        """Where `tokenizer(name, key, ...)` keeps its tokenizer.json."""
+        stem, _ = self._entry("tokenizer", name, key)
+        return _suffixed(stem, ".tokenizer.json")
 
     def _entry(self, kind: str, name: str, key: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
         """(path without suffix, key as stored); JSON round trip so tuples compare as lists."""

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.data.padding import pad_batch
 from attnlab.data.spec import DataSpec
 
 PAD, BOS, EOS = 0, 1, 2
@@ -34,14 +35,6 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[int], list[int]]:
         return self.pairs[index]
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """Right-pad to the longest sequence in the batch: (B, T_max)."""
-    out = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
 
 
 def collate_seq2seq(

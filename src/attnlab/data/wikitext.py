@@ -15,7 +15,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import Tokenizer
 
-from attnlab.data.download import ensure_file, read_text
+from attnlab.data.download import ensure_file, read_lines
 from attnlab.data.line_tokenizer import LineTokenizer, train_bpe, train_word_level
 from attnlab.data.lm_datamodule import LanguageModelingDataModule, TokenizedCorpus
 from attnlab.data.token_cache import TokenCache, source_key
@@ -32,10 +32,11 @@ FILE_SPLITS = {"train": "train", "val": "valid", "test": "test"}  # our split ->
 TOKENIZERS = ("bpe", "word")
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines without their newline (the final newline does not start an empty line)."""
-    text = read_text(path)
-    return text.removesuffix("\n").split("\n") if text else []
+def wikitext_file(directory: Path, name: str, url_base: str | None = URL_BASE) -> Path:
+    """`<directory>/<name>.txt` (train, valid or test), downloaded from `url_base` if missing."""
+    url = f"{url_base}/{name}.txt" if url_base else None
+    source = f"{URL_BASE}/{name}.txt"
+    return ensure_file(directory / f"{name}.txt", url, SHA256[name], source=source)
 
 
 class WikiText2DataModule(LanguageModelingDataModule):
@@ -76,11 +77,6 @@ class WikiText2DataModule(LanguageModelingDataModule):
         self.bpe_vocab_size = bpe_vocab_size
         self.url_base = url_base
 
-    def _file(self, name: str) -> Path:
-        url = f"{self.url_base}/{name}.txt" if self.url_base else None
-        source = f"{URL_BASE}/{name}.txt"
-        return ensure_file(self.directory / f"{name}.txt", url, SHA256[name], source=source)
-
     def _tokenizer(self, train_file: Path, train_key: dict[str, str]) -> LineTokenizer:
         def build() -> Tokenizer:
             lines = read_lines(train_file)
@@ -95,7 +91,10 @@ class WikiText2DataModule(LanguageModelingDataModule):
         return LineTokenizer(self.cache.tokenizer(f"wikitext-2/{self.tokenizer_name}", key, build))
 
     def load_corpus(self) -> TokenizedCorpus:
-        files = {split: self._file(name) for split, name in FILE_SPLITS.items()}
+        files = {
+            split: wikitext_file(self.directory, name, self.url_base)
+            for split, name in FILE_SPLITS.items()
+        }
         sources = {split: source_key(path) for split, path in files.items()}
         tokenizer = self._tokenizer(files["train"], sources["train"])
         splits = {

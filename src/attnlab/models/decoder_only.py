@@ -49,6 +49,7 @@ class DecoderOnly(nn.Module):
             d_ff = 4 * d_model
         self.d_model = d_model
         self.max_len = max_len
+        self._matmul_params: int | None = None  # for flops_per_token
 
         # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
@@ -137,10 +138,12 @@ class DecoderOnly(nn.Module):
         tied one counts as embedding, so it is added back (its lookup is free, its matmul is
         not). Token and position tables are lookups and left out.
         """
-        n = count_parameters(self)["non_embedding"]
-        if self.lm_head.weight is self.tok_embed.weight:
-            n += self.lm_head.weight.numel()
-        return 6 * n + 12 * len(self.layers) * self.d_model * seq_len
+        if self._matmul_params is None:  # counted once: throughput logging asks every step
+            n = count_parameters(self)["non_embedding"]
+            if self.lm_head.weight is self.tok_embed.weight:
+                n += self.lm_head.weight.numel()
+            self._matmul_params = n
+        return 6 * self._matmul_params + 12 * len(self.layers) * self.d_model * seq_len
 
     @torch.no_grad()
     def generate(

@@ -1,0 +1,61 @@
+"""`attnlab-fill-mask ckpt_path=... text="the [MASK] sat on the mat."`: top-k for each [MASK].
+
+attnlab-fill-mask ckpt_path=<mlm run>/checkpoints/best.ckpt text="the [MASK] of the river" top_k=5
+"""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from attnlab import builders
+from attnlab.utils.config_errors import with_config_hints
+
+MASK = "[MASK]"
+
+
+def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
+    _, datamodule, module = builders.load_trained_module(cfg.ckpt_path)
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    if module.task.name != "masked_lm" or tokenizer is None:
+        raise builders.ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was trained on task {module.task.name!r}; "
+            "attnlab-fill-mask needs a masked_lm checkpoint"
+        )
+    if MASK not in cfg.text:
+        raise builders.ConfigError(f"text={cfg.text!r} has no {MASK} to fill")
+    # Encode the text between the masks; "[MASK]" itself would be read as plain characters.
+    ids = [tokenizer.cls_id]
+    for i, piece in enumerate(cfg.text.split(MASK)):
+        if i:
+            ids.append(tokenizer.mask_id)
+        ids.extend(tokenizer.encode(piece))
+    ids.append(tokenizer.sep_id)
+    input_ids = torch.tensor([ids])
+    module.network.eval()
+    with torch.no_grad():
+        probs = module.network(input_ids).softmax(-1)[0]  # (T, V)
+    answers = []
+    for position in (input_ids[0] == tokenizer.mask_id).nonzero().flatten().tolist():
+        top = probs[position].topk(cfg.top_k)
+        answers.append(
+            [
+                (tokenizer.tokenizer.id_to_token(i), p)  # raw pieces: "##ing" stays visible
+                for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+            ]
+        )
+    return answers
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="fill_mask")
+def hydra_main(cfg: DictConfig) -> None:
+    for n, candidates in enumerate(fill_mask(cfg), start=1):
+        print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))
+
+
+main = with_config_hints("fill_mask", hydra_main)
+
+if __name__ == "__main__":
+    main()

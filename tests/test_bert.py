@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -147,12 +148,12 @@ def test_fill_mask_cli_prints_top_k_per_mask(tmp_path: Path, mlm_checkpoint: Pat
     out = run_cli(
         "attnlab-fill-mask",
         f"ckpt_path={mlm_checkpoint}",
-        "text=the [MASK] sees a [MASK] .",
+        'text="the [MASK] sees a [MASK] ."',
         "top_k=3",
         cwd=tmp_path,
     )
     lines = out.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["[MASK] 1", "[MASK] 2"]
     for line in lines:
-        probabilities = [float(p.rstrip(")")) for p in line.split("(")[1:]]
+        probabilities = [float(p) for p in re.findall(r"\((\d\.\d+)\)", line)]
         assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)

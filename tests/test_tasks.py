@@ -12,14 +12,18 @@ from attnlab.tasks import ClassificationTask, MaskedLMTask
 
 
 class Fixed(nn.Module):
-    """A stand-in network returning given logits from forward and classify."""
+    """A stand-in network: `classify` returns given logits; `encode` + `mlm_head` return the
+    given per-position logits (the head applied to the positions the task selects)."""
 
     def __init__(self, logits: torch.Tensor) -> None:
         super().__init__()
         self.logits = logits
 
-    def forward(self, *args: object) -> torch.Tensor:
+    def encode(self, *args: object) -> torch.Tensor:
         return self.logits
+
+    def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
 
     def classify(self, *args: object) -> torch.Tensor:
         return self.logits

@@ -1,6 +1,8 @@
-"""`attnlab-fill-mask ckpt_path=... text="the [MASK] sat on the mat."`: top-k for each [MASK].
+"""`attnlab-fill-mask ckpt_path=... 'text="the [MASK] sat on the mat ."'`: top-k per [MASK].
 
-attnlab-fill-mask ckpt_path=<mlm run>/checkpoints/best.ckpt text="the [MASK] of the river" top_k=5
+The text is quoted twice: for the shell, and for Hydra, which would read `[...]` as a list.
+
+    attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt 'text="the [MASK] of the river"'
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
@@ -37,6 +38,7 @@ def options(group: str) -> list[str]:
 
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
+PRIMARY = ["train", "eval", "generate", "fill_mask"]  # the entry points' own configs
 
 
 def task_of_data(option: str) -> str:
@@ -65,9 +67,7 @@ def test_every_config_file_is_covered() -> None:
     root = Path(str(CONF))
     files_on_disk = {str(p.relative_to(root)) for p in root.rglob("*.yaml")}
     covered = {f"{group}/{option}.yaml" for group, option in CASES} | {
-        "train.yaml",
-        "eval.yaml",
-        "generate.yaml",
+        f"{name}.yaml" for name in PRIMARY
     }
     tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
     picked = {
@@ -108,10 +108,22 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
         assert scheduler.get_last_lr()[0] >= 0
 
 
-def test_eval_config_composes(tmp_path: Path) -> None:
-    cfg = compose_config(tmp_path, ["ckpt_path=x.ckpt"], config_name="eval")
+@pytest.mark.parametrize("name", [p for p in PRIMARY if p != "train"])
+def test_entry_point_config_composes(tmp_path: Path, name: str) -> None:
+    """eval, generate and fill_mask: compose with their required values set."""
+    required = {"ckpt_path": "x.ckpt", "text": "'a [MASK] .'"}
+    cfg = compose_config(
+        tmp_path,
+        [
+            f"{k}={v}"
+            for k, v in required.items()
+            if k in yaml.safe_load(CONF.joinpath(f"{name}.yaml").read_text())
+        ],
+        config_name=name,
+    )
     assert cfg.ckpt_path == "x.ckpt"
-    assert cfg.task_name == "eval"
+    assert cfg.task_name == name
+    assert not [k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")]
 
 
 def test_data_dir_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,7 +128,11 @@ def main() -> None:
     for name, values in results.items():
         runs = ", ".join(f"{v:,.0f}" for v in values)
         print(f"| {name} | {statistics.median(values):,.0f} | {runs} |")
-    print(f"| ratio attnlab / hand-written | {attnlab / hand:.3f} | |")
+    pairs = [a / h for a, h in zip(results["attnlab"], results["hand-written"], strict=True)]
+    print(
+        f"| ratio attnlab / hand-written | {attnlab / hand:.3f} | "
+        f"per pair: {', '.join(f'{r:.3f}' for r in pairs)} (median {statistics.median(pairs):.3f}) |"
+    )
 
 
 if __name__ == "__main__":

@@ -57,10 +57,11 @@ def mlm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "data.max_lines=300",
             "data.wordpiece_vocab_size=2000",
         ],
+        ["experiment=bert_mlm_sst2", "data.max_lines=300", "data.wordpiece_vocab_size=1000"],
         ["experiment=bert_sst2"],
         ["experiment=bert_sst2", "model.pooling=mean", "model.norm_first=true"],
     ],
-    ids=["mlm_wikitext2", "mlm_shakespeare", "mlm_nsp_pairs", "sst2_scratch", "sst2_mean_preln"],
+    ids=["mlm_wikitext2", "mlm_shakespeare", "mlm_nsp_pairs", "mlm_sst2", "sst2_scratch", "sst2_mean_preln"],
 )
 def test_bert_experiment_trains_a_few_steps(tmp_path: Path, overrides: list[str]) -> None:
     result = train(compose_config(tmp_path, [*overrides, *SMALL]))
@@ -142,6 +143,23 @@ def test_freeze_layers_stops_gradients(tmp_path: Path, mlm_checkpoint: Path) -> 
     assert not any(p.requires_grad for p in network.layers[0].parameters())
     assert all(p.requires_grad for p in network.layers[1].parameters())
     assert network.classifier.weight.requires_grad
+
+
+def test_body_lr_scale_gives_the_pretrained_body_a_lower_lr(
+    tmp_path: Path, mlm_checkpoint: Path
+) -> None:
+    cfg = compose_config(
+        tmp_path,
+        [*FINETUNE, f"model.pretrained={mlm_checkpoint}", "model.body_lr_scale=0.1"],
+    )
+    module = builders.build_module(cfg, builders.build_datamodule(cfg))
+    optimizer, _ = module.build_optimizer(total_steps=10)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["body/decay"]["initial_lr"] == pytest.approx(0.1 * cfg.optimizer.lr)
+    assert groups["decay"]["initial_lr"] == pytest.approx(cfg.optimizer.lr)
+    head = {id(p) for p in groups["decay"]["params"] + groups["no_decay"]["params"]}
+    assert id(module.network.classifier.weight) in head
+    assert id(module.network.layers[0].self_attn.q_proj.weight) not in head
 
 
 def test_fill_mask_cli_prints_top_k_per_mask(tmp_path: Path, mlm_checkpoint: Path) -> None:

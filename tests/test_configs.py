@@ -42,8 +42,12 @@ PRIMARY = ["train", "eval", "generate", "fill_mask"]  # the entry points' own co
 
 
 def task_of_data(option: str) -> str:
-    text = CONF.joinpath("data", f"{option}.yaml").read_text()
-    return next(line.split(":")[-1].strip() for line in text.splitlines() if "/task@" in line)
+    """The task a data option picks in its defaults, or inherits from the data option it extends."""
+    defaults = yaml.safe_load(CONF.joinpath("data", f"{option}.yaml").read_text())["defaults"]
+    for entry in defaults:
+        if isinstance(entry, dict) and "/task@_global_.task" in entry:
+            return entry["/task@_global_.task"]
+    return task_of_data(next(e for e in defaults if isinstance(e, str) and e != "_self_"))
 
 
 def supported_tasks(model: str) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 # Keys of a section that are attnlab's own settings, not constructor arguments.
-NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers")
+NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -96,11 +96,15 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
         network.compile()
     task = instantiate_section(cfg, "task", spec=spec)
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
+    body_lr_scale = cfg.model.get("body_lr_scale", 1.0)
+    if not body_lr_scale > 0:
+        raise ConfigError(f"model.body_lr_scale={body_lr_scale} must be positive")
     return AttnLabModule(
         network=network,
         task=task,
         optimizer=instantiate_section(cfg, "optimizer"),
         scheduler=scheduler,
+        body_lr_scale=body_lr_scale,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
 

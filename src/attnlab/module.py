@@ -32,6 +32,7 @@ class AttnLabModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         decay_embeddings: bool = True,
+        body_lr_scale: float = 1.0,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -41,6 +42,7 @@ class AttnLabModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.decay_embeddings = decay_embeddings
+        self.body_lr_scale = body_lr_scale
         self.tokens_seen = 0
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -93,8 +95,13 @@ class AttnLabModule(pl.LightningModule):
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""
         # The optimiser config's weight decay applies to matrices only (see parameter_groups).
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        groups = parameter_groups(self.network, weight_decay, self.decay_embeddings)
+        keywords = getattr(self.optimizer_factory, "keywords", {})
+        body_lr = None
+        if self.body_lr_scale != 1.0:  # a pretrained body learns more slowly than new heads
+            body_lr = keywords["lr"] * self.body_lr_scale
+        groups = parameter_groups(
+            self.network, keywords.get("weight_decay", 0.0), self.decay_embeddings, body_lr
+        )
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer, None

@@ -282,7 +282,7 @@ def test_freeze_layers(norm_first: bool) -> None:
         assert (p.grad is None) == frozen, name
 
     model.freeze_layers(2)  # all layers: the whole body, the final norm too
-    body = {name for name, _ in model.named_parameters() if model._is_body_key(name)}
+    body = {name for name, _ in model.named_parameters() if model.is_body_parameter(name)}
     assert body and all(not p.requires_grad for n, p in model.named_parameters() if n in body)
     assert model.classifier.weight.requires_grad and model.mlm_head.dense.weight.requires_grad
 

@@ -33,6 +33,7 @@ from attnlab.data.text_corpora import (
     SPLITS,
     LineCorpus,
     shakespeare_corpus,
+    sst2_corpus,
     toy_corpus,
     wikitext2_corpus,
 )
@@ -41,7 +42,7 @@ from attnlab.data.wordpiece import MASK_ID, PAD_ID, SEP_ID, WordPieceTokenizer, 
 
 
 class MaskedLMDataModule(pl.LightningDataModule):
-    """BERT-style pretraining on `corpus` = "wikitext2" | "shakespeare" | "toy".
+    """BERT-style pretraining on `corpus` = "wikitext2" | "shakespeare" | "sst2" | "toy".
 
     Batches: input_ids (B, T) long, with masked positions corrupted; labels (B, T) long, the
     original id at masked positions and -100 elsewhere; padding_mask (B, T) bool, True at
@@ -120,6 +121,8 @@ class MaskedLMDataModule(pl.LightningDataModule):
                 self._text = toy_corpus(self.seed, *self.toy_sizes)
             elif self.corpus == "wikitext2":
                 self._text = wikitext2_corpus(self.data_dir, self.download)
+            elif self.corpus == "sst2":
+                self._text = sst2_corpus(self.data_dir)
             else:
                 self._text = shakespeare_corpus(self.data_dir, self.download)
         return self._text

@@ -1,9 +1,12 @@
-"""Pretraining text as lines, split into train / val / test: WikiText-2, Tiny Shakespeare, toy.
+"""Pretraining text as lines, split into train / val / test: WikiText-2, Tiny Shakespeare, SST-2
+sentences (no labels), toy.
 
 Files are found (or downloaded) and read by the same helpers as the language-modelling modules.
 WikiText-2 keeps its own splits; Tiny Shakespeare has none, so the first 90% of its lines are
 train and the rest val, which is also the test split; the toy text makes each split from its own
-seed. Lines are the files' lines as they are (empty ones and WikiText's "= Heading =" lines
+seed. SST-2's text splits as the classification data does (train.tsv less the validation sample;
+that sample; dev.tsv as test), so pretraining on it never reads a sentence the classifier is
+validated or tested on. Lines are the files' lines as they are (empty ones and WikiText's "= Heading =" lines
 included): what becomes of them is the consumer's business.
 """
 
@@ -19,6 +22,9 @@ import numpy as np
 from attnlab.data.download import ensure_file, read_lines
 from attnlab.data.shakespeare import SHA256 as SHAKESPEARE_SHA256
 from attnlab.data.shakespeare import URL as SHAKESPEARE_URL
+from attnlab.data.sst2 import SHA256 as SST2_SHA256
+from attnlab.data.sst2 import SOURCE as SST2_SOURCE
+from attnlab.data.sst2 import read_sst2, split_off
 from attnlab.data.token_cache import source_key
 from attnlab.data.toy_text import TOY_TEXT_VERSION, toy_sentences
 from attnlab.data.wikitext import FILE_SPLITS as WIKITEXT_FILES
@@ -26,7 +32,7 @@ from attnlab.data.wikitext import URL_BASE as WIKITEXT_URL_BASE
 from attnlab.data.wikitext import wikitext_file
 
 SPLITS = ("train", "val", "test")
-CORPORA = ("wikitext2", "shakespeare", "toy")
+CORPORA = ("wikitext2", "shakespeare", "sst2", "toy")
 SHAKESPEARE_TRAIN_FRACTION = 0.9
 
 
@@ -77,6 +83,28 @@ def shakespeare_corpus(data_dir: str | Path, download: bool = True) -> LineCorpu
 
     key = {"source": source_key(path), "train_fraction": SHAKESPEARE_TRAIN_FRACTION}
     return LineCorpus("tinyshakespeare", key, read, test_is_val=True)
+
+
+def sst2_corpus(data_dir: str | Path, val_size: int | float = 872, split_seed: int = 1234) -> LineCorpus:
+    """SST-2's sentences without labels (task-adaptive pretraining), split like SST2DataModule's
+    data with the same `val_size` and `split_seed`."""
+    files = {
+        name: ensure_file(Path(data_dir) / "sst2" / name, None, SST2_SHA256[name], source=SST2_SOURCE)
+        for name in ("train.tsv", "dev.tsv")
+    }
+
+    def read() -> dict[str, list[str]]:
+        sentences, _ = read_sst2(files["train.tsv"])
+        train, val = split_off(len(sentences), val_size, split_seed)
+        return {
+            "train": [sentences[i] for i in train],
+            "val": [sentences[i] for i in val],
+            "test": read_sst2(files["dev.tsv"])[0],
+        }
+
+    key = {name: source_key(path) for name, path in files.items()}
+    key.update(val_size=val_size, split_seed=split_seed)
+    return LineCorpus("sst2", key, read)
 
 
 def toy_corpus(seed: int, num_train_lines: int, num_eval_lines: int) -> LineCorpus:

@@ -215,12 +215,13 @@ class EncoderOnly(nn.Module):
             x = layer(x, padding_mask=padding_mask)  # not causal: every token sees all others
         return self.norm(x)  # (B, T, D)
 
-    def _is_body_key(self, key: str) -> bool:
-        return key.split(".", 1)[0] in self.BODY_MODULES
+    def is_body_parameter(self, name: str) -> bool:
+        """Whether a state_dict key / parameter name belongs to the body (not a head)."""
+        return name.split(".", 1)[0] in self.BODY_MODULES
 
     def body_state_dict(self) -> dict[str, Tensor]:
         """The body's entries of state_dict(): everything but the heads."""
-        return {k: v for k, v in self.state_dict().items() if self._is_body_key(k)}
+        return {k: v for k, v in self.state_dict().items() if self.is_body_parameter(k)}
 
     def load_body_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load the body from `state_dict` (e.g. a whole masked-LM model's); heads are untouched.
@@ -228,7 +229,7 @@ class EncoderOnly(nn.Module):
         Keys of heads are ignored; a missing or unexpected body key is an error. The MLM decoder
         is tied to the token embedding, so it takes the loaded embedding too.
         """
-        body = {k: v for k, v in state_dict.items() if self._is_body_key(k)}
+        body = {k: v for k, v in state_dict.items() if self.is_body_parameter(k)}
         expected = set(self.body_state_dict())
         missing, unexpected = sorted(expected - set(body)), sorted(set(body) - expected)
         if missing or unexpected:

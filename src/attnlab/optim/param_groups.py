@@ -8,21 +8,38 @@ from torch import nn
 
 
 def parameter_groups(
-    network: nn.Module, weight_decay: float, decay_embeddings: bool = True
+    network: nn.Module,
+    weight_decay: float,
+    decay_embeddings: bool = True,
+    body_lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """Split parameters into decayed (matrices) and non-decayed (biases, norms) groups.
 
     Embedding tables are matrices too; `decay_embeddings=False` exempts them (GPT-style).
+    `body_lr`: a learning rate of their own for the parameters the network calls its (pretrained)
+    body, `network.is_body_parameter(name)`, in groups `body/decay` and `body/no_decay`.
     Tied tensors appear once.
     """
+    is_body = getattr(network, "is_body_parameter", None)
+    if body_lr is not None and is_body is None:
+        raise ValueError(f"{type(network).__name__} has no pretrained body to give its own lr")
     embedding_ids = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
-    for param in network.parameters():  # parameters() yields each tied tensor once
+    groups: dict[str, list[nn.Parameter]] = {}
+    for name, param in network.named_parameters():  # each tied tensor once
         if not param.requires_grad:
             continue
         exempt = param.dim() < 2 or (not decay_embeddings and id(param) in embedding_ids)
-        (no_decay if exempt else decay).append(param)
+        group = "no_decay" if exempt else "decay"
+        if body_lr is not None and is_body(name):
+            group = f"body/{group}"
+        groups.setdefault(group, []).append(param)
+    names = ["decay", "no_decay"] + (["body/decay", "body/no_decay"] if body_lr is not None else [])
     return [
-        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        {
+            "params": groups.get(name, []),
+            "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
+            "name": name,
+            **({"lr": body_lr} if name.startswith("body/") else {}),
+        }
+        for name in names
     ]

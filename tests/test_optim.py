@@ -1,0 +1,94 @@
+"""Parameter groups (weight decay, a pretrained body's own lr) and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from attnlab.models import DecoderOnly, EncoderOnly
+from attnlab.optim import inverse_sqrt, parameter_groups, warmup_cosine
+
+
+def by_name(groups: list[dict]) -> dict[str, dict]:
+    return {group["name"]: group for group in groups}
+
+
+def ids(params: list[nn.Parameter]) -> set[int]:
+    return {id(p) for p in params}
+
+
+def test_weight_decay_on_matrices_only_and_tied_tensors_once() -> None:
+    model = DecoderOnly(vocab_size=50, d_model=16, n_heads=2, n_layers=2, max_len=8, bias=True)
+    groups = by_name(parameter_groups(model, weight_decay=0.1))
+    decay, no_decay = groups["decay"]["params"], groups["no_decay"]["params"]
+    assert all(p.dim() >= 2 for p in decay) and all(p.dim() < 2 for p in no_decay)
+    assert groups["decay"]["weight_decay"] == 0.1 and groups["no_decay"]["weight_decay"] == 0.0
+    # Every parameter exactly once, the tied head/embedding included.
+    assert len(decay) + len(no_decay) == len(list(model.parameters()))
+    assert ids(decay) | ids(no_decay) == ids(list(model.parameters()))
+
+
+def test_decay_embeddings_false_exempts_embedding_tables() -> None:
+    model = DecoderOnly(vocab_size=50, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    groups = by_name(parameter_groups(model, 0.1, decay_embeddings=False))
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    assert embeddings and embeddings <= ids(groups["no_decay"]["params"])
+    assert not embeddings & ids(groups["decay"]["params"])
+
+
+def test_body_lr_puts_body_and_heads_in_separate_groups() -> None:
+    model = EncoderOnly(vocab_size=60, d_model=16, n_heads=2, n_layers=2, max_len=8, num_classes=3)
+    groups = by_name(parameter_groups(model, 0.01, body_lr=1e-5))
+    assert set(groups) == {"decay", "no_decay", "body/decay", "body/no_decay"}
+    body = ids(groups["body/decay"]["params"] + groups["body/no_decay"]["params"])
+    heads = ids(groups["decay"]["params"] + groups["no_decay"]["params"])
+    expected_body = {id(p) for n, p in model.named_parameters() if model.is_body_parameter(n)}
+    assert body == expected_body and heads and not body & heads
+    assert id(model.classifier.weight) in heads and id(model.tok_embed.weight) in body
+    assert groups["body/decay"]["lr"] == groups["body/no_decay"]["lr"] == 1e-5
+    assert "lr" not in groups["decay"]  # heads take the optimiser's lr
+    # The optimiser honours the group's own lr.
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.01, body_lr=1e-5), lr=1e-3)
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs == {"decay": 1e-3, "no_decay": 1e-3, "body/decay": 1e-5, "body/no_decay": 1e-5}
+
+
+def test_body_lr_needs_a_network_with_a_body() -> None:
+    model = DecoderOnly(vocab_size=50, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    with pytest.raises(ValueError, match="no pretrained body"):
+        parameter_groups(model, 0.1, body_lr=1e-4)
+
+
+def lrs_over(scheduler_factory, steps: int, lr: float = 1.0) -> list[float]:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = scheduler_factory(optimizer)
+    values = []
+    for _ in range(steps):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values
+
+
+def test_warmup_cosine_matches_its_formula() -> None:
+    warmup, total, peak, floor = 10, 50, 1e-3, 1e-4
+    got = lrs_over(lambda o: warmup_cosine(o, warmup, total, min_lr=floor), total + 1, lr=peak)
+    for step, value in enumerate(got):
+        if step < warmup:  # linear from peak/(warmup+1) up to the peak
+            expected = peak * (1 / (warmup + 1) + (1 - 1 / (warmup + 1)) * step / warmup)
+        else:
+            progress = (step - warmup) / (total - warmup)
+            expected = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        assert value == pytest.approx(expected, rel=1e-6), step
+    assert got[warmup] == pytest.approx(peak) and got[total] == pytest.approx(floor)
+
+
+def test_inverse_sqrt_peaks_at_warmup_then_decays_as_one_over_sqrt_step() -> None:
+    warmup = 8
+    got = lrs_over(lambda o: inverse_sqrt(o, warmup, total_steps=100), 100)
+    assert max(got) == pytest.approx(1.0) and got.index(max(got)) == warmup - 1
+    for step in (warmup * 4 - 1, warmup * 9 - 1):  # scheduler steps count from 1
+        assert got[step] == pytest.approx(math.sqrt(warmup / (step + 1)))

@@ -129,9 +129,10 @@ def main() -> None:
         runs = ", ".join(f"{v:,.0f}" for v in values)
         print(f"| {name} | {statistics.median(values):,.0f} | {runs} |")
     pairs = [a / h for a, h in zip(results["attnlab"], results["hand-written"], strict=True)]
+    per_pair = ", ".join(f"{r:.3f}" for r in pairs)
     print(
         f"| ratio attnlab / hand-written | {attnlab / hand:.3f} | "
-        f"per pair: {', '.join(f'{r:.3f}' for r in pairs)} (median {statistics.median(pairs):.3f}) |"
+        f"per pair: {per_pair} (median {statistics.median(pairs):.3f}) |"
     )
 
 

@@ -61,7 +61,14 @@ def mlm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["experiment=bert_sst2"],
         ["experiment=bert_sst2", "model.pooling=mean", "model.norm_first=true"],
     ],
-    ids=["mlm_wikitext2", "mlm_shakespeare", "mlm_nsp_pairs", "mlm_sst2", "sst2_scratch", "sst2_mean_preln"],
+    ids=[
+        "mlm_wikitext2",
+        "mlm_shakespeare",
+        "mlm_nsp_pairs",
+        "mlm_sst2",
+        "sst2_scratch",
+        "sst2_mean_preln",
+    ],
 )
 def test_bert_experiment_trains_a_few_steps(tmp_path: Path, overrides: list[str]) -> None:
     result = train(compose_config(tmp_path, [*overrides, *SMALL]))

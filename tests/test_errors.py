@@ -69,7 +69,7 @@ class FakeTask:
     [
         ("model.n_heads=3", r"model: d_model \(32\) must be divisible by n_heads \(3\)"),
         ("model.activation=tanh", r"model: .*'tanh'.*relu.*gelu"),
-        ("model.positional=rotary_typo", r"model: .*'rotary_typo'.*sinusoidal.*learned"),
+        ("model.pos=rotary_typo", r"model: .*'rotary_typo'.*sinusoidal.*learned"),
         ("model.norm=batchnorm", r"model: .*'batchnorm'.*layernorm"),
         ("data.transform=shuffle", r"data: .*'shuffle'.*copy.*reverse.*sort"),
         ("data.min_len=9", r"data: .*min_len.*max_len"),

@@ -145,3 +145,38 @@ def test_run_dirs_never_collide(tmp_path: Path) -> None:
         dirs.add((str(cfg.hydra.run.dir), str(cfg.hydra.sweep.dir)))
     GlobalHydra.instance().clear()
     assert len({run for run, _ in dirs}) == 3 and len({sweep for _, sweep in dirs}) == 3
+
+
+KNOB_RUNS = {
+    "encdec": ["model=encdec", "data=reverse"],
+    "gpt": ["model=gpt", "data=toy_lm", "model.n_layers=1"],
+    "bert": ["model=bert", "data=toy_mlm", "model.n_layers=1", "data.max_len=32"],
+}
+
+
+@pytest.mark.parametrize("architecture", list(KNOB_RUNS))
+def test_architecture_knobs_from_the_command_line(architecture: str, tmp_path: Path) -> None:
+    """Every knob away from its default at once, as a researcher would set them."""
+    overrides = [
+        *KNOB_RUNS[architecture],
+        "model.d_model=32",
+        "model.n_heads=4",
+        "model.n_kv_heads=2",
+        "model.qk_norm=true",
+        "model.pos=rope",
+        "model.norm=rmsnorm",
+        "model.activation=swiglu",
+        "model.tie_output=false",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "callbacks.rich_progress_bar=null",
+        "print_config=false",
+    ]
+    cfg = compose_config(tmp_path, overrides)
+    result = train(cfg)
+    assert math.isfinite(result["metrics"]["test/loss"])
+    network = torch.load(result["best_checkpoint"], weights_only=False)["state_dict"]
+    assert any(k.endswith("gate.weight") for k in network)  # SwiGLU was built
+    assert any(k.endswith("q_norm.weight") for k in network)  # and QK-norm

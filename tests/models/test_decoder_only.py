@@ -109,7 +109,7 @@ def test_parameter_count_formula(bias: bool, tie: bool) -> None:
 
 
 def test_sinusoidal_positions_have_no_parameters() -> None:
-    learned, fixed = small_model(), small_model(positional="sinusoidal")
+    learned, fixed = small_model(), small_model(pos="sinusoidal")
     assert count_parameters(learned)["total"] - count_parameters(fixed)["total"] == 32 * 16
 
 
@@ -151,7 +151,7 @@ def test_too_long_sequence_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="max_len=8"):
         model(torch.randint(V, (1, 3)), start=6)
     with pytest.raises(ValueError, match="max_len=8"):
-        small_model(max_len=8, positional="none")(torch.randint(V, (1, 9)))
+        small_model(max_len=8, pos="none")(torch.randint(V, (1, 9)))
 
 
 def test_heads_must_divide_d_model() -> None:
@@ -162,9 +162,9 @@ def test_heads_must_divide_d_model() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "choices"),
     [
-        ("activation", "swish", "'relu', 'gelu'"),
-        ("positional", "rope", "'sinusoidal', 'learned', 'none'"),
-        ("norm", "rmsnorm", "'layernorm'"),
+        ("activation", "swish", "'relu', 'gelu', 'swiglu'"),
+        ("pos", "rotary", "'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
+        ("norm", "batchnorm", "'layernorm', 'rmsnorm'"),
     ],
 )
 def test_unknown_names_list_choices(option: str, value: str, choices: str) -> None:

@@ -124,7 +124,7 @@ def test_num_parameters_counts_tied_once(share: bool, tie: bool) -> None:
 def test_num_parameters_learned_positions_and_final_norms() -> None:
     D = 8
     base = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, max_len=10)
-    learned = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, max_len=10, positional="learned")
+    learned = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, max_len=10, pos="learned")
     assert count_parameters(learned)["total"] == count_parameters(base)["total"] + 10 * D
     assert count_parameters(learned)["non_embedding"] == count_parameters(base)["non_embedding"]
     no_final = EncoderDecoder(V, D, 2, 1, 1, 16, norm_first=True, final_norm=False)
@@ -179,9 +179,9 @@ def test_shared_embeddings_need_one_vocabulary() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "choices"),
     [
-        ("activation", "swish", "'relu', 'gelu'"),
-        ("positional", "rope", "'sinusoidal', 'learned', 'none'"),
-        ("norm", "rmsnorm", "'layernorm'"),
+        ("activation", "swish", "'relu', 'gelu', 'swiglu'"),
+        ("pos", "rotary", "'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
+        ("norm", "batchnorm", "'layernorm', 'rmsnorm'"),
     ],
 )
 def test_unknown_names_list_choices(option: str, value: str, choices: str) -> None:

@@ -210,7 +210,7 @@ def test_classifier_shapes(pooling: str) -> None:
     ("kwargs", "match"),
     [
         (dict(pooling="max"), r"pooling 'max'.*'cls', 'mean'"),
-        (dict(positional="rotary"), r"'rotary'.*'sinusoidal', 'learned', 'none'"),
+        (dict(pos="rotary"), r"'rotary'.*'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
         (dict(d_model=18), r"d_model \(18\).*n_heads \(4\)"),
         (dict(activation="swish"), r"'swish'.*'relu', 'gelu'"),
         (dict(pad_id=V), rf"pad_id={V}.*vocab_size={V}"),
@@ -238,7 +238,7 @@ def test_bad_calls_are_clear_errors() -> None:
 
 def test_body_and_heads_split_every_weight() -> None:
     model = EncoderOnly(
-        V, 16, 4, 2, type_vocab_size=2, norm_first=True, num_classes=3, positional="learned"
+        V, 16, 4, 2, type_vocab_size=2, norm_first=True, num_classes=3, pos="learned"
     )
     prefixes = {key.split(".", 1)[0] for key in model.state_dict()}
     assert prefixes <= set(EncoderOnly.BODY_MODULES) | set(EncoderOnly.HEAD_MODULES)

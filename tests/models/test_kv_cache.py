@@ -121,12 +121,18 @@ def test_reordered_caches_continue_the_reordered_batch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("norm_first", "positional"),
-    [(True, "learned"), (False, "sinusoidal"), (True, "none")],
+    ("norm_first", "pos", "knobs"),
+    [
+        (True, "learned", {}),
+        (False, "sinusoidal", {}),
+        (True, "none", {}),
+        (True, "rope", {"n_kv_heads": 2}),
+        (True, "alibi", {"qk_norm": True, "n_kv_heads": 1}),
+    ],
 )
-def test_decoder_only_cached_logits_match_full(norm_first: bool, positional: str) -> None:
+def test_decoder_only_cached_logits_match_full(norm_first: bool, pos: str, knobs: dict) -> None:
     V = 23
-    model = DecoderOnly(V, 32, 4, 2, norm_first=norm_first, positional=positional, max_len=T).eval()
+    model = DecoderOnly(V, 32, 4, 2, norm_first=norm_first, pos=pos, max_len=T, **knobs).eval()
     idx = torch.randint(V, (3, T))
     full = model(idx)
 

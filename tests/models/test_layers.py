@@ -50,8 +50,18 @@ def test_layernorm() -> None:
 
 
 def test_unknown_norm_lists_choices() -> None:
-    with pytest.raises(ValueError, match=r"'rmsnorm'.*'layernorm'"):
-        build_norm("rmsnorm", 8)
+    with pytest.raises(ValueError, match=r"'batchnorm'.*'layernorm', 'rmsnorm'"):
+        build_norm("batchnorm", 8)
+
+
+def test_rmsnorm_matches_its_formula() -> None:
+    norm = build_norm("rmsnorm", 12, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(12))
+    x = torch.randn(3, 5, 12) * 4 + 1  # not centred: RMSNorm must not subtract the mean
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    torch.testing.assert_close(norm(x), expected)
+    assert sum(p.numel() for p in norm.parameters()) == 12  # a gain, no shift
 
 
 @pytest.mark.parametrize("scale", [True, False])

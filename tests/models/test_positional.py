@@ -66,5 +66,7 @@ def test_none_is_identity() -> None:
 
 
 def test_unknown_kind_lists_choices() -> None:
-    with pytest.raises(ValueError, match=r"'rope'.*'sinusoidal', 'learned', 'none'"):
-        build_positional("rope", 8, 16)
+    with pytest.raises(
+        ValueError, match=r"'rotary'.*'sinusoidal', 'learned', 'rope', 'alibi', 'none'"
+    ):
+        build_positional("rotary", 8, 16)

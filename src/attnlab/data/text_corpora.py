@@ -4,10 +4,10 @@ sentences (no labels), toy.
 Files are found (or downloaded) and read by the same helpers as the language-modelling modules.
 WikiText-2 keeps its own splits; Tiny Shakespeare has none, so the first 90% of its lines are
 train and the rest val, which is also the test split; the toy text makes each split from its own
-seed. SST-2's text splits as the classification data does (train.tsv less the validation sample;
-that sample; dev.tsv as test), so pretraining on it never reads a sentence the classifier is
-validated or tested on. Lines are the files' lines as they are (empty ones and WikiText's "= Heading =" lines
-included): what becomes of them is the consumer's business.
+seed. SST-2's text splits as the classification data does (train.tsv less the validation
+sample; that sample; dev.tsv as test), so pretraining on it never reads a sentence the classifier
+is validated or tested on. Lines are the files' lines as they are (empty ones and WikiText's
+"= Heading =" lines included): what becomes of them is the consumer's business.
 """
 
 from __future__ import annotations
@@ -85,11 +85,15 @@ def shakespeare_corpus(data_dir: str | Path, download: bool = True) -> LineCorpu
     return LineCorpus("tinyshakespeare", key, read, test_is_val=True)
 
 
-def sst2_corpus(data_dir: str | Path, val_size: int | float = 872, split_seed: int = 1234) -> LineCorpus:
+def sst2_corpus(
+    data_dir: str | Path, val_size: int | float = 872, split_seed: int = 1234
+) -> LineCorpus:
     """SST-2's sentences without labels (task-adaptive pretraining), split like SST2DataModule's
     data with the same `val_size` and `split_seed`."""
     files = {
-        name: ensure_file(Path(data_dir) / "sst2" / name, None, SST2_SHA256[name], source=SST2_SOURCE)
+        name: ensure_file(
+            Path(data_dir) / "sst2" / name, None, SST2_SHA256[name], source=SST2_SOURCE
+        )
         for name in ("train.tsv", "dev.tsv")
     }
 

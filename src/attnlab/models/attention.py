@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.alibi import alibi_bias, alibi_slopes
 from attnlab.models.kv_cache import KVCache
+from attnlab.models.rotary import RotaryEmbedding
+
+RELATIVE_POSITIONS = ("rope", "alibi")  # position schemes that live inside attention
 
 
 def attention_reference(
@@ -41,22 +45,57 @@ def attention_reference(
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017), self- or cross-attention.
 
-    Q, K and V have separate projections (rather than one packed matrix) so that K/V can
-    later get fewer heads than Q, and positional rotations or norms can act on q and k alone.
+    Q, K and V have separate projections (rather than one packed matrix) so that K/V can have
+    fewer heads than Q, and positional rotations or norms can act on q and k alone.
+
+    n_kv_heads: key/value heads (grouped-query attention, Ainslie et al., 2023); each serves
+    n_heads / n_kv_heads query heads, and the KV cache shrinks by the same factor. None: n_heads.
+    qk_norm: RMSNorm over each head's q and k before the scores (as in OLMo 2, Qwen 3).
+    relative_pos: "rope" rotates q and k, "alibi" adds a distance penalty to the scores; only
+    for self-attention (positions across two sequences mean nothing). None: positions, if any,
+    were added to the embeddings.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
+        relative_pos: str | None = None,
+    ):
         super().__init__()
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv_heads}): "
+                "each key/value head serves the same number of query heads"
+            )
+        if relative_pos not in (None, *RELATIVE_POSITIONS):
+            raise ValueError(
+                f"unknown relative_pos {relative_pos!r}; "
+                f"choose one of {[None, *RELATIVE_POSITIONS]}"
+            )
         self.d_model = d_model
         self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
+        self.k_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
+        self.rotary = RotaryEmbedding(self.d_head) if relative_pos == "rope" else None
+        if relative_pos == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(n_heads), persistent=False)
+        else:
+            self.alibi_slopes = None
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, T, H * Dh) -> (B, H, T, Dh)."""
@@ -86,20 +125,28 @@ class MultiHeadAttention(nn.Module):
         cached keys and values (the memory is fixed while decoding).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
         past = 0  # cached self-attention steps: query i sits at position past + i
         if cache is not None and key_value is not None and len(cache) > 0:
             # Cross-attention while decoding: the memory was projected on the first step.
-            k, v = cache.k, cache.v  # (B, H, S, Dh)
+            k, v = cache.k, cache.v  # (B, Hkv, S, Dh)
         else:
             kv = query if key_value is None else key_value
-            k = self._split_heads(self.k_proj(kv))  # (B, H, Tk, Dh)
-            v = self._split_heads(self.v_proj(kv))  # (B, H, Tk, Dh)
-            # q and k are final from here on: RoPE or QK-norm would act at this point.
+            k = self._split_heads(self.k_proj(kv))  # (B, Hkv, Tk, Dh)
+            v = self._split_heads(self.v_proj(kv))  # (B, Hkv, Tk, Dh)
+            if self.k_norm is not None:
+                k = self.k_norm(k)
+            if cache is not None and key_value is None:
+                past = len(cache)
+            if self.rotary is not None:  # keys are cached already rotated to their positions
+                q, k = self.rotary(q, start=past), self.rotary(k, start=past)
             if cache is not None:
-                if key_value is None:
-                    past = len(cache)
-                k, v = cache.append(k, v)  # (B, H, past + Tk, Dh)
+                k, v = cache.append(k, v)  # (B, Hkv, past + Tk, Dh)
         tq, tk = q.size(-2), k.size(-2)
+        bias = None  # float (H, Tq, Tk) added to the scores
+        if self.alibi_slopes is not None:
+            bias = alibi_bias(self.alibi_slopes, tq, tk, past).to(q.dtype)
 
         allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
         if key_padding_mask is not None:
@@ -114,25 +161,31 @@ class MultiHeadAttention(nn.Module):
                     f"(cached keys included), got {tuple(key_padding_mask.shape)}"
                 )
             allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
-        if causal and (allowed is not None or (past > 0 and tq > 1)):
+        if causal and (allowed is not None or bias is not None or (past > 0 and tq > 1)):
             # Query i sits at position past + i and sees keys 0..past + i. Without a cache
             # (past = 0) this is top-left aligned like SDPA's is_causal, so both paths agree.
             visible = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=past)
             allowed = visible if allowed is None else allowed & visible
 
         dropout_p = self.dropout if self.training else 0.0
+        gqa = self.n_kv_heads != self.n_heads  # SDPA shares each k/v head among a query group
         if allowed is None:
             # No explicit mask lets SDPA build the causal mask itself and pick a fused kernel.
             # A single new query after cached steps sees every key: no causal mask at all.
-            is_causal = causal and past == 0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
+            is_causal = causal and past == 0 and bias is None
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=gqa
+            )
         else:
             # A query with no visible key (e.g. a fully padded sequence) would softmax over
             # all -inf and produce NaN, which poisons the gradients of the whole batch. Let
             # such rows attend everywhere (finite), then zero their output.
             empty = ~allowed.any(dim=-1, keepdim=True)  # (..., Tq or 1, 1)
+            mask = allowed | empty
+            if bias is not None:
+                mask = torch.where(mask, bias, float("-inf"))  # (B or 1, H, Tq, Tk)
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=allowed | empty, dropout_p=dropout_p
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa
             )
             out = out.masked_fill(empty, 0.0)
         # out: (B, H, Tq, Dh)

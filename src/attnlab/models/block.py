@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
-from attnlab.models.feedforward import FeedForward
+from attnlab.models.feedforward import build_feedforward
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 
@@ -21,6 +21,10 @@ class TransformerBlock(nn.Module):
     Norms are numbered in sublayer order like nn.TransformerEncoderLayer/DecoderLayer:
     norm1 self-attention, then norm2 cross-attention and norm3 feed-forward if there is
     cross-attention, else norm2 feed-forward.
+
+    activation: "relu" | "gelu" | "swiglu" (a gated network, see feedforward.py). n_kv_heads,
+    qk_norm and relative_pos ("rope" | "alibi" | None) configure self-attention (see
+    MultiHeadAttention); cross-attention takes the heads and QK-norm but no positions.
     """
 
     def __init__(
@@ -35,14 +39,21 @@ class TransformerBlock(nn.Module):
         norm: str = "layernorm",
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
+        relative_pos: str | None = None,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, bias)
-        self.cross_attn = (
-            MultiHeadAttention(d_model, n_heads, dropout, bias) if cross_attention else None
+        self.self_attn = MultiHeadAttention(
+            d_model, n_heads, dropout, bias, n_kv_heads, qk_norm, relative_pos
         )
-        self.ffn = FeedForward(d_model, d_ff, activation, dropout, bias)
+        self.cross_attn = (
+            MultiHeadAttention(d_model, n_heads, dropout, bias, n_kv_heads, qk_norm)
+            if cross_attention
+            else None
+        )
+        self.ffn = build_feedforward(activation, d_model, d_ff, dropout, bias)
         self.norm1 = build_norm(norm, d_model, layer_norm_eps, bias)
         self.norm2 = build_norm(norm, d_model, layer_norm_eps, bias)
         self.norm3 = build_norm(norm, d_model, layer_norm_eps, bias) if cross_attention else None

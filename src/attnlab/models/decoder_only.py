@@ -12,7 +12,7 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import count_parameters
-from attnlab.models.positional import build_positional
+from attnlab.models.positional import build_positional, relative_positions
 from attnlab.models.sampling import sample_next
 
 
@@ -35,11 +35,13 @@ class DecoderOnly(nn.Module):
         activation: str = "gelu",
         norm_first: bool = True,
         norm: str = "layernorm",
-        positional: str = "learned",
+        pos: str = "learned",
         max_len: int = 256,
         bias: bool = True,
         tie_output: bool = True,
         layer_norm_eps: float = 1e-5,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
     ):
         super().__init__()
         # Checked here too so the error comes first, before anything is built.
@@ -53,7 +55,7 @@ class DecoderOnly(nn.Module):
 
         # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
-        self.pos = build_positional(positional, d_model, max_len)
+        self.pos = build_positional(pos, d_model, max_len)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             TransformerBlock(
@@ -67,6 +69,9 @@ class DecoderOnly(nn.Module):
                 norm=norm,
                 bias=bias,
                 layer_norm_eps=layer_norm_eps,
+                n_kv_heads=n_kv_heads,
+                qk_norm=qk_norm,
+                relative_pos=relative_positions(pos),
             )
             for _ in range(n_layers)
         )

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.norms import build_norm
-from attnlab.models.positional import build_positional
+from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
 
 def _final_norm(
@@ -36,6 +36,9 @@ class TransformerEncoder(nn.Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         final_norm: bool | None = None,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
+        relative_pos: str | None = None,
     ):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -50,6 +53,9 @@ class TransformerEncoder(nn.Module):
                 norm=norm,
                 bias=bias,
                 layer_norm_eps=layer_norm_eps,
+                n_kv_heads=n_kv_heads,
+                qk_norm=qk_norm,
+                relative_pos=relative_pos,
             )
             for _ in range(n_layers)
         )
@@ -78,6 +84,9 @@ class TransformerDecoder(nn.Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         final_norm: bool | None = None,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
+        relative_pos: str | None = None,
     ):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -92,6 +101,9 @@ class TransformerDecoder(nn.Module):
                 norm=norm,
                 bias=bias,
                 layer_norm_eps=layer_norm_eps,
+                n_kv_heads=n_kv_heads,
+                qk_norm=qk_norm,
+                relative_pos=relative_pos,
             )
             for _ in range(n_layers)
         )
@@ -133,7 +145,7 @@ class EncoderDecoder(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         norm: str = "layernorm",
-        positional: str = "sinusoidal",
+        pos: str = "sinusoidal",
         max_len: int = 512,
         share_embeddings: bool = True,
         tie_output: bool = True,
@@ -141,11 +153,18 @@ class EncoderDecoder(nn.Module):
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
         final_norm: bool | None = None,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
     ):
         super().__init__()
         # Checked here too so the error comes first, before anything is built.
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if pos == "none":
+            raise ValueError(
+                "pos='none' is for decoder-only models: without positions an encoder cannot "
+                f"tell word order; choose one of {[k for k in POSITION_KINDS if k != 'none']}"
+            )
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
         if share_embeddings and tgt_vocab_size != vocab_size:
@@ -159,7 +178,7 @@ class EncoderDecoder(nn.Module):
         self.tgt_embed = (
             self.src_embed if share_embeddings else TokenEmbedding(tgt_vocab_size, d_model)
         )
-        self.pos = build_positional(positional, d_model, max_len)  # shared by source and target
+        self.pos = build_positional(pos, d_model, max_len)  # shared by source and target
         self.dropout = nn.Dropout(dropout)
         stack_args = dict(  # the same settings for both stacks
             d_model=d_model,
@@ -172,6 +191,9 @@ class EncoderDecoder(nn.Module):
             bias=bias,
             layer_norm_eps=layer_norm_eps,
             final_norm=final_norm,
+            n_kv_heads=n_kv_heads,
+            qk_norm=qk_norm,
+            relative_pos=relative_positions(pos),
         )
         self.encoder = TransformerEncoder(n_encoder_layers, **stack_args)
         self.decoder = TransformerDecoder(n_decoder_layers, **stack_args)

@@ -16,7 +16,7 @@ from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.feedforward import build_activation
 from attnlab.models.norms import build_norm
-from attnlab.models.positional import build_positional
+from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
 _POOLING_KINDS = ("cls", "mean")
 
@@ -107,7 +107,7 @@ class EncoderOnly(nn.Module):
         activation: str = "gelu",
         norm_first: bool = False,
         norm: str = "layernorm",
-        positional: str = "learned",
+        pos: str = "learned",
         max_len: int = 512,
         type_vocab_size: int = 0,
         bias: bool = True,
@@ -116,11 +116,19 @@ class EncoderOnly(nn.Module):
         num_classes: int | None = None,
         pooling: str = "cls",
         classifier_dropout: float | None = None,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
+        tie_output: bool = True,
     ):
         super().__init__()
         # Checked first so a bad config fails before anything is built.
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if pos == "none":
+            raise ValueError(
+                "pos='none' is for decoder-only models: without positions an encoder cannot "
+                f"tell word order; choose one of {[k for k in POSITION_KINDS if k != 'none']}"
+            )
         if pooling not in _POOLING_KINDS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(_POOLING_KINDS)}")
         if type_vocab_size < 0:
@@ -142,7 +150,7 @@ class EncoderOnly(nn.Module):
 
         # Body. Embeddings are unscaled: their sum is normalised right away anyway.
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False, padding_idx=pad_id)
-        self.pos = build_positional(positional, d_model, max_len)
+        self.pos = build_positional(pos, d_model, max_len)
         self.segment_embed = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
         self.embed_norm = build_norm(norm, d_model, layer_norm_eps, bias)
         self.dropout = nn.Dropout(dropout)
@@ -158,6 +166,9 @@ class EncoderOnly(nn.Module):
                 norm=norm,
                 bias=bias,
                 layer_norm_eps=layer_norm_eps,
+                n_kv_heads=n_kv_heads,
+                qk_norm=qk_norm,
+                relative_pos=relative_positions(pos),
             )
             for _ in range(n_layers)
         )
@@ -165,14 +176,19 @@ class EncoderOnly(nn.Module):
         self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
 
         # Heads.
-        self.mlm_head = MaskedLMHead(d_model, vocab_size, activation, norm, layer_norm_eps, bias)
+        # The head's transform is a plain layer: a gated (SwiGLU) block is GELU there.
+        head_activation = "gelu" if activation == "swiglu" else activation
+        self.mlm_head = MaskedLMHead(
+            d_model, vocab_size, head_activation, norm, layer_norm_eps, bias
+        )
         self.pooler = Pooler(d_model, pooling, bias)
         self.classifier_dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(d_model, num_classes, bias=bias) if num_classes else None
 
         self.apply(self._init_weights)
-        # After init, so the tied matrix keeps the embedding initialisation.
-        self.mlm_head.decoder.weight = self.tok_embed.weight
+        if tie_output:
+            # After init, so the tied matrix keeps the embedding initialisation.
+            self.mlm_head.decoder.weight = self.tok_embed.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from torch import nn
 
-_NORM_KINDS = ("layernorm",)
+NORM_KINDS = ("layernorm", "rmsnorm")
 
 
 def build_norm(kind: str, d_model: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:
-    """Norm module by name; only "layernorm" for now. `bias` is the LayerNorm shift."""
+    """Norm module by name.
+
+    "layernorm": (x - mean) / std * gain + shift (`bias` is the shift).
+    "rmsnorm": x / rms(x) * gain (Zhang & Sennrich, 2019): no centring and no shift.
+    """
     if kind == "layernorm":
         return nn.LayerNorm(d_model, eps=eps, bias=bias)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {list(_NORM_KINDS)}")
+    if kind == "rmsnorm":
+        return nn.RMSNorm(d_model, eps=eps)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {list(NORM_KINDS)}")

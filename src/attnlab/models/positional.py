@@ -62,15 +62,21 @@ class NoPositionalEncoding(nn.Module):
         return x
 
 
-_POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
+# "rope" and "alibi" act inside attention (see attention.py): nothing is added to embeddings.
+POSITION_KINDS = ("sinusoidal", "learned", "rope", "alibi", "none")
 
 
 def build_positional(kind: str, d_model: int, max_len: int) -> nn.Module:
-    """Positional module by name: "sinusoidal", "learned" or "none"."""
+    """What adds positions to the embeddings, for position scheme `kind` (POSITION_KINDS)."""
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(d_model, max_len)
     if kind == "learned":
         return LearnedPositionalEmbedding(d_model, max_len)
-    if kind == "none":
+    if kind in ("rope", "alibi", "none"):
         return NoPositionalEncoding()
-    raise ValueError(f"unknown positional kind {kind!r}; choose one of {list(_POSITIONAL_KINDS)}")
+    raise ValueError(f"unknown position scheme {kind!r}; choose one of {list(POSITION_KINDS)}")
+
+
+def relative_positions(kind: str) -> str | None:
+    """The attention-side scheme ("rope" | "alibi") of position scheme `kind`, else None."""
+    return kind if kind in ("rope", "alibi") else None

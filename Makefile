@@ -12,7 +12,8 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow test-all lint format clean
+COMPARE_DIR ?= logs/compare_example
+.PHONY: help install train compare-example test test-slow test-all lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +30,12 @@ install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
 
 train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequences (ARGS=... for overrides)
 	$(BIN)/attnlab-train experiment=encdec_reverse $(ARGS)
+
+compare-example: $(STAMP) ## sweep GPT positions (learned, rope) x 2 seeds on Tiny Shakespeare, then compare
+	$(BIN)/attnlab-train -m experiment=gpt_shakespeare_char_cpu model.pos=learned,rope seed=1,2 \
+		trainer.max_steps=600 trainer.val_check_interval=100 \
+		callbacks.rich_progress_bar=null print_config=false hydra.sweep.dir=$(COMPARE_DIR) $(ARGS)
+	$(BIN)/attnlab-compare $(COMPARE_DIR)
 
 test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

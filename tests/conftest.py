@@ -36,7 +36,7 @@ TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data itself.
-DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data")
+DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,7 @@ class AttnLabModule(pl.LightningModule):
         self.decay_embeddings = decay_embeddings
         self.body_lr_scale = body_lr_scale
         self.tokens_seen = 0
+        self._fit_start: float | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.network(*args, **kwargs)
@@ -88,6 +90,18 @@ class AttnLabModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
+
+    def on_fit_start(self) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_validation_epoch_end(self) -> None:
+        # Where each validation point sits, so curves can be compared at equal tokens or time
+        # (attnlab-compare): tokens seen on this rank, and seconds since fit began.
+        if self.trainer.sanity_checking or self._fit_start is None:
+            return
+        elapsed = time.perf_counter() - self._fit_start
+        self.log("progress/tokens_seen", float(self.tokens_seen * self.trainer.world_size))
+        self.log("progress/wall_time_s", elapsed)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fit_metrics = _scalars(trainer.callback_metrics)
     tokens_seen = module.tokens_seen  # testing a checkpoint below reloads its older count
+    fit_time = time.perf_counter() - start
 
     test_metrics: dict[str, Any] = {}
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -92,9 +94,13 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
     }
     result = {
+        "status": "done",
+        "optimized_metric": cfg.get("optimized_metric"),
         "metrics": metrics,
         "parameters": parameters,
+        "flops_per_token": _flops_per_token(module.network, cfg),
         "tokens_seen": tokens_seen,
+        "tokens_per_sec": round(tokens_seen / fit_time, 1) if fit_time > 0 else None,
         "global_step": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "best_checkpoint": best_ckpt or None,
@@ -103,6 +109,28 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
     log.info("Run directory: %s (metrics.json, checkpoints/, logs)", cfg.paths.output_dir)
     return result
+
+
+def _flops_per_token(network: Any, cfg: DictConfig) -> int | None:
+    """Training FLOPs per token at the data's sequence length, for networks that estimate it."""
+    seq_len = cfg.data.get("block_size") or cfg.data.get("max_len")
+    if not hasattr(network, "flops_per_token") or not seq_len:
+        return None
+    return int(network.flops_per_token(seq_len))
+
+
+@rank_zero_only
+def write_failure(run_dir: Path, error: BaseException) -> None:
+    """failure.json beside the logs, so attnlab-compare can show the run as failed; nothing
+    the run wrote before (metrics.json of an earlier attempt, checkpoints) is touched."""
+    report = {
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback.format_exception(error),
+    }
+    tmp = run_dir / "failure.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, run_dir / "failure.json")
 
 
 def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
@@ -120,7 +148,11 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     print_config(cfg)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except Exception as error:
+        write_failure(Path(cfg.paths.output_dir), error)
+        raise
     return optimized_value(cfg, result)
 
 

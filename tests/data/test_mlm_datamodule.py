@@ -221,7 +221,7 @@ def test_shakespeare_pairs_and_test_is_val(shakespeare_data: Path, tmp_path: Pat
 
 def test_bad_settings_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(
-        ValueError, match=r"data\.corpus='c4'.*\['wikitext2', 'shakespeare', 'toy'\]"
+        ValueError, match=r"data\.corpus='c4'.*\['wikitext2', 'shakespeare', 'sst2', 'toy'\]"
     ):
         MaskedLMDataModule("c4", tmp_path)
     with pytest.raises(ValueError, match=r"data\.data_dir=None, but data\.corpus='wikitext2'"):

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
@@ -115,15 +116,27 @@ class TransformerDecoder(nn.Module):
         memory: Tensor,
         padding_mask: Tensor | None = None,
         memory_padding_mask: Tensor | None = None,
+        caches: list[tuple[KVCache, KVCache]] | None = None,
     ) -> Tensor:
-        """x: (B, T, D), memory: (B, S, D) -> (B, T, D). Self-attention is always causal."""
-        for layer in self.layers:
+        """x: (B, T, D), memory: (B, S, D) -> (B, T, D). Self-attention is always causal.
+
+        caches: one (self-attention, cross-attention) KVCache pair per layer for incremental
+        decoding; x then holds only the new steps.
+        """
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(
+                f"need one cache pair per layer: got {len(caches)}, have {len(self.layers)}"
+            )
+        for index, layer in enumerate(self.layers):
+            cache, cross_cache = caches[index] if caches is not None else (None, None)
             x = layer(
                 x,
                 padding_mask=padding_mask,
                 causal=True,
                 memory=memory,
                 memory_padding_mask=memory_padding_mask,
+                cache=cache,
+                cross_cache=cross_cache,
             )
         return self.norm(x)
 
@@ -173,6 +186,7 @@ class EncoderDecoder(nn.Module):
                 f"tgt_vocab_size={tgt_vocab_size}; set share_embeddings=False"
             )
         self.d_model = d_model
+        self.max_len = max_len
 
         self.src_embed = TokenEmbedding(vocab_size, d_model)
         self.tgt_embed = (
@@ -213,9 +227,9 @@ class EncoderDecoder(nn.Module):
             # Small init because token embeddings get multiplied by sqrt(d_model) (fairseq).
             nn.init.normal_(module.weight, mean=0.0, std=self.d_model**-0.5)
 
-    def _embed(self, embed: TokenEmbedding, tokens: Tensor) -> Tensor:
-        """(B, T) token ids -> (B, T, D): scaled embedding + position, then dropout."""
-        return self.dropout(self.pos(embed(tokens)))
+    def _embed(self, embed: TokenEmbedding, tokens: Tensor, start: int = 0) -> Tensor:
+        """(B, T) token ids at positions start.. -> (B, T, D): scaled embedding + position."""
+        return self.dropout(self.pos(embed(tokens), start=start))
 
     def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
         """src: (B, S) token ids, src_padding_mask: bool (B, S) -> memory (B, S, D)."""
@@ -227,13 +241,27 @@ class EncoderDecoder(nn.Module):
         memory: Tensor,
         memory_padding_mask: Tensor | None = None,
         tgt_padding_mask: Tensor | None = None,
+        caches: list[tuple[KVCache, KVCache]] | None = None,
     ) -> Tensor:
-        """tgt: (B, T) token ids, memory: (B, S, D) -> logits (B, T, V_tgt)."""
-        x = self._embed(self.tgt_embed, tgt)  # (B, T, D)
+        """tgt: (B, T) token ids, memory: (B, S, D) -> logits (B, T, V_tgt).
+
+        caches (from `new_caches()`): incremental decoding; tgt holds only the new steps, at
+        positions len(cache)...; the memory is projected once and reused.
+        """
+        start = len(caches[0][0]) if caches else 0
+        x = self._embed(self.tgt_embed, tgt, start)  # (B, T, D)
         x = self.decoder(
-            x, memory, padding_mask=tgt_padding_mask, memory_padding_mask=memory_padding_mask
+            x,
+            memory,
+            padding_mask=tgt_padding_mask,
+            memory_padding_mask=memory_padding_mask,
+            caches=caches,
         )
         return self.lm_head(x)
+
+    def new_caches(self) -> list[tuple[KVCache, KVCache]]:
+        """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""
+        return [(KVCache(), KVCache()) for _ in self.decoder.layers]
 
     def forward(
         self,

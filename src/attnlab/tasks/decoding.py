@@ -1,4 +1,5 @@
-"""Autoregressive decoding for encoder-decoder networks."""
+"""Autoregressive decoding for encoder-decoder networks: greedy and beam search, both
+incremental (the decoder's KV cache holds the prefix; each step feeds one new token)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ def greedy_decode(
 ) -> torch.Tensor:
     """Greedy decoding: (B, S) source -> (B, <=max_len) target ids starting with BOS.
 
-    Finished rows are padded after their EOS. Each step re-runs the decoder on the prefix; the
-    KV cache for long outputs comes with incremental decoding.
+    Finished rows are padded after their EOS.
     """
     memory = network.encode(src, src_padding_mask)  # (B, S, D)
+    caches = network.new_caches()
     ys = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for _ in range(max_len - 1):
-        logits = network.decode(ys, memory, memory_padding_mask=src_padding_mask)  # (B, T, V)
+        logits = network.decode(ys[:, -1:], memory, src_padding_mask, caches=caches)  # (B, 1, V)
         next_id = logits[:, -1].argmax(dim=-1)  # (B,)
         next_id = next_id.masked_fill(finished, pad_id)
         ys = torch.cat([ys, next_id[:, None]], dim=1)
@@ -33,6 +34,92 @@ def greedy_decode(
         if finished.all():
             break
     return ys
+
+
+@torch.no_grad()
+def beam_search(
+    network: nn.Module,
+    src: torch.Tensor,
+    src_padding_mask: torch.Tensor,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    max_len: int,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+) -> torch.Tensor:
+    """Batched beam search: (B, S) source -> (B, <=max_len) best target ids, BOS first.
+
+    Every source keeps `beam_size` live hypotheses; each step extends them all in one decoder
+    call over B * beam_size rows and reorders the KV caches to the surviving beams. A hypothesis
+    ending in EOS is finished; its score is sum(log p) / length**length_penalty (length counts
+    the generated tokens, EOS included; 0 = raw log-probability, >0 favours longer outputs).
+    A source is done when it has `beam_size` finished hypotheses (fairseq's rule); at max_len
+    the live ones are finished as they are. Returned rows are padded after their EOS.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size={beam_size} must be at least 1")
+    B, K, device = src.size(0), beam_size, src.device
+    memory = network.encode(src, src_padding_mask).repeat_interleave(K, dim=0)  # (B*K, S, D)
+    memory_mask = src_padding_mask.repeat_interleave(K, dim=0)  # (B*K, S)
+    caches = network.new_caches()
+    tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)  # (B*K, T)
+    scores = torch.full((B, K), float("-inf"), device=device)  # live beams' log-probabilities
+    scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+
+    def finish(b: int, row: list[int], log_prob: float) -> None:
+        length = max(len(row) - 1, 1)  # generated tokens (BOS excluded)
+        finished[b].append((log_prob / length**length_penalty, row))
+
+    for _ in range(1, max_len):
+        logits = network.decode(tokens[:, -1:], memory, memory_mask, caches=caches)
+        log_probs = logits[:, -1].float().log_softmax(dim=-1)  # (B*K, V)
+        V = log_probs.size(-1)
+        candidates = (scores[:, :, None] + log_probs.view(B, K, V)).view(B, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
+        top_scores, top_index = top_scores.tolist(), top_index.tolist()
+        prefixes = tokens.tolist()
+
+        new_rows, new_tokens, new_scores = [], [], []
+        for b in range(B):
+            kept: list[tuple[int, int, float]] = []  # (beam row, token, score)
+            if len(finished[b]) < K:
+                for score, index in zip(top_scores[b], top_index[b], strict=True):
+                    if score == float("-inf") or len(kept) == K:
+                        break
+                    row, token = b * K + index // V, index % V
+                    if token == eos_id:
+                        finish(b, [*prefixes[row], token], score)
+                    else:
+                        kept.append((row, token, score))
+            # Done sources (and rare shortfalls) carry dead beams: -inf, never chosen again.
+            kept += [(b * K, pad_id, float("-inf"))] * (K - len(kept))
+            for row, token, score in kept:
+                new_rows.append(row)
+                new_tokens.append(token)
+                new_scores.append(score)
+
+        order = torch.tensor(new_rows, device=device)
+        for cache, cross_cache in caches:
+            cache.reorder(order)
+            cross_cache.reorder(order)
+        tokens = torch.cat([tokens[order], torch.tensor(new_tokens, device=device)[:, None]], 1)
+        scores = torch.tensor(new_scores, device=device).view(B, K)
+        if all(len(f) >= K for f in finished):
+            break
+
+    rows = tokens.tolist()
+    for b in range(B):
+        if len(finished[b]) < K:  # out of length: the live beams end here
+            for k in range(K):
+                if scores[b, k] > float("-inf"):
+                    finish(b, rows[b * K + k], scores[b, k].item())
+    best = [max(f, key=lambda hypothesis: hypothesis[0])[1] for f in finished]
+    out = torch.full((B, max(len(row) for row in best)), pad_id, dtype=torch.long)
+    for b, row in enumerate(best):
+        out[b, : len(row)] = torch.tensor(row)
+    return out.to(device)
 
 
 def strip_special(ids: list[int], bos_id: int, eos_id: int, pad_id: int) -> list[int]:

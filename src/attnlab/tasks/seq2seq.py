@@ -11,7 +11,7 @@ from torchmetrics.text import BLEUScore
 
 from attnlab.data.spec import DataSpec
 from attnlab.tasks.base import Task
-from attnlab.tasks.decoding import greedy_decode, strip_special
+from attnlab.tasks.decoding import beam_search, greedy_decode, strip_special
 
 
 class ExactMatch(MeanMetric):
@@ -26,7 +26,9 @@ class Seq2SeqTask(Task):
     """Batches hold `src` (B, S) and `tgt` (B, T) = BOS y EOS, both right-padded.
 
     Training uses teacher forcing: the decoder reads tgt[:, :-1] and predicts tgt[:, 1:].
-    Validation and test also decode greedily and score whole sequences (exact match, BLEU).
+    Validation and test also decode (greedy, or beam search with `beam_size` > 1) and score
+    whole sequences (exact match, BLEU). Decoding stops at EOS or at source length +
+    `max_len_offset` tokens.
     """
 
     name = "seq2seq"
@@ -37,11 +39,17 @@ class Seq2SeqTask(Task):
         label_smoothing: float = 0.1,
         decode_on_eval: bool = True,
         max_len_offset: int = 10,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
     ) -> None:
         super().__init__(spec)
+        if beam_size < 1:
+            raise ValueError(f"task.beam_size={beam_size} must be at least 1 (1: greedy)")
         self.label_smoothing = label_smoothing
         self.decode_on_eval = decode_on_eval
         self.max_len_offset = max_len_offset
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
 
     def make_metrics(self, stage: str) -> MetricCollection:
         metrics: dict[str, nn.Module] = {
@@ -98,9 +106,11 @@ class Seq2SeqTask(Task):
         src_padding_mask: torch.Tensor,
         max_len: int,
     ) -> torch.Tensor:
-        spec = self.spec
-        return greedy_decode(
-            network, src, src_padding_mask, spec.bos_id, spec.eos_id, spec.pad_id, max_len
+        special = (self.spec.bos_id, self.spec.eos_id, self.spec.pad_id)
+        if self.beam_size == 1:
+            return greedy_decode(network, src, src_padding_mask, *special, max_len)
+        return beam_search(
+            network, src, src_padding_mask, *special, max_len, self.beam_size, self.length_penalty
         )
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:

@@ -26,13 +26,15 @@ GROUPS = [
     "experiment",
     "paths",
     "hydra",
+    "hydra/launcher",
+    "hparams_search",
 ]
 
 
 def options(group: str) -> list[str]:
     return sorted(
         p.name.removesuffix(".yaml")
-        for p in CONF.joinpath(group).iterdir()
+        for p in CONF.joinpath(*group.split("/")).iterdir()
         if p.name.endswith(".yaml")
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -16,6 +17,7 @@ from pytorch_lightning.loggers import Logger
 
 from attnlab.data.spec import DataSpec
 from attnlab.data.token_cache import default_cache_dir
+from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
 
@@ -120,8 +122,23 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return _instantiate_entries(cfg.get("callbacks"))
 
 
+def chosen_options() -> dict[str, str | None]:
+    """The option picked in every config group (`model: encdec`, ...), Hydra's own excluded."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {group: choice for group, choice in choices.items() if not group.startswith("hydra")}
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    return _instantiate_entries(cfg.get("logger"))
+    """The `logger.*` entries; W&B's name, group, tags and mode come from the run (loggers.py)."""
+    loggers = []
+    for entry in (cfg.get("logger") or {}).values():
+        if not entry or "_target_" not in entry:
+            continue
+        extra = wandb_arguments(cfg, entry, chosen_options()) if is_wandb(entry) else {}
+        loggers.append(instantiate(entry, **extra))
+    return loggers
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> pl.Trainer:

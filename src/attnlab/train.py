@@ -16,23 +16,16 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from attnlab import builders
+from attnlab.builders import chosen_options
+from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
 
 log = logging.getLogger(__name__)
-
-
-def chosen_options() -> dict[str, str | None]:
-    """The option picked in every config group (`model: encdec`, ...), Hydra's own excluded."""
-    if not HydraConfig.initialized():
-        return {}
-    choices = HydraConfig.get().runtime.choices
-    return {group: choice for group, choice in choices.items() if not group.startswith("hydra")}
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -65,14 +58,34 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     loggers = builders.build_loggers(cfg)
     trainer = builders.build_trainer(cfg, callbacks, loggers)
 
+    failed = True
+    try:
+        result = _fit_and_test(cfg, datamodule, module, trainer, start)
+        failed = False
+    finally:
+        # Also after a crash: the next job of a multirun (same process) must not log into this
+        # job's W&B run.
+        finish_wandb(loggers, failed=failed)
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    log.info("Run directory: %s (metrics.json, checkpoints/, logs)", cfg.paths.output_dir)
+    return result
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    module: pl.LightningModule,
+    trainer: pl.Trainer,
+    start: float,
+) -> dict[str, Any]:
+    """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
     parameters = builders.count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": chosen_options(),
         "parameters": parameters,
     }
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hparams)
+    log_hyperparams(trainer.loggers, hparams)
 
     fit_metrics: dict[str, Any] = {}
     if cfg.get("train", True):
@@ -93,7 +106,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         **{k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
         **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
     }
-    result = {
+    return {
         "status": "done",
         "optimized_metric": cfg.get("optimized_metric"),
         "metrics": metrics,
@@ -106,9 +119,6 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         "best_checkpoint": best_ckpt or None,
         "choices": chosen_options(),
     }
-    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
-    log.info("Run directory: %s (metrics.json, checkpoints/, logs)", cfg.paths.output_dir)
-    return result
 
 
 def _flops_per_token(network: Any, cfg: DictConfig) -> int | None:

@@ -46,11 +46,12 @@ class SampleText(pl.Callback):
         text = "".join(f"=== {p!r}\n{s}\n\n" for p, s in zip(self.prompts, samples, strict=True))
         (out_dir / f"step_{step:07d}.txt").write_text(text)
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
+            if isinstance(logger, WandbLogger):  # a wandb.Table, at the step it was sampled
                 logger.log_text(
                     key="samples",
                     columns=["step", "prompt", "sample"],
                     data=[[step, p, s] for p, s in zip(self.prompts, samples, strict=True)],
+                    step=step,
                 )
 
     def sample(self, pl_module: pl.LightningModule, prompt: str) -> str:

@@ -68,7 +68,10 @@ class FakeTask:
     ("override", "expected"),
     [
         ("model.n_heads=3", r"model: d_model \(32\) must be divisible by n_heads \(3\)"),
-        ("model.activation=tanh", r"model: .*'tanh'.*relu.*gelu"),
+        ("model.activation=tanh", r"model: .*'tanh'.*relu.*gelu.*swiglu"),
+        ("model.n_kv_heads=3", r"model: n_heads \(2\) must be divisible by n_kv_heads \(3\)"),
+        ("model.pos=none", r"model: pos='none' is for decoder-only models.*'sinusoidal'"),
+        ("task.beam_size=0", r"task: .*task\.beam_size=0 must be at least 1"),
         ("model.pos=rotary_typo", r"model: .*'rotary_typo'.*sinusoidal.*learned"),
         ("model.norm=batchnorm", r"model: .*'batchnorm'.*layernorm"),
         ("data.transform=shuffle", r"data: .*'shuffle'.*copy.*reverse.*sort"),

@@ -11,7 +11,7 @@ from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
-from attnlab.models.parameters import count_parameters
+from attnlab.models.parameters import count_parameters, training_flops
 from attnlab.models.positional import build_positional, relative_positions
 from attnlab.models.sampling import sample_next
 
@@ -148,7 +148,7 @@ class DecoderOnly(nn.Module):
             if self.lm_head.weight is self.tok_embed.weight:
                 n += self.lm_head.weight.numel()
             self._matmul_params = n
-        return 6 * self._matmul_params + 12 * len(self.layers) * self.d_model * seq_len
+        return training_flops(self._matmul_params, len(self.layers), self.d_model, seq_len)
 
     @torch.no_grad()
     def generate(

@@ -8,6 +8,7 @@ from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
+from attnlab.models.parameters import parameter_count, training_flops
 from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
 
@@ -258,6 +259,17 @@ class EncoderDecoder(nn.Module):
             caches=caches,
         )
         return self.lm_head(x)
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token, source and target tokens alike, for pairs whose source and
+        target are both seq_len long (see parameters.training_flops). Encoder weights act on
+        source tokens; decoder weights and the output projection on target tokens, which attend
+        to seq_len targets (causal, counted in full) and seq_len sources."""
+        d, n_enc, n_dec = self.d_model, len(self.encoder.layers), len(self.decoder.layers)
+        source = training_flops(parameter_count(self.encoder), n_enc, d, seq_len)
+        decoder_weights = parameter_count(self.decoder) + self.lm_head.weight.numel()
+        target = training_flops(decoder_weights, n_dec, d, 2 * seq_len)
+        return (source + target) // 2
 
     def new_caches(self) -> list[tuple[KVCache, KVCache]]:
         """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""

@@ -16,6 +16,7 @@ from attnlab.models.block import TransformerBlock
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.feedforward import build_activation
 from attnlab.models.norms import build_norm
+from attnlab.models.parameters import parameter_count, training_flops
 from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
 _POOLING_KINDS = ("cls", "mean")
@@ -230,6 +231,12 @@ class EncoderOnly(nn.Module):
         for layer in self.layers:
             x = layer(x, padding_mask=padding_mask)  # not causal: every token sees all others
         return self.norm(x)  # (B, T, D)
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token of the encoder (see parameters.training_flops): the blocks'
+        weights and full bidirectional attention over seq_len keys. Heads are left out: the
+        MLM head runs on the masked positions only, a classifier once per sequence."""
+        return training_flops(parameter_count(self.layers), len(self.layers), self.d_model, seq_len)
 
     def is_body_parameter(self, name: str) -> bool:
         """Whether a state_dict key / parameter name belongs to the body (not a head)."""

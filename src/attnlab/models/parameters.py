@@ -16,3 +16,15 @@ def count_parameters(network: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in params)
     embedding = sum(p.numel() for p in params if id(p) in embedding_ids)
     return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
+
+
+def parameter_count(module: nn.Module) -> int:
+    """All of a module's parameters, each tied tensor once."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def training_flops(matmul_params: int, n_layers: int, d_model: int, n_keys: int) -> int:
+    """Training FLOPs (forward + backward) for one token: 6 per matmul weight (2 forward, 4
+    backward), plus attention scores and weighted sums over `n_keys` keys in each layer
+    (2 * 2 * d_model forward, times 3) — the PaLM appendix B / nanoGPT estimate."""
+    return 6 * matmul_params + 12 * n_layers * d_model * n_keys

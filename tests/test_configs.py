@@ -40,7 +40,7 @@ def options(group: str) -> list[str]:
 
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
-PRIMARY = ["train", "eval", "generate", "fill_mask"]  # the entry points' own configs
+PRIMARY = ["train", "eval", "generate", "fill_mask", "translate"]  # the entry points' own configs
 
 
 def task_of_data(option: str) -> str:

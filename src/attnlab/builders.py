@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import Logger
 
+from attnlab.checkpoint_io import AtomicCheckpointIO
 from attnlab.data.spec import DataSpec
 from attnlab.data.token_cache import default_cache_dir
 from attnlab.loggers import is_wandb, wandb_arguments
@@ -22,6 +24,8 @@ from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
 
 __all__ = ["ConfigError", "count_parameters"]
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -81,6 +85,9 @@ def network_arguments(spec: DataSpec) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
     if spec.num_classes is not None:
         kwargs["num_classes"] = spec.num_classes
+    # Separate source/target vocabularies (only EncoderDecoder takes tgt_vocab_size).
+    if spec.tgt_vocab_size is not None and spec.tgt_vocab_size != spec.vocab_size:
+        kwargs["tgt_vocab_size"] = spec.tgt_vocab_size
     return kwargs
 
 
@@ -88,6 +95,12 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
     spec = datamodule.spec
     if spec.task != get_class(cfg.task._target_).name:
         raise ConfigError(f"data feeds task {spec.task!r} but task is {cfg.task._target_}")
+    if getattr(datamodule, "vocab", None) == "separate" and cfg.model.get("share_embeddings"):
+        raise ConfigError(
+            "data.vocab=separate gives source and target their own vocabularies, but "
+            "model.share_embeddings=true would look both up in one table; set "
+            "model.share_embeddings=false"
+        )
     network = instantiate_section(cfg, "model", **network_arguments(spec))
     if cfg.model.get("pretrained"):
         load_pretrained_body(network, cfg.model.pretrained, datamodule)
@@ -142,7 +155,37 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> pl.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # Atomic checkpoint files, unless the config brings its own plugins.
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins)
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint `fit` starts from: `ckpt_path`, or with `resume` (or `ckpt_path=last`)
+    the newest `*.ckpt` in this run's checkpoint directory (None, with a log line, if there is
+    none yet: a requeued job that was stopped before its first checkpoint starts afresh)."""
+    resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
+    if ckpt_path not in (None, "last"):
+        if resume is not None:
+            raise ConfigError(f"set either resume={resume} or ckpt_path={ckpt_path}, not both")
+        check_checkpoint_path(ckpt_path)
+        return ckpt_path
+    if resume is None and ckpt_path is None:
+        return None
+    if (
+        resume not in (None, "auto")
+        and Path(resume).resolve() != Path(cfg.paths.output_dir).resolve()
+    ):
+        raise ConfigError(f"resume={resume} but the run directory is {cfg.paths.output_dir}")
+    directory = Path(cfg.paths.output_dir) / "checkpoints"
+    found = [p for p in directory.glob("*.ckpt") if p.is_file()]
+    if not found:
+        log.warning("resume: no checkpoint in %s yet; starting from scratch", directory)
+        return None
+    # last.ckpt wins a tie: it is written after best.ckpt in the same step.
+    newest = max(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"))
+    log.info("Resuming from %s", newest)
+    return str(newest)
 
 
 def check_checkpoint_path(ckpt_path: str | None) -> None:

@@ -18,6 +18,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from attnlab import builders
 from attnlab.builders import chosen_options
@@ -26,6 +27,9 @@ from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
 
 log = logging.getLogger(__name__)
+
+# 128 + SIGTERM, what a shell reports for a job killed by SIGTERM: a stopped run is not done.
+SIGTERM_EXIT_CODE = 143
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -48,7 +52,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     start = time.perf_counter()
     builders.check_required(cfg)
     builders.check_compatibility(cfg)
-    builders.check_checkpoint_path(cfg.get("ckpt_path"))
+    ckpt_path = builders.resume_checkpoint(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
 
@@ -60,8 +64,17 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
     failed = True
     try:
-        result = _fit_and_test(cfg, datamodule, module, trainer, start)
+        result = _fit_and_test(cfg, datamodule, module, trainer, start, ckpt_path)
         failed = False
+    except SIGTERMException:
+        # ResumeState saved last.ckpt; no metrics.json: the run is not finished.
+        log.warning(
+            "Stopped by SIGTERM at step %d; continue with `attnlab-train resume=%s` (exit %d)",
+            trainer.global_step,
+            cfg.paths.output_dir,
+            SIGTERM_EXIT_CODE,
+        )
+        raise SIGTERMException(SIGTERM_EXIT_CODE) from None
     finally:
         # Also after a crash: the next job of a multirun (same process) must not log into this
         # job's W&B run.
@@ -77,6 +90,7 @@ def _fit_and_test(
     module: pl.LightningModule,
     trainer: pl.Trainer,
     start: float,
+    ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
     parameters = builders.count_parameters(module.network)
@@ -89,7 +103,7 @@ def _fit_and_test(
 
     fit_metrics: dict[str, Any] = {}
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
     tokens_seen = module.tokens_seen  # testing a checkpoint below reloads its older count
     fit_time = time.perf_counter() - start

@@ -1,6 +1,15 @@
 """Lightning callbacks of attnlab's own (the rest come from Lightning itself)."""
 
+from attnlab.callbacks.hypotheses import Hypotheses
+from attnlab.callbacks.reliability import NanGuard, NonFiniteLossError, ResumeState
 from attnlab.callbacks.sample_text import SampleText
 from attnlab.callbacks.throughput import Throughput
 
-__all__ = ["SampleText", "Throughput"]
+__all__ = [
+    "Hypotheses",
+    "NanGuard",
+    "NonFiniteLossError",
+    "ResumeState",
+    "SampleText",
+    "Throughput",
+]

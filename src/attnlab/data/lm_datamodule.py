@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from attnlab.data.lm_windows import RandomOffsetSampler, TokenWindows
+from attnlab.data.resumable import ResumableDataLoader
 from attnlab.data.spec import DataSpec
 
 SPLITS = ("train", "val", "test")
@@ -129,7 +130,7 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             len(dataset), self.train_samples_per_epoch or len(dataset), seed
         )
         # drop_last keeps every training batch the same shape (compiled models, throughput).
-        return self._loader(dataset, sampler=sampler, drop_last=True)
+        return self._loader(dataset, sampler=sampler, drop_last=True, loader=ResumableDataLoader)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["val"])
@@ -137,8 +138,10 @@ class LanguageModelingDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"])
 
-    def _loader(self, dataset: TokenWindows, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: TokenWindows, loader: type[DataLoader] = DataLoader, **kwargs
+    ) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

@@ -13,11 +13,11 @@ windows as another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
+
+from attnlab.data.resumable import SkippableSampler
 
 
 class TokenWindows(Dataset):
@@ -54,7 +54,7 @@ class TokenWindows(Dataset):
         return {"input_ids": window[:-1], "labels": window[1:]}
 
 
-class RandomOffsetSampler(Sampler[int]):
+class RandomOffsetSampler(SkippableSampler):
     """`num_samples` random window indices per epoch, fresh every epoch.
 
     Indices are drawn without replacement; asking for more than there are windows repeats whole
@@ -66,21 +66,16 @@ class RandomOffsetSampler(Sampler[int]):
     def __init__(self, num_windows: int, num_samples: int, seed: int = 0) -> None:
         if num_windows < 1 or num_samples < 1:
             raise ValueError(f"need windows and samples, got {num_windows} and {num_samples}")
+        super().__init__(seed)
         self.num_windows = num_windows
         self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def order(self, rng: np.random.Generator) -> np.ndarray:
         full, rest = divmod(self.num_samples, self.num_windows)
         parts = [rng.permutation(self.num_windows) for _ in range(full)]
         # choice without replacement uses Floyd's algorithm when rest << num_windows: no O(n) work.
         parts.append(rng.choice(self.num_windows, rest, replace=False))
-        return iter(np.concatenate(parts).tolist())
+        return np.concatenate(parts)

@@ -11,8 +11,8 @@ class DataSpec:
     """Vocabulary facts shared by data, network and task.
 
     `decode` turns token ids into text (for BLEU, samples and logs), dropping special ids;
-    `encode` turns text into ids (prompts). Special ids are None where the data has none
-    (character-level text, say).
+    `encode` turns text into ids (prompts; for seq2seq, the source). Special ids are None where
+    the data has none (character-level text, say).
     """
 
     task: str
@@ -24,3 +24,7 @@ class DataSpec:
     eos_id: int | None = None
     encode: Callable[[str], list[int]] | None = None
     num_classes: int | None = None  # classification data only
+    # Seq2seq with separate vocabularies: the target's size (vocab_size is then the source's).
+    tgt_vocab_size: int | None = None
+    # `decode` gives text as people write it (cased, detokenised): BLEU can be sacreBLEU's.
+    detokenized: bool = False

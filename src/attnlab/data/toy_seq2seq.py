@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.padding import pad_batch
+from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
 from attnlab.data.spec import DataSpec
 
 PAD, BOS, EOS = 0, 1, 2
@@ -133,10 +134,13 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
             self.datasets = self._generate()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
+        dataset = self.datasets[split]
+        # Training order is a function of (seed, epoch), so a resumed run replays it.
+        loader = ResumableDataLoader if shuffle else DataLoader
+        return loader(
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(dataset), run_seed()) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_seq2seq,
             persistent_workers=self.num_workers > 0,

@@ -1,4 +1,9 @@
-"""Sequence-to-sequence: teacher-forced cross-entropy, greedy decoding, exact match and BLEU."""
+"""Sequence-to-sequence: teacher-forced cross-entropy, greedy decoding, exact match and BLEU.
+
+BLEU is torchmetrics' BLEUScore on the decoded text split at spaces (toy symbols), or sacreBLEU
+(13a tokenisation, cased) where the data decodes to detokenised text, as translation results are
+reported.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
-from torchmetrics.text import BLEUScore
+from torchmetrics.text import BLEUScore, SacreBLEUScore
 
 from attnlab.data.spec import DataSpec
 from attnlab.tasks.base import Task
@@ -22,13 +27,21 @@ class ExactMatch(MeanMetric):
         super().update(torch.tensor(hits))
 
 
+BLEU_KINDS = ("auto", "bleu", "sacrebleu")
+
+
 class Seq2SeqTask(Task):
     """Batches hold `src` (B, S) and `tgt` (B, T) = BOS y EOS, both right-padded.
 
     Training uses teacher forcing: the decoder reads tgt[:, :-1] and predicts tgt[:, 1:].
-    Validation and test also decode (greedy, or beam search with `beam_size` > 1) and score
+    Validation and test also decode (greedy, or beam search with `beam_size` > 1;
+    `val_beam_size` sets validation's apart, e.g. greedy to keep epochs quick) and score
     whole sequences (exact match, BLEU). Decoding stops at EOS or at source length +
     `max_len_offset` tokens.
+
+    `bleu="auto"` is sacreBLEU when `spec.detokenized`, else BLEUScore. With `keep_hypotheses`
+    set (the `Hypotheses` callback sets it), each eval stage's decoded texts are kept in
+    `hypotheses[stage]` as (example index, text) pairs; the callback empties them.
     """
 
     name = "seq2seq"
@@ -41,25 +54,35 @@ class Seq2SeqTask(Task):
         max_len_offset: int = 10,
         beam_size: int = 1,
         length_penalty: float = 1.0,
+        bleu: str = "auto",
+        val_beam_size: int | None = None,
     ) -> None:
-        super().__init__(spec)
-        if beam_size < 1:
-            raise ValueError(f"task.beam_size={beam_size} must be at least 1 (1: greedy)")
+        if bleu not in BLEU_KINDS:
+            raise ValueError(f"task.bleu={bleu!r}: choose one of {list(BLEU_KINDS)}")
+        self.bleu = ("sacrebleu" if spec.detokenized else "bleu") if bleu == "auto" else bleu
+        super().__init__(spec)  # builds the metrics, so after self.bleu
+        for key, size in (("beam_size", beam_size), ("val_beam_size", val_beam_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"task.{key}={size} must be at least 1 (1: greedy)")
         self.label_smoothing = label_smoothing
         self.decode_on_eval = decode_on_eval
         self.max_len_offset = max_len_offset
         self.beam_size = beam_size
+        self.val_beam_size = val_beam_size
         self.length_penalty = length_penalty
+        self.keep_hypotheses = False
+        self.hypotheses: dict[str, list[tuple[int, str]]] = {"val": [], "test": []}
 
     def make_metrics(self, stage: str) -> MetricCollection:
+        vocab_size = self.spec.tgt_vocab_size or self.spec.vocab_size  # predictions: target side
         metrics: dict[str, nn.Module] = {
-            "acc": MulticlassAccuracy(
-                self.spec.vocab_size, average="micro", ignore_index=self.spec.pad_id
-            )
+            "acc": MulticlassAccuracy(vocab_size, average="micro", ignore_index=self.spec.pad_id)
         }
         if stage != "train":
             metrics["exact_match"] = ExactMatch()
-            metrics["bleu"] = BLEUScore(n_gram=4)
+            # sacreBLEU tokenises the detokenised text itself (13a), the standard for reporting.
+            bleu = SacreBLEUScore(tokenize="13a") if self.bleu == "sacrebleu" else BLEUScore()
+            metrics["bleu"] = bleu
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
     def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
@@ -77,7 +100,7 @@ class Seq2SeqTask(Task):
         metrics = self.metrics(stage)
         metrics["acc"].update(logits.argmax(-1).flatten(), tgt_out.flatten())
         if stage != "train" and self.decode_on_eval:
-            self._score_decoding(network, src, src_padding_mask, tgt, metrics)
+            self._score_decoding(network, src, src_padding_mask, tgt, metrics, stage, batch)
         return loss
 
     def _score_decoding(
@@ -87,17 +110,23 @@ class Seq2SeqTask(Task):
         src_padding_mask: torch.Tensor,
         tgt: torch.Tensor,
         metrics: MetricCollection,
+        stage: str,
+        batch: dict[str, torch.Tensor],
     ) -> None:
         spec = self.spec
         max_len = min(src.size(1) + self.max_len_offset, getattr(network, "max_len", 10**9))
-        decoded = self.decode(network, src, src_padding_mask, max_len)
+        beam_size = self.val_beam_size if stage == "val" else None
+        decoded = self.decode(network, src, src_padding_mask, max_len, beam_size)
         special = (spec.bos_id, spec.eos_id, spec.pad_id)
         predictions = [strip_special(row, *special) for row in decoded.tolist()]
         references = [strip_special(row, *special) for row in tgt.tolist()]
         metrics["exact_match"].update(predictions, references)
-        metrics["bleu"].update(
-            [spec.decode(p) for p in predictions], [[spec.decode(r)] for r in references]
-        )
+        hypotheses = [spec.decode(p) for p in predictions]
+        metrics["bleu"].update(hypotheses, [[spec.decode(r)] for r in references])
+        if self.keep_hypotheses:
+            # Batches may come in any order (length-sorted, say): keep where each belongs.
+            index = batch["index"].tolist() if "index" in batch else [None] * len(hypotheses)
+            self.hypotheses[stage].extend(zip(index, hypotheses, strict=True))
 
     def decode(
         self,
@@ -105,12 +134,15 @@ class Seq2SeqTask(Task):
         src: torch.Tensor,
         src_padding_mask: torch.Tensor,
         max_len: int,
+        beam_size: int | None = None,
     ) -> torch.Tensor:
+        """(B, <= max_len) token ids: greedy, or beam search (`beam_size`, else the task's)."""
         special = (self.spec.bos_id, self.spec.eos_id, self.spec.pad_id)
-        if self.beam_size == 1:
+        beam_size = beam_size or self.beam_size
+        if beam_size == 1:
             return greedy_decode(network, src, src_padding_mask, *special, max_len)
         return beam_search(
-            network, src, src_padding_mask, *special, max_len, self.beam_size, self.length_penalty
+            network, src, src_padding_mask, *special, max_len, beam_size, self.length_penalty
         )
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:

@@ -14,7 +14,14 @@ def _run_id() -> str:
     return secrets.token_hex(3)
 
 
+def _run_dir(resume: str | None, new_dir: str) -> str:
+    # `resume=<run dir>` continues in that directory; anything else gets a new one.
+    return new_dir if resume in (None, "auto") else str(resume)
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
+    if not OmegaConf.has_resolver("run_dir"):
+        OmegaConf.register_new_resolver("run_dir", _run_dir)

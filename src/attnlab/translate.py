@@ -1,0 +1,74 @@
+"""`attnlab-translate ckpt_path=... text="Ein Hund rennt im Park."`: translate with a checkpoint.
+
+attnlab-translate ckpt_path=<run>/checkpoints/best.ckpt text="Ein Hund rennt im Park."
+attnlab-translate ckpt_path=... input_file=test.de beam_size=1     # one line out per line in
+attnlab-translate ckpt_path=... text='[Ein Hund., Eine Katze.]' beam_size=5 length_penalty=0.6
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from attnlab import builders
+from attnlab.data.download import read_lines
+from attnlab.data.padding import pad_batch
+from attnlab.tasks.decoding import strip_special
+from attnlab.utils.config_errors import with_config_hints
+
+
+def source_texts(cfg: DictConfig) -> list[str]:
+    """`text` (a string or a list) and the lines of `input_file`, in that order."""
+    texts = list(cfg.text) if isinstance(cfg.text, ListConfig) else []
+    if isinstance(cfg.text, str):
+        texts.append(cfg.text)
+    if cfg.input_file:
+        texts.extend(read_lines(Path(cfg.input_file)))
+    if not texts:
+        raise builders.ConfigError("nothing to translate: give text=... or input_file=...")
+    return texts
+
+
+def translate(cfg: DictConfig) -> list[str]:
+    """Translations of the source texts, one per text, in order."""
+    _, _, module = builders.load_trained_module(cfg.ckpt_path)
+    network, task, spec = module.network, module.task, module.task.spec
+    if spec.task != "seq2seq" or spec.encode is None:
+        raise builders.ConfigError(
+            f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
+            "attnlab-translate needs an encoder-decoder trained on text (seq2seq)"
+        )
+    if cfg.length_penalty is not None:
+        task.length_penalty = cfg.length_penalty
+    beam_size = cfg.beam_size or task.beam_size
+    device = torch.device(cfg.device)
+    network.to(device).eval()
+    texts = source_texts(cfg)
+    special = (spec.bos_id, spec.eos_id, spec.pad_id)
+    out: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), cfg.batch_size):
+            # Cut to what the network can read, leaving room to decode.
+            ids = [
+                spec.encode(text)[: spec.max_len] for text in texts[start : start + cfg.batch_size]
+            ]
+            src = pad_batch(ids, spec.pad_id).to(device)
+            max_len = min(src.size(1) + task.max_len_offset, getattr(network, "max_len", 10**9))
+            decoded = task.decode(network, src, src == spec.pad_id, max_len, beam_size)
+            out.extend(spec.decode(strip_special(row, *special)) for row in decoded.tolist())
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
+def hydra_main(cfg: DictConfig) -> None:
+    for line in translate(cfg):
+        print(line)
+
+
+main = with_config_hints("translate", hydra_main)
+
+if __name__ == "__main__":
+    main()

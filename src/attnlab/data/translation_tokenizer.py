@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attnlab.data.atomic import atomic_path
+from attnlab.data.packing import encode_stream
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
@@ -129,12 +129,4 @@ class TranslationTokenizer:
     def encode_lines(self, lines: Sequence[str], side: str) -> np.ndarray:
         """One flat int64 array: the ids of each line followed by `</s>` (see `packing.Lines`)."""
         tokenizer = self.source if side == "source" else self.target
-        # encode_batch_fast skips character offsets (tokenizers >= 0.21); both run in Rust.
-        encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-        encodings = encode_batch(list(lines), add_special_tokens=False)
-        eos = [EOS_ID]
-        return np.fromiter(
-            chain.from_iterable(chain(e.ids, eos) for e in encodings),
-            dtype=np.int64,
-            count=sum(len(e.ids) + 1 for e in encodings),
-        )
+        return encode_stream(tokenizer, lines, EOS_ID)

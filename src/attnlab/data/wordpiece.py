@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tokenizers import (
 )
 
 from attnlab.data.atomic import atomic_path
+from attnlab.data.packing import encode_stream
 from attnlab.data.token_cache import TokenCache
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -161,15 +161,7 @@ class WordPieceTokenizer:
 
     def encode_lines(self, lines: Sequence[str]) -> np.ndarray:
         """One flat int64 array: the ids of each line followed by [SEP] (see `packing`)."""
-        # encode_batch_fast skips character offsets (tokenizers >= 0.21); both run in Rust.
-        encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        encodings = encode_batch(list(lines), add_special_tokens=False)
-        sep = [SEP_ID]
-        return np.fromiter(
-            chain.from_iterable(chain(e.ids, sep) for e in encodings),
-            dtype=np.int64,
-            count=sum(len(e.ids) + 1 for e in encodings),
-        )
+        return encode_stream(self.tokenizer, lines, SEP_ID)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The words of `ids` separated by spaces, wordpieces joined, special tokens dropped."""

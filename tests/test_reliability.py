@@ -86,8 +86,8 @@ def read_metrics(run_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="intermittent (issue 7, open): once in CI, under load, the resumed run tested a "
-    "different best checkpoint (test/loss 3.9218 vs 3.8553) while step and tokens matched",
+    reason="known gap (issue 7, open), kill-point dependent: the resumed run can test a "
+    "different best checkpoint (test/loss 3.9218 vs 3.8553) while step and tokens match",
 )
 def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> None:
     """SIGKILL at two points (first checkpoint, and mid-epoch 3), resume each time with

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from attnlab.data.atomic import atomic_path
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes `<name>.tmp<pid>` beside the target, fsyncs it and renames it over the target.
+    """Writes a temporary file beside the target, fsyncs it and renames it over the target.
 
     Lightning's own save goes through an fsspec transaction that stages the file in the system
     temp directory and `shutil.move`s it: a copy, not an atomic rename, whenever /tmp is another
@@ -24,14 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if "://" in str(path) or storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())

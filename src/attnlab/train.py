@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import traceback
 from pathlib import Path
@@ -22,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from attnlab import builders
 from attnlab.builders import chosen_options
+from attnlab.data.atomic import atomic_path
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
@@ -38,10 +38,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 @rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Atomic write, so a crash never leaves a half-written metrics.json."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Atomic write, so a crash never leaves a half-written metrics.json (or failure.json)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
@@ -152,9 +151,7 @@ def write_failure(run_dir: Path, error: BaseException) -> None:
         "error": f"{type(error).__name__}: {error}",
         "traceback": traceback.format_exception(error),
     }
-    tmp = run_dir / "failure.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, run_dir / "failure.json")
+    write_metrics(run_dir / "failure.json", report)
 
 
 def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:

@@ -92,8 +92,10 @@ def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
     network = module.network
     body = network.body_state_dict()
     assert body and all(torch.equal(value, saved[key]) for key, value in body.items())
-    assert not torch.equal(network.pooler.dense.weight, saved["pooler.dense.weight"])
-    assert network.classifier is not None  # a fresh head, absent from the MLM checkpoint
+    # Fresh heads: the MLM checkpoint has a masked-LM head only.
+    assert network.pooler is not None and network.classifier is not None
+    assert not any(key.startswith(("pooler.", "classifier.")) for key in saved)
+    assert any(key.startswith("mlm_head.") for key in saved) and network.mlm_head is None
     assert datamodule.tokenizer.fingerprint == checkpoint["tokenizer"]["fingerprint"]
     result = train(cfg)
     assert math.isfinite(result["metrics"]["test/acc"])

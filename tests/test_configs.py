@@ -72,9 +72,11 @@ def test_every_config_file_is_covered() -> None:
     """Each YAML file is a tested option, a primary config, or a task picked by a data option."""
     root = Path(str(CONF))
     files_on_disk = {str(p.relative_to(root)) for p in root.rglob("*.yaml")}
-    covered = {f"{group}/{option}.yaml" for group, option in CASES} | {
-        f"{name}.yaml" for name in PRIMARY
-    }
+    covered = (
+        {f"{group}/{option}.yaml" for group, option in CASES}
+        | {f"{name}.yaml" for name in PRIMARY}
+        | {f"experiment/matched/{name}.yaml" for name in options("experiment/matched")}
+    )
     tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
     picked = {
         line.split(":")[-1].strip()
@@ -84,6 +86,25 @@ def test_every_config_file_is_covered() -> None:
     }
     assert {f"task/{name}.yaml" for name in picked} == tasks
     assert files_on_disk - covered - tasks == set()
+
+
+MATCHED = options("experiment/matched")
+
+
+@pytest.mark.parametrize("name", MATCHED)
+def test_matched_sizes_apply_to_their_experiment_and_model(tmp_path: Path, name: str) -> None:
+    """experiment/matched/<experiment>_<model>.yaml is merged over the experiment when that
+    model is chosen: each of its model keys reaches the composed config and the network."""
+    experiment, model = name.rsplit("_", 1)
+    assert experiment in options("experiment") and model in options("model")
+    cfg = compose_config(tmp_path, [f"experiment={experiment}", f"model={model}"])
+    matched = OmegaConf.load(str(CONF.joinpath("experiment", "matched", f"{name}.yaml")))
+    assert matched.model and all(cfg.model[k] == v for k, v in matched.model.items())
+    builders.check_compatibility(cfg)
+    network_cls = get_class(cfg.model._target_)
+    kwargs = builders.network_arguments(builders.build_datamodule(cfg).spec)
+    network = builders.instantiate_section(cfg, "model", **kwargs)
+    assert isinstance(network, network_cls)
 
 
 def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
@@ -103,7 +124,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
     assert sum(p.numel() for p in module.network.parameters()) > 0
     callbacks = builders.build_callbacks(cfg)
     loggers = builders.build_loggers(cfg) if group == "logger" else []
-    if group == "trainer" and option in ("gpu", "ddp"):
+    if group == "trainer" and option in ("gpu", "ddp", "fsdp"):
         return  # needs CUDA to build a Trainer; composition and resolution are checked above
     trainer = builders.build_trainer(cfg, callbacks, loggers)
     assert trainer is not None

@@ -65,3 +65,29 @@ def test_multi30k_smoke_run_then_translate(train_config, tmp_path: Path) -> None
         cwd=tmp_path,
     )
     assert len(listed.stdout.splitlines()) == 2
+
+
+def test_a_decoder_only_prefix_lm_translates_too(train_config, tmp_path: Path) -> None:
+    """model=gpt on Multi30k: trained as [source | target], decoded by the same beam search."""
+    require("multi30k/train.de", "multi30k/val.en", "multi30k/test_2016_flickr.en")
+    overrides = [
+        "experiment=compare_seq2seq",
+        "model=gpt",
+        "data=multi30k",
+        *(o for o in SMOKE if o.startswith(("data.", "trainer.", "callbacks.", "print_config"))),
+        "model.d_model=32",
+        "model.n_heads=2",
+        "model.d_ff=64",
+        "model.n_layers=2",
+        "trainer.limit_train_batches=3",
+    ]
+    result = train(train_config(*overrides, base=[]))
+    assert result["choices"]["model"] == "gpt" and "test/bleu" in result["metrics"]
+    out = run_cli(
+        "attnlab-translate",
+        f"ckpt_path={result['best_checkpoint']}",
+        "text=[Ein Hund rennt im Park.,Zwei Hunde spielen.]",
+        "beam_size=3",
+        cwd=tmp_path,
+    )
+    assert len(out.stdout.splitlines()) == 2

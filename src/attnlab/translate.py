@@ -39,7 +39,7 @@ def translate(cfg: DictConfig) -> list[str]:
     if spec.task != "seq2seq" or spec.encode is None:
         raise builders.ConfigError(
             f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
-            "attnlab-translate needs an encoder-decoder trained on text (seq2seq)"
+            "attnlab-translate needs a seq2seq model (encdec, or gpt as a prefix LM) on text"
         )
     if cfg.length_penalty is not None:
         task.length_penalty = cfg.length_penalty
@@ -56,8 +56,7 @@ def translate(cfg: DictConfig) -> list[str]:
                 spec.encode(text)[: spec.max_len] for text in texts[start : start + cfg.batch_size]
             ]
             src = pad_batch(ids, spec.pad_id).to(device)
-            max_len = min(src.size(1) + task.max_len_offset, getattr(network, "max_len", 10**9))
-            decoded = task.decode(network, src, src == spec.pad_id, max_len, beam_size)
+            decoded = task.decode(network, src, src == spec.pad_id, beam_size=beam_size)
             out.extend(spec.decode(strip_special(row, *special)) for row in decoded.tolist())
     return out
 

@@ -48,7 +48,7 @@ def test_left_padding_is_ignored() -> None:
 
 def test_layout() -> None:
     model = small_model(n_layers=3)
-    assert DecoderOnly.supported_tasks == ("causal_lm",)
+    assert DecoderOnly.supported_tasks == ("causal_lm", "seq2seq", "classification")
     assert isinstance(model.tok_embed, TokenEmbedding) and model.tok_embed.scale == 1.0
     assert model.max_len == 32 and model.pos.max_len == 32
     assert isinstance(model.dropout, nn.Dropout)

@@ -163,7 +163,7 @@ def test_embeddings_scaled_positioned_and_dropped_out() -> None:
 
 
 def test_supported_tasks() -> None:
-    assert EncoderDecoder.supported_tasks == ("seq2seq",)
+    assert EncoderDecoder.supported_tasks == ("seq2seq", "classification")
 
 
 def test_heads_must_divide_d_model() -> None:

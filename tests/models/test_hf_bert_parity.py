@@ -74,6 +74,17 @@ def ours() -> EncoderOnly:
 
 
 @pytest.fixture
+def ours_mlm(ours: EncoderOnly) -> EncoderOnly:
+    """The masked-LM model with the same body as `ours` (the classifier), its head perturbed."""
+    model = EncoderOnly(V, D, H, L, max_len=T_MAX, type_vocab_size=2, dropout=0.0).eval()
+    model.load_body_state_dict(ours.state_dict())
+    with torch.no_grad():
+        for p in model.mlm_head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture
 def config():
     return transformers.BertConfig(
         vocab_size=V,
@@ -117,14 +128,16 @@ def test_hidden_states_and_pooler_match_bert_model(ours, config, with_segments: 
         torch.testing.assert_close(ours.pool(hidden, pad), out.pooler_output, atol=1e-4, rtol=1e-4)
 
 
-def test_mlm_logits_match_bert_for_masked_lm(ours, config) -> None:
+def test_mlm_logits_match_bert_for_masked_lm(ours_mlm, config) -> None:
     ref = transformers.BertForMaskedLM(config).eval()
     assert ref.cls.predictions.decoder.weight is ref.bert.embeddings.word_embeddings.weight
-    ref.load_state_dict(bert_body_state_dict(ours, "bert.") | bert_mlm_head_state_dict(ours))
+    weights = bert_body_state_dict(ours_mlm, "bert.") | bert_mlm_head_state_dict(ours_mlm)
+    ref.load_state_dict(weights)
     ids, pad, segments = random_batch()
     with torch.no_grad():
         expected = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments).logits
-        torch.testing.assert_close(ours(ids, pad, segments), expected, atol=1e-4, rtol=1e-4)
+        got = ours_mlm(ids, pad, segments)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_classifier_matches_bert_for_sequence_classification(ours, config) -> None:

@@ -56,9 +56,10 @@ class Throughput(pl.Callback):
             return
         tokens = pl_module.task.count_tokens(batch)
         self._tokens += tokens
-        flops_per_token = getattr(pl_module.network, "flops_per_token", None)
+        seq_len = next(iter(batch.values())).size(1)
+        flops_per_token = pl_module.task.flops_per_token(pl_module.network, seq_len)
         if flops_per_token is not None:
-            self._flops += tokens * flops_per_token(next(iter(batch.values())).size(1))
+            self._flops += tokens * flops_per_token
         if (batch_idx + 1) % self.log_every_n_steps:
             return
         if torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda":

@@ -114,11 +114,14 @@ class MultiHeadAttention(nn.Module):
         key_padding_mask: Tensor | None = None,
         causal: bool = False,
         cache: KVCache | None = None,
+        prefix_len: int = 0,
     ) -> Tensor:
         """Attend from `query` (B, Tq, D) to `key_value` (B, Tk, D), or to itself if None.
 
         key_padding_mask: bool (B, Tk), True at padding keys; with a self-attention cache it
-        covers the cached keys too. causal: query i sees keys <= i.
+        covers the cached keys too. causal: query i sees keys <= i. prefix_len (with causal):
+        the first prefix_len keys are visible to every query, so a prefix attends to itself
+        both ways (a prefix LM's fully visible source).
         cache: self-attention appends this call's keys and values to it, and the queries,
         at positions len(cache) + i, attend to every cached key plus the new causal ones.
         Cross-attention projects `key_value` on the first call only and then reuses the
@@ -161,10 +164,12 @@ class MultiHeadAttention(nn.Module):
                     f"(cached keys included), got {tuple(key_padding_mask.shape)}"
                 )
             allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
-        if causal and (allowed is not None or bias is not None or (past > 0 and tq > 1)):
+        explicit_causal = allowed is not None or bias is not None or prefix_len > 0
+        if causal and (explicit_causal or (past > 0 and tq > 1)):
             # Query i sits at position past + i and sees keys 0..past + i. Without a cache
             # (past = 0) this is top-left aligned like SDPA's is_causal, so both paths agree.
             visible = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=past)
+            visible[:, :prefix_len] = True
             allowed = visible if allowed is None else allowed & visible
 
         dropout_p = self.dropout if self.training else 0.0

@@ -74,6 +74,7 @@ class TransformerBlock(nn.Module):
         memory_padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
         cross_cache: KVCache | None = None,
+        prefix_len: int = 0,
     ) -> Tensor:
         """x: (B, T, D) -> (B, T, D).
 
@@ -81,6 +82,7 @@ class TransformerBlock(nn.Module):
         (B, S, D) for cross-attention, with memory_padding_mask bool (B, S).
         cache / cross_cache: this layer's self- / cross-attention KVCache for incremental
         decoding, where x holds only the new steps (see MultiHeadAttention.forward).
+        prefix_len: keys every query may see despite `causal` (a prefix LM's source).
         """
         cross_attn = self.cross_attn
         if (cross_attn is None) != (memory is None):
@@ -92,7 +94,9 @@ class TransformerBlock(nn.Module):
         x = self._residual(
             x,
             self.norm1,
-            lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal, cache=cache),
+            lambda h: self.self_attn(
+                h, key_padding_mask=padding_mask, causal=causal, cache=cache, prefix_len=prefix_len
+            ),
         )
         if cross_attn is not None:
             x = self._residual(

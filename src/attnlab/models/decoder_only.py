@@ -1,4 +1,9 @@
-"""A decoder-only (GPT-style) language model: causal self-attention blocks over one sequence."""
+"""A decoder-only (GPT-style) language model: causal self-attention blocks over one sequence.
+
+Besides language modelling it classifies (pooling the last token) and translates as a prefix
+LM (the source is the start of the sequence, see prefix_lm.py), so the three architectures
+can be compared on the same tasks.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import count_parameters, training_flops
+from attnlab.models.pooling import Pooler
 from attnlab.models.positional import build_positional, relative_positions
+from attnlab.models.prefix_lm import PREFIX_ATTENTION, left_align, row_positions
 from attnlab.models.sampling import sample_next
 
 
@@ -20,9 +27,11 @@ class DecoderOnly(nn.Module):
     """Token + position embedding -> causal TransformerBlocks -> final norm -> LM head.
 
     With the defaults (pre-LN, learned positions, GELU, tied head) this is GPT-2's layout.
+    num_classes adds a classifier on the pooled hidden states ("last" token or "mean").
+    prefix_attention: for seq2seq, "causal" everywhere, or "full" attention within the source.
     """
 
-    supported_tasks: tuple[str, ...] = ("causal_lm",)
+    supported_tasks: tuple[str, ...] = ("causal_lm", "seq2seq", "classification")
 
     def __init__(
         self,
@@ -42,15 +51,29 @@ class DecoderOnly(nn.Module):
         layer_norm_eps: float = 1e-5,
         n_kv_heads: int | None = None,
         qk_norm: bool = False,
+        num_classes: int | None = None,
+        pooling: str = "last",
+        prefix_attention: str = "causal",
     ):
         super().__init__()
         # Checked here too so the error comes first, before anything is built.
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if pooling not in ("last", "mean"):
+            # "cls" would read the first token, which under causal attention sees only itself.
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of ['last', 'mean']")
+        if prefix_attention not in PREFIX_ATTENTION:
+            raise ValueError(
+                f"unknown prefix_attention {prefix_attention!r}; choose one of "
+                f"{list(PREFIX_ATTENTION)}"
+            )
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 (or None), got {num_classes}")
         if d_ff is None:
             d_ff = 4 * d_model
         self.d_model = d_model
         self.max_len = max_len
+        self.prefix_attention = prefix_attention
         self._matmul_params: int | None = None  # for flops_per_token
 
         # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
@@ -77,7 +100,15 @@ class DecoderOnly(nn.Module):
         )
         # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
         self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
-        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        # A classifier predicts no tokens: no LM head (an untied one would get no gradient).
+        classifier = num_classes is not None
+        self.lm_head = None if classifier else nn.Linear(d_model, vocab_size, bias=False)
+        if classifier:
+            self.pooler = Pooler(d_model, pooling)
+            self.classifier_dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
+        else:
+            self.classifier = None
 
         self.apply(self._init_weights)
         # GPT-2: every residual branch (2 per layer) adds to the stream; scaling their output
@@ -85,7 +116,7 @@ class DecoderOnly(nn.Module):
         for layer in self.layers:
             for proj in (layer.self_attn.out_proj, layer.ffn.linear2):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
-        if tie_output:
+        if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tok_embed.weight
 
@@ -111,27 +142,103 @@ class DecoderOnly(nn.Module):
         caches: one KVCache per layer; idx then holds only the new steps, and start must be
         the number of steps already cached.
         """
+        if self.lm_head is None:
+            raise ValueError("a classifier (num_classes set) has no LM head; use classify")
+        if caches and len(caches[0]) != start:
+            raise ValueError(
+                f"start={start} must equal the number of cached steps ({len(caches[0])})"
+            )
+        return self.lm_head(self.hidden_states(idx, padding_mask, caches, start))
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        padding_mask: Tensor | None = None,
+        caches: list[KVCache] | None = None,
+        start: int = 0,
+        positions: Tensor | None = None,
+        prefix_len: int = 0,
+    ) -> Tensor:
+        """The final-norm hidden states (B, T, D) behind `forward`'s logits.
+
+        positions: per-row positions (B, T) for left-padded rows (else start..start+T-1).
+        prefix_len: the first prefix_len columns attend to each other both ways.
+        """
         T = idx.size(1)
         if start < 0 or start + T > self.max_len:
             raise ValueError(
                 f"positions {start}..{start + T - 1} do not fit in max_len={self.max_len}; "
                 "use shorter sequences or a larger max_len"
             )
-        if caches is not None:
-            if len(caches) != len(self.layers):
-                raise ValueError(
-                    f"need one KVCache per layer: got {len(caches)}, have {len(self.layers)}"
-                )
-            if caches and len(caches[0]) != start:
-                raise ValueError(
-                    f"start={start} must equal the number of cached steps ({len(caches[0])})"
-                )
-
-        x = self.dropout(self.pos(self.tok_embed(idx), start=start))  # (B, T, D)
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(
+                f"need one KVCache per layer: got {len(caches)}, have {len(self.layers)}"
+            )
+        x = self.dropout(self.pos(self.tok_embed(idx), start=start, positions=positions))
         for i, layer in enumerate(self.layers):
             cache = None if caches is None else caches[i]
-            x = layer(x, padding_mask=padding_mask, causal=True, cache=cache)
-        return self.lm_head(self.norm(x))  # (B, T, V)
+            x = layer(x, padding_mask=padding_mask, causal=True, cache=cache, prefix_len=prefix_len)
+        return self.norm(x)  # (B, T, D)
+
+    # ---- classification ----
+
+    def classify(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Sequence-classification logits (B, num_classes) for input_ids (B, T)."""
+        if self.classifier is None:
+            raise ValueError("classify needs a classifier: build DecoderOnly with num_classes=...")
+        hidden = self.hidden_states(input_ids, padding_mask)  # (B, T, D)
+        pooled = self.pooler(hidden, padding_mask)  # (B, D)
+        return self.classifier(self.classifier_dropout(pooled))  # (B, C)
+
+    # ---- sequence-to-sequence as a prefix LM (the interface of EncoderDecoder) ----
+
+    def encode(self, src: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
+        """No encoder: the source itself is the "memory" that `decode` reads as its prefix."""
+        return src
+
+    def new_caches(self) -> list[KVCache]:
+        """Empty KV caches for incremental `decode`, one per layer."""
+        return [KVCache() for _ in self.layers]
+
+    def max_target_len(self, src_len: int) -> int:
+        """Longest target that fits after a source of src_len tokens."""
+        return self.max_len - src_len
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_padding_mask: Tensor | None = None,
+        tgt_padding_mask: Tensor | None = None,
+        caches: list[KVCache] | None = None,
+    ) -> Tensor:
+        """Logits (B, T, V) for target tokens tgt (B, T) that follow the source `memory` (B, S).
+
+        Reads [left-aligned source | tgt] (prefix_lm.py). With caches (from `new_caches()`),
+        the first call runs source and tgt and fills the caches; later calls feed only new
+        target steps. Only the target columns reach the LM head.
+        """
+        src = memory
+        src_mask = memory_padding_mask
+        if src_mask is None:
+            src_mask = torch.zeros_like(src, dtype=torch.bool)
+        src, src_mask = left_align(src, src_mask)
+        S = src.size(1)
+        past = len(caches[0]) if caches else 0
+        if tgt_padding_mask is None:
+            tgt_padding_mask = torch.zeros_like(tgt, dtype=torch.bool)
+        if past == 0:  # the whole sequence: source, then target
+            idx = torch.cat([src, tgt], dim=1)  # (B, S + T)
+            mask = torch.cat([src_mask, tgt_padding_mask], dim=1)
+            positions = row_positions(mask)
+            prefix_len = S if self.prefix_attention == "full" else 0
+            hidden = self.hidden_states(idx, mask, caches, 0, positions, prefix_len)
+            return self.lm_head(hidden[:, S:])  # (B, T, V)
+        # Incremental: the source and the target so far are cached.
+        generated = torch.zeros(src.size(0), past - S, dtype=torch.bool, device=src.device)
+        mask = torch.cat([src_mask, generated, tgt_padding_mask], dim=1)  # (B, past + T)
+        positions = row_positions(tgt_padding_mask, past, left_pads=src_mask.sum(dim=1))
+        return self.lm_head(self.hidden_states(tgt, mask, caches, past, positions))
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model seq_len.
@@ -145,7 +252,7 @@ class DecoderOnly(nn.Module):
         """
         if self._matmul_params is None:  # counted once: throughput logging asks every step
             n = count_parameters(self)["non_embedding"]
-            if self.lm_head.weight is self.tok_embed.weight:
+            if self.lm_head is not None and self.lm_head.weight is self.tok_embed.weight:
                 n += self.lm_head.weight.numel()
             self._matmul_params = n
         return training_flops(self._matmul_params, len(self.layers), self.d_model, seq_len)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from attnlab.models.block import TransformerBlock
@@ -9,6 +10,7 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
+from attnlab.models.pooling import Pooler
 from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
 
 
@@ -142,10 +144,19 @@ class TransformerDecoder(nn.Module):
         return self.norm(x)
 
 
-class EncoderDecoder(nn.Module):
-    """Source tokens -> encoder -> memory; target tokens + memory -> decoder -> logits."""
+ENCDEC_POOLING = ("mean", "cls", "decoder")
 
-    supported_tasks: tuple[str, ...] = ("seq2seq",)
+
+class EncoderDecoder(nn.Module):
+    """Source tokens -> encoder -> memory; target tokens + memory -> decoder -> logits.
+
+    With num_classes it is a sequence classifier instead (no output projection): the input is
+    encoded, then pooled by `pooling`: "mean" or "cls" over the encoder output (the decoder is
+    not built), or "decoder": one decoder step from a learned query that cross-attends to the
+    whole input (as T5/BART classify), its output read by the classifier.
+    """
+
+    supported_tasks: tuple[str, ...] = ("seq2seq", "classification")
 
     def __init__(
         self,
@@ -169,11 +180,17 @@ class EncoderDecoder(nn.Module):
         final_norm: bool | None = None,
         n_kv_heads: int | None = None,
         qk_norm: bool = False,
+        num_classes: int | None = None,
+        pooling: str = "mean",
     ):
         super().__init__()
         # Checked here too so the error comes first, before anything is built.
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if pooling not in ENCDEC_POOLING:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(ENCDEC_POOLING)}")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 (or None), got {num_classes}")
         if pos == "none":
             raise ValueError(
                 "pos='none' is for decoder-only models: without positions an encoder cannot "
@@ -189,9 +206,12 @@ class EncoderDecoder(nn.Module):
         self.d_model = d_model
         self.max_len = max_len
 
+        classifier = num_classes is not None
         self.src_embed = TokenEmbedding(vocab_size, d_model)
+        # A classifier reads no target tokens: no target embedding, no output projection.
+        separate_target = not (share_embeddings or classifier)
         self.tgt_embed = (
-            self.src_embed if share_embeddings else TokenEmbedding(tgt_vocab_size, d_model)
+            TokenEmbedding(tgt_vocab_size, d_model) if separate_target else self.src_embed
         )
         self.pos = build_positional(pos, d_model, max_len)  # shared by source and target
         self.dropout = nn.Dropout(dropout)
@@ -211,11 +231,23 @@ class EncoderDecoder(nn.Module):
             relative_pos=relative_positions(pos),
         )
         self.encoder = TransformerEncoder(n_encoder_layers, **stack_args)
-        self.decoder = TransformerDecoder(n_decoder_layers, **stack_args)
-        self.lm_head = nn.Linear(d_model, tgt_vocab_size, bias=False)
+        uses_decoder = not classifier or pooling == "decoder"
+        self.decoder = TransformerDecoder(n_decoder_layers, **stack_args) if uses_decoder else None
+        self.lm_head = None if classifier else nn.Linear(d_model, tgt_vocab_size, bias=False)
+        self.pooler = self.class_query = self.classifier = None
+        if classifier:
+            if pooling == "decoder":
+                # The decoder's one input: a learned vector in place of an embedded BOS.
+                self.class_query = nn.Parameter(torch.empty(d_model))
+            else:
+                self.pooler = Pooler(d_model, pooling, bias)
+            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
 
         self.apply(self._init_weights)
-        if tie_output:
+        if self.class_query is not None:
+            # Unit scale, like the sqrt(d_model)-scaled token embeddings it stands in for.
+            nn.init.normal_(self.class_query, mean=0.0, std=1.0)
+        if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tgt_embed.embedding.weight
 
@@ -264,12 +296,36 @@ class EncoderDecoder(nn.Module):
         """Training FLOPs per token, source and target tokens alike, for pairs whose source and
         target are both seq_len long (see parameters.training_flops). Encoder weights act on
         source tokens; decoder weights and the output projection on target tokens, which attend
-        to seq_len targets (causal, counted in full) and seq_len sources."""
-        d, n_enc, n_dec = self.d_model, len(self.encoder.layers), len(self.decoder.layers)
+        to seq_len targets (causal, counted in full) and seq_len sources. A classifier reads
+        seq_len input tokens, plus one decoder step per sequence with pooling="decoder"."""
+        d, n_enc = self.d_model, len(self.encoder.layers)
         source = training_flops(parameter_count(self.encoder), n_enc, d, seq_len)
+        if self.decoder is None:
+            return source
+        n_dec = len(self.decoder.layers)
+        if self.lm_head is None:  # classifier: one query over 1 + seq_len keys per sequence
+            step = training_flops(parameter_count(self.decoder), n_dec, d, 1 + seq_len)
+            return source + step // seq_len
         decoder_weights = parameter_count(self.decoder) + self.lm_head.weight.numel()
         target = training_flops(decoder_weights, n_dec, d, 2 * seq_len)
         return (source + target) // 2
+
+    def max_target_len(self, src_len: int) -> int:
+        """Longest target the decoder can produce (its positions do not depend on the source)."""
+        return self.max_len
+
+    def classify(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Sequence-classification logits (B, num_classes) for input_ids (B, T)."""
+        if self.classifier is None:
+            raise ValueError("classify needs a classifier: build EncoderDecoder with num_classes")
+        memory = self.encode(input_ids, padding_mask)  # (B, T, D)
+        if self.class_query is None:
+            pooled = self.pooler(memory, padding_mask)  # (B, D)
+        else:
+            query = self.class_query.expand(input_ids.size(0), 1, -1)  # (B, 1, D)
+            x = self.dropout(self.pos(query))
+            pooled = self.decoder(x, memory, memory_padding_mask=padding_mask)[:, 0]  # (B, D)
+        return self.classifier(self.dropout(pooled))  # (B, C)
 
     def new_caches(self) -> list[tuple[KVCache, KVCache]]:
         """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""

@@ -17,9 +17,8 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.feedforward import build_activation
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
+from attnlab.models.pooling import Pooler
 from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
-
-_POOLING_KINDS = ("cls", "mean")
 
 
 class MaskedLMHead(nn.Module):
@@ -49,37 +48,13 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.norm(self.activation(self.dense(hidden))))
 
 
-class Pooler(nn.Module):
-    """One vector per sequence from the hidden states.
-
-    "cls": BERT's pooler, tanh(dense(h_0)) on the first token (which sees the whole sequence).
-    "mean": the average over non-pad positions, without parameters.
-    """
-
-    def __init__(self, d_model: int, kind: str = "cls", bias: bool = True):
-        super().__init__()
-        if kind not in _POOLING_KINDS:
-            raise ValueError(f"unknown pooling {kind!r}; choose one of {list(_POOLING_KINDS)}")
-        self.kind = kind
-        self.dense = nn.Linear(d_model, d_model, bias=bias) if kind == "cls" else None
-
-    def forward(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """hidden: (B, T, D), padding_mask: bool (B, T), True at padding -> (B, D)."""
-        if self.dense is not None:
-            return torch.tanh(self.dense(hidden[:, 0]))
-        if padding_mask is None:
-            return hidden.mean(dim=1)
-        keep = (~padding_mask).unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        # An all-pad row sums to zero; clamping its count avoids 0 / 0.
-        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)  # (B, D)
-
-
 class EncoderOnly(nn.Module):
     """Token + position (+ segment) embeddings -> norm -> bidirectional blocks -> heads.
 
     With the defaults (post-LN, learned positions, GELU, eps 1e-12, tied MLM decoder) this is
     BERT's layout. Initialised like BERT: Linear and Embedding weights N(0, 0.02), biases
-    zero, norms 1/0, the pad row of the token embedding zero.
+    zero, norms 1/0, the pad row of the token embedding zero. Without num_classes the head is
+    the masked-LM head; with it, the pooler and classifier.
     """
 
     supported_tasks: tuple[str, ...] = ("masked_lm", "classification")
@@ -130,8 +105,9 @@ class EncoderOnly(nn.Module):
                 "pos='none' is for decoder-only models: without positions an encoder cannot "
                 f"tell word order; choose one of {[k for k in POSITION_KINDS if k != 'none']}"
             )
-        if pooling not in _POOLING_KINDS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(_POOLING_KINDS)}")
+        if pooling not in ("cls", "mean"):
+            # "last" suits causal attention only; here every token sees the whole sequence.
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of ['cls', 'mean']")
         if type_vocab_size < 0:
             raise ValueError(
                 f"type_vocab_size must be >= 0 (0 = no segments), got {type_vocab_size}"
@@ -176,18 +152,23 @@ class EncoderOnly(nn.Module):
         # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
         self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
 
-        # Heads.
-        # The head's transform is a plain layer: a gated (SwiGLU) block is GELU there.
-        head_activation = "gelu" if activation == "swiglu" else activation
-        self.mlm_head = MaskedLMHead(
-            d_model, vocab_size, head_activation, norm, layer_norm_eps, bias
-        )
-        self.pooler = Pooler(d_model, pooling, bias)
+        # Heads: the task's only. A head without gradients would stall DDP, which waits for
+        # every parameter's gradient; fine-tuning loads the body and starts the heads fresh.
         self.classifier_dropout = nn.Dropout(classifier_dropout)
-        self.classifier = nn.Linear(d_model, num_classes, bias=bias) if num_classes else None
+        if num_classes is None:  # masked LM
+            # The head's transform is a plain layer: a gated (SwiGLU) block is GELU there.
+            head_activation = "gelu" if activation == "swiglu" else activation
+            self.mlm_head = MaskedLMHead(
+                d_model, vocab_size, head_activation, norm, layer_norm_eps, bias
+            )
+            self.pooler = self.classifier = None
+        else:  # sequence classification
+            self.mlm_head = None
+            self.pooler = Pooler(d_model, pooling, bias)
+            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
 
         self.apply(self._init_weights)
-        if tie_output:
+        if tie_output and self.mlm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.mlm_head.decoder.weight = self.tok_embed.weight
 
@@ -287,10 +268,14 @@ class EncoderOnly(nn.Module):
         token_type_ids: Tensor | None = None,
     ) -> Tensor:
         """Masked-LM logits (B, T, V) for input_ids (B, T); arguments as in `encode`."""
+        if self.mlm_head is None:
+            raise ValueError("a classifier (num_classes set) has no masked-LM head; use classify")
         return self.mlm_head(self.encode(input_ids, padding_mask, token_type_ids))
 
     def pool(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """hidden: (B, T, D) -> (B, D), by the `pooling` chosen at construction."""
+        if self.pooler is None:
+            raise ValueError("pool needs a classifier model: build EncoderOnly with num_classes")
         return self.pooler(hidden, padding_mask)
 
     def classify(

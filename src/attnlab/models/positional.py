@@ -14,6 +14,14 @@ def _check_positions(start: int, length: int, max_len: int) -> None:
         )
 
 
+def _check_position_ids(positions: Tensor, max_len: int) -> None:
+    if positions.numel() and (positions.min() < 0 or positions.max() >= max_len):
+        raise ValueError(
+            f"positions {int(positions.min())}..{int(positions.max())} do not fit in "
+            f"max_len={max_len}; use shorter sequences or a larger max_len"
+        )
+
+
 class SinusoidalPositionalEncoding(nn.Module):
     """Fixed encoding of the 2017 paper.
 
@@ -33,8 +41,12 @@ class SinusoidalPositionalEncoding(nn.Module):
         # Non-persistent: it is a function of the config, so keep it out of checkpoints.
         self.register_buffer("pe", pe.float(), persistent=False)
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        """x: (B, T, D) -> x + PE[start : start + T]."""
+    def forward(self, x: Tensor, start: int = 0, positions: Tensor | None = None) -> Tensor:
+        """x: (B, T, D) -> x + PE[start : start + T], or x + PE[positions] for per-row
+        positions (B, T) (left-padded rows, whose first token is not at column 0)."""
+        if positions is not None:
+            _check_position_ids(positions, self.max_len)
+            return x + self.pe[positions].to(x.dtype)  # (B, T, D)
         T = x.size(1)
         _check_positions(start, T, self.max_len)
         return x + self.pe[start : start + T].to(x.dtype)  # (B, T, D)
@@ -48,8 +60,11 @@ class LearnedPositionalEmbedding(nn.Module):
         self.max_len = max_len
         self.embedding = nn.Embedding(max_len, d_model)
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        """x: (B, T, D) -> x + E[start : start + T]."""
+    def forward(self, x: Tensor, start: int = 0, positions: Tensor | None = None) -> Tensor:
+        """x: (B, T, D) -> x + E[start : start + T], or x + E[positions] (B, T)."""
+        if positions is not None:
+            _check_position_ids(positions, self.max_len)
+            return x + self.embedding(positions)  # (B, T, D)
         T = x.size(1)
         _check_positions(start, T, self.max_len)
         return x + self.embedding.weight[start : start + T]  # (B, T, D)
@@ -58,7 +73,7 @@ class LearnedPositionalEmbedding(nn.Module):
 class NoPositionalEncoding(nn.Module):
     """Identity that accepts the same arguments as the other positional modules."""
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+    def forward(self, x: Tensor, start: int = 0, positions: Tensor | None = None) -> Tensor:
         return x
 
 

@@ -44,3 +44,9 @@ class Task(nn.Module):
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         """Tokens the network reads in this batch (padding excluded), for throughput."""
         raise NotImplementedError
+
+    def flops_per_token(self, network: nn.Module, seq_len: int) -> int | None:
+        """Training FLOPs per token of `network` on this task at sequence length seq_len
+        (None where the network does not estimate them)."""
+        estimate = getattr(network, "flops_per_token", None)
+        return None if estimate is None else int(estimate(seq_len))

@@ -1,5 +1,9 @@
-"""Autoregressive decoding for encoder-decoder networks: greedy and beam search, both
-incremental (the decoder's KV cache holds the prefix; each step feeds one new token)."""
+"""Autoregressive decoding for seq2seq networks: greedy and beam search, both incremental
+(the KV cache holds the prefix; each step feeds one new token).
+
+A network offers encode(src, mask) -> memory, decode(tgt, memory, mask, caches=...) -> logits
+and new_caches(): EncoderDecoder, and DecoderOnly as a prefix LM (its memory is the source).
+"""
 
 from __future__ import annotations
 
@@ -101,9 +105,9 @@ def beam_search(
                 new_scores.append(score)
 
         order = torch.tensor(new_rows, device=device)
-        for cache, cross_cache in caches:
-            cache.reorder(order)
-            cross_cache.reorder(order)
+        for layer_caches in caches:  # a KVCache, or a (self, cross) pair, per layer
+            for cache in layer_caches if isinstance(layer_caches, tuple) else (layer_caches,):
+                cache.reorder(order)
         tokens = torch.cat([tokens[order], torch.tensor(new_tokens, device=device)[:, None]], 1)
         scores = torch.tensor(new_scores, device=device).view(B, K)
         if all(len(f) >= K for f in finished):

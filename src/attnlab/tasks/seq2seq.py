@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import BLEUScore, SacreBLEUScore
 
 from attnlab.data.spec import DataSpec
+from attnlab.models.decoder_only import DecoderOnly
 from attnlab.tasks.base import Task
 from attnlab.tasks.decoding import beam_search, greedy_decode, strip_special
 
@@ -33,7 +34,9 @@ BLEU_KINDS = ("auto", "bleu", "sacrebleu")
 class Seq2SeqTask(Task):
     """Batches hold `src` (B, S) and `tgt` (B, T) = BOS y EOS, both right-padded.
 
-    Training uses teacher forcing: the decoder reads tgt[:, :-1] and predicts tgt[:, 1:].
+    The network is an EncoderDecoder, or a DecoderOnly reading the source as a prefix (both
+    offer encode / decode / new_caches / max_target_len). Training uses teacher forcing: the
+    decoder reads tgt[:, :-1] and predicts tgt[:, 1:].
     Validation and test also decode (greedy, or beam search with `beam_size` > 1;
     `val_beam_size` sets validation's apart, e.g. greedy to keep epochs quick) and score
     whole sequences (exact match, BLEU). Decoding stops at EOS or at source length +
@@ -90,7 +93,8 @@ class Seq2SeqTask(Task):
         pad = self.spec.pad_id
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each
         src_padding_mask, tgt_padding_mask = src == pad, tgt_in == pad
-        logits = network(src, tgt_in, src_padding_mask, tgt_padding_mask)  # (B, T-1, V)
+        memory = network.encode(src, src_padding_mask)
+        logits = network.decode(tgt_in, memory, src_padding_mask, tgt_padding_mask)  # (B, T-1, V)
         loss = F.cross_entropy(
             logits.flatten(0, 1),
             tgt_out.flatten(),
@@ -114,9 +118,8 @@ class Seq2SeqTask(Task):
         batch: dict[str, torch.Tensor],
     ) -> None:
         spec = self.spec
-        max_len = min(src.size(1) + self.max_len_offset, getattr(network, "max_len", 10**9))
         beam_size = self.val_beam_size if stage == "val" else None
-        decoded = self.decode(network, src, src_padding_mask, max_len, beam_size)
+        decoded = self.decode(network, src, src_padding_mask, beam_size=beam_size)
         special = (spec.bos_id, spec.eos_id, spec.pad_id)
         predictions = [strip_special(row, *special) for row in decoded.tolist()]
         references = [strip_special(row, *special) for row in tgt.tolist()]
@@ -133,10 +136,16 @@ class Seq2SeqTask(Task):
         network: nn.Module,
         src: torch.Tensor,
         src_padding_mask: torch.Tensor,
-        max_len: int,
+        max_len: int | None = None,
         beam_size: int | None = None,
     ) -> torch.Tensor:
-        """(B, <= max_len) token ids: greedy, or beam search (`beam_size`, else the task's)."""
+        """(B, <= max_len) token ids: greedy, or beam search (`beam_size`, else the task's).
+
+        max_len defaults to source length + max_len_offset, within what the network can hold.
+        """
+        if max_len is None:
+            src_len = src.size(1)
+            max_len = min(src_len + self.max_len_offset, network.max_target_len(src_len))
         special = (self.spec.bos_id, self.spec.eos_id, self.spec.pad_id)
         beam_size = beam_size or self.beam_size
         if beam_size == 1:
@@ -144,6 +153,13 @@ class Seq2SeqTask(Task):
         return beam_search(
             network, src, src_padding_mask, *special, max_len, beam_size, self.length_penalty
         )
+
+    def flops_per_token(self, network: nn.Module, seq_len: int) -> int | None:
+        """Per token of source and target, each seq_len long. A decoder-only network reads the
+        pair as one sequence, so its tokens attend over 2 * seq_len keys."""
+        if isinstance(network, DecoderOnly):
+            return network.flops_per_token(2 * seq_len)
+        return super().flops_per_token(network, seq_len)
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         pad = self.spec.pad_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from attnlab.checkpoint_io import AtomicCheckpointIO
 from attnlab.data.spec import DataSpec
 from attnlab.data.token_cache import default_cache_dir
 from attnlab.loggers import is_wandb, wandb_arguments
+from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
+from attnlab.utils.config_checks import ValueCheckError, check_values
 
 __all__ = ["ConfigError", "count_parameters"]
 
@@ -44,15 +47,37 @@ def check_required(cfg: DictConfig) -> None:
 
 
 def check_compatibility(cfg: DictConfig) -> None:
-    """Fail early when the chosen network cannot do the data's task."""
+    """Fail early when the chosen network cannot do the data's task (the architecture-task
+    matrix of the README), naming the pair and the models that can. Also fails on a value of
+    the wrong type or an impossible size (utils/config_checks.py)."""
+    try:
+        check_values(cfg)
+    except ValueCheckError as error:
+        raise ConfigError(str(error)) from None
     network_cls = get_class(cfg.model._target_)
     task_name = get_class(cfg.task._target_).name
     supported = getattr(network_cls, "supported_tasks", ())
     if task_name not in supported:
+        choices = chosen_options()
+        model = choices.get("model") or network_cls.__name__
+        data = f" of data={choices['data']}" if choices.get("data") else ""
+        able = [name for name, cls in model_options().items() if task_name in cls.supported_tasks]
         raise ConfigError(
-            f"model={network_cls.__name__} cannot do task {task_name!r} (set by the data config); "
-            f"it supports: {', '.join(supported) or 'nothing'}"
+            f"model={model} cannot do task {task_name!r}{data}; {network_cls.__name__} "
+            f"supports: {', '.join(supported) or 'nothing'}. For {task_name!r} choose "
+            f"model= one of {able}"
         )
+
+
+def model_options() -> dict[str, type]:
+    """The `model` config group's options and the network class each builds."""
+    options = {}
+    for entry in sorted((files("attnlab.conf") / "model").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            target = OmegaConf.create(entry.read_text()).get("_target_")
+            if target:
+                options[entry.name.removesuffix(".yaml")] = get_class(target)
+    return options
 
 
 # Keys of a section that are attnlab's own settings, not constructor arguments.
@@ -80,6 +105,27 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     return instantiate_section(cfg, "data")
 
 
+def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """Sizes the data imposes: a decoder-only network doing seq2seq (a prefix LM) reads
+    source and target as one sequence, so they share one vocabulary and its positions."""
+    network_cls, spec = get_class(cfg.model._target_), datamodule.spec
+    if spec.task != "seq2seq" or not issubclass(network_cls, DecoderOnly):
+        return
+    separate = getattr(datamodule, "vocab", None) == "separate"
+    if separate or spec.tgt_vocab_size not in (None, spec.vocab_size):
+        model = chosen_options().get("model") or network_cls.__name__
+        raise ConfigError(
+            f"model={model} reads source and target as one sequence over one vocabulary, but "
+            f"data.vocab=separate gives each side its own; set data.vocab=joint"
+        )
+    needed = 2 * spec.max_len
+    if cfg.model.get("max_len", needed) < needed:
+        raise ConfigError(
+            f"model.max_len={cfg.model.max_len} is too short for source + target in one "
+            f"sequence: the data's pairs need up to {needed} positions; set model.max_len={needed}"
+        )
+
+
 def network_arguments(spec: DataSpec) -> dict[str, Any]:
     """What the network learns from the data: vocabulary size, and classes for classifiers."""
     kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
@@ -101,6 +147,7 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
             "model.share_embeddings=true would look both up in one table; set "
             "model.share_embeddings=false"
         )
+    check_network_fits_data(cfg, datamodule)
     network = instantiate_section(cfg, "model", **network_arguments(spec))
     if cfg.model.get("pretrained"):
         load_pretrained_body(network, cfg.model.pretrained, datamodule)
@@ -154,10 +201,26 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return loggers
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig,
+    callbacks: list[Callback],
+    loggers: list[Logger],
+    datamodule: pl.LightningDataModule | None = None,
+) -> pl.Trainer:
+    """The configured Trainer (`trainer.strategy` may be a strategy object's config)."""
     # Atomic checkpoint files, unless the config brings its own plugins.
-    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins)
+    extra: dict[str, Any] = (
+        {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    )
+    # Data that shards DDP ranks itself (custom batch samplers) must not get Lightning's
+    # DistributedSampler, unless the config says otherwise.
+    if getattr(datamodule, "shards_itself", False) and "use_distributed_sampler" not in cfg.trainer:
+        extra["use_distributed_sampler"] = False
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    except InstantiationException as error:  # Lightning names the value and the valid ones
+        cause = error.__cause__ or error
+        raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

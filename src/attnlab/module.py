@@ -96,12 +96,13 @@ class AttnLabModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         # Where each validation point sits, so curves can be compared at equal tokens or time
-        # (attnlab-compare): tokens seen on this rank, and seconds since fit began.
+        # (attnlab-compare): tokens seen, and seconds since fit began.
         if self.trainer.sanity_checking or self._fit_start is None:
             return
         elapsed = time.perf_counter() - self._fit_start
-        self.log("progress/tokens_seen", float(self.tokens_seen * self.trainer.world_size))
-        self.log("progress/wall_time_s", elapsed)
+        # Under DDP: the tokens of all ranks, and the slowest rank's time.
+        self.log("progress/tokens_seen", float(self.tokens_seen), sync_dist=True, reduce_fx="sum")
+        self.log("progress/wall_time_s", elapsed, sync_dist=True, reduce_fx="max")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")

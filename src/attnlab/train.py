@@ -15,8 +15,9 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from attnlab import builders
@@ -25,6 +26,7 @@ from attnlab.data.atomic import atomic_path
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
+from attnlab.utils.distributed import multirun_job, stop_launched_ranks
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     module = builders.build_module(cfg, datamodule)
     callbacks = [*builders.build_callbacks(cfg), *(extra_callbacks or [])]
     loggers = builders.build_loggers(cfg)
-    trainer = builders.build_trainer(cfg, callbacks, loggers)
+    trainer = builders.build_trainer(cfg, callbacks, loggers, datamodule)
 
     failed = True
     try:
@@ -78,8 +80,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         # Also after a crash: the next job of a multirun (same process) must not log into this
         # job's W&B run.
         finish_wandb(loggers, failed=failed)
+        if failed:  # no DDP rank may outlive a failed job (docs/reliability.md)
+            stop_launched_ranks(trainer)
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
-    log.info("Run directory: %s (metrics.json, checkpoints/, logs)", cfg.paths.output_dir)
+    rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
     return result
 
 
@@ -104,7 +108,10 @@ def _fit_and_test(
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
-    tokens_seen = module.tokens_seen  # testing a checkpoint below reloads its older count
+    # Summed over DDP ranks (each counts its own batches); testing a checkpoint below reloads
+    # an older count.
+    count = torch.tensor(module.tokens_seen, dtype=torch.int64, device=trainer.strategy.root_device)
+    tokens_seen = int(trainer.strategy.reduce(count, reduce_op="sum"))
     fit_time = time.perf_counter() - start
 
     test_metrics: dict[str, Any] = {}
@@ -124,22 +131,23 @@ def _fit_and_test(
         "optimized_metric": cfg.get("optimized_metric"),
         "metrics": metrics,
         "parameters": parameters,
-        "flops_per_token": _flops_per_token(module.network, cfg),
+        "flops_per_token": _flops_per_token(module, cfg),
         "tokens_seen": tokens_seen,
         "tokens_per_sec": round(tokens_seen / fit_time, 1) if fit_time > 0 else None,
         "global_step": trainer.global_step,
+        # Processes that trained together (devices x num_nodes); the global batch is
+        # data.batch_size x world_size x trainer.accumulate_grad_batches.
+        "world_size": trainer.world_size,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "best_checkpoint": best_ckpt or None,
         "choices": chosen_options(),
     }
 
 
-def _flops_per_token(network: Any, cfg: DictConfig) -> int | None:
+def _flops_per_token(module: Any, cfg: DictConfig) -> int | None:
     """Training FLOPs per token at the data's sequence length, for networks that estimate it."""
     seq_len = cfg.data.get("block_size") or cfg.data.get("max_len")
-    if not hasattr(network, "flops_per_token") or not seq_len:
-        return None
-    return int(network.flops_per_token(seq_len))
+    return module.task.flops_per_token(module.network, seq_len) if seq_len else None
 
 
 @rank_zero_only
@@ -170,7 +178,8 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
 def hydra_main(cfg: DictConfig) -> float | None:
     print_config(cfg)
     try:
-        result = train(cfg)
+        with multirun_job():  # DDP ranks that Lightning launches run this job only
+            result = train(cfg)
     except Exception as error:
         write_failure(Path(cfg.paths.output_dir), error)
         raise

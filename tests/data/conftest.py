@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
+from lightning_fabric.utilities.data import _set_sampler_epoch
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +37,41 @@ def require(*relative: str) -> Path:
     if missing:
         pytest.skip(f"real data not found: {', '.join(str(root / m) for m in missing)}")
     return root
+
+
+def assert_resumes_mid_epoch(
+    make_loader: Callable[[], DataLoader], epoch: int = 1, seen: int = 3, compare: int = 4
+) -> None:
+    """A fresh training loader given the state_dict of one that handed out `seen` batches of
+    `epoch` serves the next `compare` batches identically, in the order Lightning drives a
+    resumed fit: iter(), load_state_dict, set_epoch, then the global RNG put back (ResumeState;
+    masking collates draw from it) before the first batch."""
+    first = make_loader()
+    _set_sampler_epoch(first, epoch)
+    iterator = iter(first)
+    for _ in range(seen):
+        next(iterator)
+    state = first.state_dict()
+    assert state == {"epoch": epoch, "batches": seen}
+    rng = torch.get_rng_state()
+    expected = [next(iterator) for _ in range(compare)]
+
+    resumed = make_loader()
+    iterator = iter(resumed)
+    resumed.load_state_dict(state)
+    _set_sampler_epoch(resumed, epoch)
+    torch.set_rng_state(rng)
+    got = [next(iterator) for _ in range(compare)]
+    assert resumed.state_dict() == {"epoch": epoch, "batches": seen + compare}
+    for want, have in zip(expected, got, strict=True):
+        assert want.keys() == have.keys()
+        for key in want:
+            assert torch.equal(want[key], have[key]), key
+    # The position matters: the epoch's first batches are other ones.
+    fresh = make_loader()
+    _set_sampler_epoch(fresh, epoch)
+    key = next(iter(got[0]))
+    assert not torch.equal(next(iter(fresh))[key], got[0][key])
 
 
 @pytest.fixture

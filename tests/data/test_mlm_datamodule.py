@@ -13,6 +13,7 @@ from attnlab.data.download import read_lines
 from attnlab.data.mlm_examples import SegmentPairs
 from attnlab.data.padding import IGNORE_INDEX
 from attnlab.data.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from tests.data.conftest import assert_resumes_mid_epoch
 
 TOY = {"corpus": "toy", "toy_train_lines": 2_000, "toy_eval_lines": 400}
 
@@ -246,3 +247,7 @@ def test_given_tokenizer_is_used_as_it_is(toy: MaskedLMDataModule, tmp_path: Pat
     assert data.tokenizer.fingerprint == toy.tokenizer.fingerprint
     assert data.spec.vocab_size == toy.spec.vocab_size
     assert not list((tmp_path / "cache").rglob("*.tokenizer.json"))  # nothing trained
+
+
+def test_training_loader_resumes_mid_epoch_with_the_same_masks(toy: MaskedLMDataModule) -> None:
+    assert_resumes_mid_epoch(toy.train_dataloader)

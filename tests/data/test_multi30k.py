@@ -19,7 +19,7 @@ from attnlab.data.multi30k import FILE_SPLITS
 from attnlab.data.token_budget import TokenBudgetBatchSampler
 from attnlab.models import EncoderDecoder
 from attnlab.tasks import Seq2SeqTask
-from tests.data.conftest import require
+from tests.data.conftest import assert_resumes_mid_epoch, require
 
 SIZES = {"train": 29_000, "val": 1_014, "test": 1_000}
 FILES = [f"multi30k/{name}.{lang}" for name in FILE_SPLITS.values() for lang in ("de", "en")]
@@ -233,3 +233,10 @@ def test_separate_vocabularies_train_and_refuse_a_shared_table(tmp_path: Path) -
     cfg = compose_config(tmp_path, [*overrides, "model.share_embeddings=true"])
     with pytest.raises(builders.ConfigError, match=r"model\.share_embeddings=false"):
         builders.build_module(cfg, builders.build_datamodule(cfg))
+
+
+def test_training_loader_resumes_mid_epoch(data_dir: Path) -> None:
+    """Token-budget batches: the resumed epoch skips whole batches without loading them."""
+    dm = small(data_dir, max_tokens=256)
+    assert len(dm.train_dataloader()) > 8
+    assert_resumes_mid_epoch(dm.train_dataloader)

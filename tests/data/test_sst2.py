@@ -11,6 +11,7 @@ import torch
 from attnlab.data import MissingDataError, SST2DataModule, WordPieceTokenizer
 from attnlab.data.sst2 import read_sst2, split_off
 from attnlab.data.wordpiece import CLS_ID, PAD_ID, SEP_ID, train_wordpiece
+from tests.data.conftest import assert_resumes_mid_epoch
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,7 @@ def test_a_file_without_the_header_is_refused(tmp_path: Path) -> None:
     (tmp_path / "sst2" / "train.tsv").write_text("index\tsentence\n0\tgood\n")
     with pytest.raises(ValueError, match=r"starts with 'index\\tsentence'"):
         read_sst2(tmp_path / "sst2" / "train.tsv")
+
+
+def test_training_loader_resumes_mid_epoch(sst2: SST2DataModule) -> None:
+    assert_resumes_mid_epoch(sst2.train_dataloader)

@@ -1,7 +1,7 @@
 """Lightning callbacks of attnlab's own (the rest come from Lightning itself)."""
 
 from attnlab.callbacks.hypotheses import Hypotheses
-from attnlab.callbacks.reliability import NanGuard, NonFiniteLossError, ResumeState
+from attnlab.callbacks.reliability import NanGuard, NonFiniteLossError, ResumeState, RunCheckpoint
 from attnlab.callbacks.sample_text import SampleText
 from attnlab.callbacks.throughput import Throughput
 
@@ -10,6 +10,7 @@ __all__ = [
     "NanGuard",
     "NonFiniteLossError",
     "ResumeState",
+    "RunCheckpoint",
     "SampleText",
     "Throughput",
 ]

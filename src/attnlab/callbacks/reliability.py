@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import torch
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torchmetrics import Metric
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +25,118 @@ def save_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     if not isinstance(callback, ModelCheckpoint) or callback.dirpath is None:
         log.warning("No ModelCheckpoint with a directory: nothing saved.")
         return None
+    if callback.save_last:
+        # ModelCheckpoint's own naming: this run's last.ckpt, or last-v1.ckpt beside another
+        # run's in a reused directory (a failed run never overwrites an earlier run's files).
+        callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+        return Path(callback.last_model_path)
     path = Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):  # a torchmetrics "cat" state
+        return [_to_device(v, device) for v in value]
+    return value
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose decisions depend only on what a checkpoint restores, so a run
+    killed at any point and resumed writes the same best.ckpt as an uninterrupted run.
+
+    Lightning's ModelCheckpoint, with `every_n_train_steps`, ranks the model at each periodic
+    save by the last `val/loss` it finds in `trainer.callback_metrics`. That value is stale
+    (it belongs to earlier weights) and is not in checkpoints: an uninterrupted run saves the
+    weights of the first periodic step after each validation as best.ckpt, a resumed run (no
+    metric until its first validation) skips those saves. And a periodic save on the last
+    batch of an epoch resumes past that epoch's validation (Lightning restarts at the next
+    epoch), so that validation is never ranked. Here instead:
+
+    - the best model is chosen only after a validation (or at the epoch end, where Lightning's
+      ModelCheckpoint would do it: `_should_save_on_train_epoch_end`), by that fresh metric,
+      with the weights just validated; last.ckpt is written with it;
+    - periodic saves (`every_n_train_steps`, `train_time_interval`) write last.ckpt only, and
+      none on a batch that a validation or the epoch end follows (their save covers that step).
+
+    The state key is ModelCheckpoint's, so checkpoints of either class resume with the other.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._due_at_epoch_end = False  # a periodic save put off to the epoch end
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def _periodic_save_due(self, trainer: pl.Trainer) -> bool:
+        n = self._every_n_train_steps
+        if n >= 1 and trainer.global_step % n == 0:
+            return True
+        interval = self._train_time_interval
+        if interval is None:
+            return False
+        now = time.monotonic()
+        due = self._last_time_checked is not None and (
+            now - self._last_time_checked >= interval.total_seconds()
+        )
+        # ranks may disagree on the time: rank 0 decides
+        due = trainer.strategy.broadcast(due)
+        if due:
+            self._last_time_checked = now
+        return due
+
+    def _validation_follows(self, trainer: pl.Trainer) -> bool:
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop.batch_progress.is_last_batch:
+            return True  # the epoch end (and its validation, if any) comes next
+        return bool(epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or not self._periodic_save_due(trainer):
+            return
+        if self._validation_follows(trainer):
+            self._due_at_epoch_end = True
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_ranked(self, trainer: pl.Trainer, rank: bool) -> None:
+        candidates = self._monitor_candidates(trainer)
+        if rank:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+        self._due_at_epoch_end = False
+
+    def _epoch_due(self, trainer: pl.Trainer) -> bool:
+        # Lightning turns every_n_epochs off when a step or time trigger is set; validations
+        # are still ranked, every epoch.
+        n = self._every_n_epochs or 1
+        return (trainer.current_epoch + 1) % n == 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(
+            trainer
+        ):
+            return
+        self._save_ranked(trainer, rank=self._epoch_due(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_ranked(trainer, rank=self._epoch_due(trainer))
+        elif self._due_at_epoch_end:
+            self._save_ranked(trainer, rank=False)
 
 
 class ResumeState(Callback):
@@ -33,14 +144,17 @@ class ResumeState(Callback):
     saves last.ckpt before Lightning stops the fit.
 
     Lightning restores steps, epochs, optimiser, schedulers and loops but no RNG state. The saved
-    state is put back just before the first training batch of the resumed fit, not at load time:
-    the sanity check and dataloader set-up in between would otherwise draw from it.
+    state is put back at `on_train_start`, not at load time: after the sanity check and the
+    training loader's first `iter()` (a plain DataLoader draws its base seed then), before the
+    first resumed batch is fetched (a collate that masks, as MLM's does, draws from it).
     Lightning itself only sets `trainer.received_sigterm` and raises SIGTERMException (a
     SystemExit) after the current batch; it saves nothing unless SLURM auto-requeue is on.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._metrics: dict[str, float] = {}
+        self._metric_states: dict[str, dict[str, Any]] = {}
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -50,11 +164,27 @@ class ResumeState(Callback):
         name, keys, *rest = states["numpy"]
         states["numpy"] = [name, keys.tolist(), *rest]
         checkpoint["rng_states"] = states
+        # Neither is in Lightning's checkpoints, and both end up in metrics.json: the last logged
+        # values (a run resumed at its last step logs nothing new) and the torchmetrics
+        # accumulated so far this epoch (train/acc of a resumed epoch would cover only its end).
+        checkpoint["callback_metrics"] = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if isinstance(value, torch.Tensor) and value.numel() == 1
+        }
+        checkpoint["metric_states"] = {
+            name: {**module.metric_state, "_update_count": module._update_count}
+            for name, module in pl_module.named_modules()
+            if isinstance(module, Metric)
+        }
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         self._pending = checkpoint.get("rng_states")
+        self._metrics = checkpoint.get("callback_metrics", {})
+        # Each rank accumulates its own share; the checkpoint holds rank 0's only.
+        self._metric_states = checkpoint.get("metric_states", {}) if trainer.world_size == 1 else {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # configure_optimizers asks for trainer.estimated_stepping_batches, which builds the
@@ -64,14 +194,31 @@ class ResumeState(Callback):
         fit_loop = trainer.fit_loop
         if fit_loop._combined_loader_states_to_load:
             fit_loop._load_combined_loader_states()
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
+        self._restore_metrics(trainer)  # after the sanity check, which resets them
         if self._pending is not None:
             name, keys, *rest = self._pending["numpy"]
             _set_rng_states({**self._pending, "numpy": (name, np.asarray(keys, np.uint32), *rest)})
             self._pending = None
+        modules = dict(pl_module.named_modules())
+        for name, state in self._metric_states.items():
+            module = modules.get(name)
+            if isinstance(module, Metric):
+                device = module.device
+                for attr, value in state.items():
+                    if attr != "_update_count":
+                        setattr(module, attr, _to_device(value, device))
+                module._update_count = state.get("_update_count", 0)
+                module._computed = None
+        self._metric_states = {}
+
+    def _restore_metrics(self, trainer: pl.Trainer) -> None:
+        for key, value in self._metrics.items():
+            trainer._logger_connector._callback_metrics.setdefault(key, torch.tensor(value))
+        self._metrics = {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A fit resumed at its last step skips on_train_start: it still ends with those values.
+        self._restore_metrics(trainer)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

@@ -32,14 +32,19 @@ class SampleText(pl.Callback):
         self.top_p = top_p
         self.seed = seed
 
-    @rank_zero_only
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not hasattr(pl_module.network, "generate"):
             return
         spec = pl_module.task.spec
         if spec.encode is None:
             return
+        # Every rank generates (the same text: same seed): under FSDP each forward gathers the
+        # sharded weights from all ranks, so rank zero cannot run one alone.
         samples = [self.sample(pl_module, prompt) for prompt in self.prompts]
+        self._write(trainer, samples)
+
+    @rank_zero_only
+    def _write(self, trainer: pl.Trainer, samples: list[str]) -> None:
         step = trainer.global_step
         out_dir = Path(trainer.default_root_dir) / "samples"
         out_dir.mkdir(parents=True, exist_ok=True)

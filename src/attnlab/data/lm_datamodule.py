@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from attnlab.data.lm_windows import RandomOffsetSampler, TokenWindows
 from attnlab.data.resumable import ResumableDataLoader
+from attnlab.data.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
 
 SPLITS = ("train", "val", "test")
@@ -42,7 +43,8 @@ class LanguageModelingDataModule(pl.LightningDataModule):
 
     Training: `train_samples_per_epoch` windows at distinct random offsets per epoch, fresh each
     epoch (None: every offset once, in random order; that can make a very long epoch). The count
-    is global: under DDP each rank gets its share. Validation and test: non-overlapping windows
+    is global: under DDP each rank gets its interleaved share, so the global batches do not depend
+    on the number of devices (data/sharding.py). Validation and test: non-overlapping windows
     covering the split in order (a tail shorter than a block is not scored). Under DDP Lightning
     shards those with a DistributedSampler that may repeat a few windows to even out the ranks;
     evaluate on one device for exact numbers.
@@ -130,7 +132,11 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             len(dataset), self.train_samples_per_epoch or len(dataset), seed
         )
         # drop_last keeps every training batch the same shape (compiled models, throughput).
-        return self._loader(dataset, sampler=sampler, drop_last=True, loader=ResumableDataLoader)
+        # Under DDP each rank takes its interleaved share: the global batches are those of one
+        # device with the global batch size (sharding.py).
+        return self._loader(
+            dataset, sampler=shard_by_rank(sampler), drop_last=True, loader=ResumableDataLoader
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["val"])

@@ -6,9 +6,8 @@ and the default collate stacks them into `{"input_ids": (B, T), "labels": (B, T)
 
 Training draws random windows the DDP-friendly way: the dataset is map-style, item i being the
 window that starts at token i, and `RandomOffsetSampler` draws which offsets an epoch visits. In a
-multi-GPU run Lightning wraps that sampler in its DistributedSamplerWrapper, which forwards
-`set_epoch` and hands each rank a disjoint share of the epoch's offsets; no rank sees the same
-windows as another.
+multi-GPU run every rank draws the same offsets and takes a disjoint, interleaved share of them
+(`data.sharding.shard_by_rank`); no rank sees the same windows as another.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ class RandomOffsetSampler(SkippableSampler):
 
     Indices are drawn without replacement; asking for more than there are windows repeats whole
     random permutations first. The draw depends only on (seed, epoch), so every DDP rank draws
-    the same list and the DistributedSamplerWrapper splits it into disjoint shares. Lightning
+    the same list and `shard_by_rank` splits it into disjoint shares. Lightning
     calls `set_epoch` at the start of each epoch; call it yourself outside a Trainer.
     """
 

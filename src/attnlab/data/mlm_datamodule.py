@@ -27,6 +27,8 @@ from attnlab.data.masking import MaskingCollate, TokenMasker, mask_once
 from attnlab.data.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.packing import Lines, pack
 from attnlab.data.padding import collate_padded
+from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
+from attnlab.data.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
 from attnlab.data.text_corpora import (
     CORPORA,
@@ -211,7 +213,16 @@ class MaskedLMDataModule(pl.LightningDataModule):
         return SegmentPairs(lines.content, pack(lines.lengths, (self.max_len - 3) // 2), seed)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, collate_fn=MaskingCollate(self.masker))
+        # Order from (seed, epoch) and a saved position, so a resumed run replays the epoch and
+        # skips what it has seen (resumable.py); the masks come from the global RNG, which
+        # ResumeState restores before the first resumed batch is collated.
+        dataset = self.datasets["train"]
+        return self._loader(
+            "train",
+            sampler=shard_by_rank(EpochShuffleSampler(len(dataset), run_seed())),
+            collate_fn=MaskingCollate(self.masker),
+            loader=ResumableDataLoader,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, collate_fn=collate_padded)
@@ -219,8 +230,8 @@ class MaskedLMDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, collate_fn=collate_padded)
 
-    def _loader(self, split: str, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, split: str, loader: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
+        return loader(
             self.datasets[split],
             batch_size=self.batch_size,
             num_workers=self.num_workers,

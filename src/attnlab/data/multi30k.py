@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from attnlab.data.download import ensure_file, read_lines
 from attnlab.data.packing import Lines
 from attnlab.data.padding import pad_batch
+from attnlab.data.resumable import ResumableDataLoader, SkippableBatches
 from attnlab.data.spec import DataSpec
 from attnlab.data.token_budget import TokenBudgetBatchSampler
 from attnlab.data.token_cache import TokenCache, source_key, tokenizer_fingerprint
@@ -107,6 +108,9 @@ class Multi30kDataModule(pl.LightningDataModule):
     """
 
     task = "seq2seq"
+    # Its token-budget batch samplers shard DDP ranks themselves; Lightning cannot inject its
+    # DistributedSampler into them, so build_trainer turns that off (use_distributed_sampler).
+    shards_itself = True
 
     def __init__(
         self,
@@ -260,9 +264,13 @@ class Multi30kDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, split: str) -> DataLoader:
-        return DataLoader(
+        if split == "train":  # batches from (seed, epoch) and a saved position (resumable.py)
+            loader, batches = ResumableDataLoader, SkippableBatches(self.batch_sampler(split))
+        else:
+            loader, batches = DataLoader, self.batch_sampler(split)
+        return loader(
             self.datasets[split],
-            batch_sampler=self.batch_sampler(split),
+            batch_sampler=batches,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -13,6 +13,7 @@ the loop has trained on" when a checkpoint is written.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -73,6 +74,36 @@ class EpochShuffleSampler(SkippableSampler):
         return rng.permutation(self.num_items)
 
 
+class SkippableBatches(Sampler[list[int]]):
+    """Wraps a batch sampler whose batches are a pure function of (seed, epoch), such as the
+    token-budget sampler, so that a resumed epoch starts k batches in without loading the
+    skipped ones. `sampler` is the wrapped one's (Lightning calls `batch_sampler.sampler
+    .set_epoch`), and so are the epoch and seed ResumableDataLoader reads.
+    """
+
+    def __init__(self, batch_sampler: Sampler[list[int]]) -> None:
+        self.batch_sampler = batch_sampler
+        self.sampler = getattr(batch_sampler, "sampler", batch_sampler)
+        self._skip = 0
+
+    def skip_once(self, batches: int) -> None:
+        self._skip = batches
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (epoch, max_tokens, num_replicas, ...) is the wrapped sampler's.
+        if name == "batch_sampler":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.batch_sampler, name)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the skip is read at the first next(), after ResumableDataLoader set it.
+        skip, self._skip = self._skip, 0
+        yield from itertools.islice(self.batch_sampler, skip, None)
+
+
 class ResumableDataLoader(DataLoader):
     """A DataLoader with the `state_dict`/`load_state_dict` Lightning saves in checkpoints.
 
@@ -86,11 +117,17 @@ class ResumableDataLoader(DataLoader):
         self._batches = 0  # handed out in the current pass
         self._skip = 0  # batches to skip at the next pass (set by load_state_dict)
 
+    def _order_sampler(self) -> Any:
+        """What sets the epoch's order: `batch_sampler.sampler` (Lightning calls its
+        set_epoch; the sampler itself for batch_size loaders), else `sampler`."""
+        inner = getattr(self.batch_sampler, "sampler", None)
+        return inner if hasattr(inner, "set_epoch") else self.sampler
+
     def _sampler_epoch(self) -> int:
-        return getattr(self.sampler, "epoch", 0)
+        return getattr(self._order_sampler(), "epoch", 0)
 
     def __iter__(self) -> Iterator[Any]:
-        seed = getattr(self.sampler, "seed", 0)
+        seed = getattr(self._order_sampler(), "seed", 0)
         self.generator = torch.Generator().manual_seed(
             int(np.random.SeedSequence([seed, self._sampler_epoch()]).generate_state(1)[0])
         )
@@ -103,7 +140,9 @@ class ResumableDataLoader(DataLoader):
         if skip:
             # Skip indices before the sampler starts (it starts at the first next(), unless
             # worker processes have already drawn indices); else load and drop the batches.
-            if (
+            if isinstance(self.batch_sampler, SkippableBatches) and self.num_workers == 0:
+                self.batch_sampler.skip_once(skip)
+            elif (
                 isinstance(self.sampler, SkippableSampler)
                 and self.batch_size is not None
                 and self.num_workers == 0
@@ -122,9 +161,10 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         batches = state.get("batches", 0)
-        if hasattr(self.sampler, "set_epoch"):
+        order = self._order_sampler()
+        if hasattr(order, "set_epoch"):
             # Lightning calls set_epoch after creating the first iterator of a resumed fit;
             # worker processes would draw indices before that.
-            self.sampler.set_epoch(state.get("epoch", 0))
+            order.set_epoch(state.get("epoch", 0))
         # A finished epoch (end-of-epoch checkpoint) resumes at the next one: nothing to skip.
         self._skip = batches if batches < len(self) else 0

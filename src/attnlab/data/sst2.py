@@ -24,6 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from attnlab.data.download import ensure_file, read_lines
 from attnlab.data.packing import Lines
 from attnlab.data.padding import collate_padded
+from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
+from attnlab.data.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
 from attnlab.data.token_cache import TokenCache, source_key
 from attnlab.data.wordpiece import (
@@ -215,10 +217,15 @@ class SST2DataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
+        dataset = self.datasets[split]
+        # Training order from (seed, epoch) and a saved position: a resumed run replays the
+        # interrupted epoch and skips what it has seen (resumable.py).
+        loader = ResumableDataLoader if shuffle else DataLoader
+        sampler = shard_by_rank(EpochShuffleSampler(len(dataset), run_seed())) if shuffle else None
+        return loader(
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

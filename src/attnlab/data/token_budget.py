@@ -9,7 +9,9 @@ drawn from (seed, epoch), so every DDP rank draws the same batches and takes a d
 (`rank::num_replicas`; the list is first padded with repeats so that ranks step together).
 Evaluation keeps one fixed order. Lightning calls `set_epoch` each epoch (through
 `batch_sampler.sampler`, which is the sampler itself); call it yourself outside a Trainer.
-Under DDP, set `trainer.use_distributed_sampler=false`: the sampler shards itself.
+Under DDP the sampler shards itself, and Lightning must not try to inject its DistributedSampler
+(it cannot, into a custom batch sampler): `trainer.use_distributed_sampler=false`, which
+attnlab's build_trainer sets for DataModules marked `shards_itself`.
 """
 
 from __future__ import annotations

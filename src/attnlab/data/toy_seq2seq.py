@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.padding import pad_batch
 from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
+from attnlab.data.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
 
 PAD, BOS, EOS = 0, 1, 2
@@ -135,12 +136,14 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        # Training order is a function of (seed, epoch), so a resumed run replays it.
+        # Training order is a function of (seed, epoch), so a resumed run replays it; under DDP
+        # each rank takes its interleaved share of it (sharding.py). Lightning shards evaluation.
         loader = ResumableDataLoader if shuffle else DataLoader
+        sampler = shard_by_rank(EpochShuffleSampler(len(dataset), run_seed())) if shuffle else None
         return loader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset), run_seed()) if shuffle else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_seq2seq,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,160 @@
+"""Check a composed config's values before any work: types against the constructors'
+annotations, sizes that cannot work. Every message names the key, the value and what is valid.
+
+Hydra checks keys and group choices; nothing checks values until the object that takes them is
+built, often minutes in (the Trainer's `max_epochs="abc"` fails inside the fit loop with
+"'>' not supported between instances of 'int' and 'str'").
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hydra._internal.utils import _locate
+from omegaconf import DictConfig, OmegaConf
+
+# Sections built from a `_target_`, and keys of theirs that are attnlab's own settings.
+SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
+OWN_KEYS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
+
+# Sizes that must be positive, and other ranges, where a section has the key.
+POSITIVE = {
+    "model": ("d_model", "d_ff", "n_heads", "n_layers", "n_encoder_layers", "n_decoder_layers"),
+    "data": ("batch_size", "max_len", "max_tokens"),
+    "optimizer": ("lr",),
+}
+NON_NEGATIVE = {"data": ("num_workers",), "optimizer": ("weight_decay",)}
+PROBABILITY = {"model": ("dropout", "attn_dropout")}
+
+
+class ValueCheckError(ValueError):
+    """A config value of the wrong type or out of range (builders re-raises it as ConfigError)."""
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise ValueCheckError naming `section.key`, its value and the valid values."""
+    for section in SECTIONS:
+        node = cfg.get(section)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        values = OmegaConf.to_container(node, resolve=True)
+        hints = _hints(values["_target_"])
+        for name, value in values.items():
+            if name.startswith("_") or name in OWN_KEYS or name not in hints:
+                continue
+            if not _matches(value, hints[name]):
+                raise ValueCheckError(
+                    f"{section}.{name}={value!r} is not valid: expected {_describe(hints[name])}"
+                )
+        _check_ranges(section, values)
+    _check_heads(cfg)
+
+
+def _check_ranges(section: str, values: Mapping[str, Any]) -> None:
+    def bad(name: str, valid: str) -> ValueCheckError:
+        return ValueCheckError(f"{section}.{name}={values[name]!r} is not valid: {valid}")
+
+    for name in POSITIVE.get(section, ()):
+        value = values.get(name)
+        if value is not None and not (_is_number(value) and value > 0):
+            raise bad(name, "must be a positive number")
+    for name in NON_NEGATIVE.get(section, ()):
+        value = values.get(name)
+        if _is_number(value) and value < 0:
+            raise bad(name, "must be 0 or more")
+    for name in PROBABILITY.get(section, ()):
+        value = values.get(name)
+        if _is_number(value) and not 0 <= value < 1:
+            raise bad(name, "must be a probability in [0, 1)")
+
+
+def _check_heads(cfg: DictConfig) -> None:
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig):
+        return
+    d_model, n_heads = model.get("d_model"), model.get("n_heads")
+    sizes = isinstance(d_model, int) and isinstance(n_heads, int) and d_model > 0 < n_heads
+    if sizes and d_model % n_heads:
+        valid = ", ".join(str(n) for n in range(1, d_model + 1) if d_model % n == 0)
+        raise ValueCheckError(
+            f"model.n_heads={n_heads} is not valid: d_model ({d_model}) must be divisible "
+            f"by n_heads ({n_heads}); with model.d_model={d_model}, n_heads can be {valid}"
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _hints(target: str) -> dict[str, Any]:
+    """The annotations of what `target` names (a class's __init__, or a function); {} when
+    they cannot be resolved: such values are left to the constructor."""
+    try:  # hydra's get_class/get_method log an error for the other kind: locate quietly
+        obj = _locate(target)
+    except Exception:
+        return {}
+    function = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return typing.get_type_hints(function)
+    except Exception:
+        return {}
+
+
+def _args(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint)
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True
+    if _is_union(hint):
+        return any(_matches(value, arg) for arg in _args(hint))
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in _args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return _is_number(value)
+    if hint is str:
+        return isinstance(value, str)
+    container = origin or hint
+    if inspect.isclass(container):
+        if issubclass(container, str | bytes):
+            return isinstance(value, str)
+        if issubclass(container, Mapping):
+            return isinstance(value, Mapping)
+        if issubclass(container, Sequence) or container in (list, tuple, set):
+            return isinstance(value, list | tuple)
+    # Another class (an Accelerator, a Path, a timedelta ...): its constructor decides.
+    return True
+
+
+def _describe(hint: Any) -> str:
+    if _is_union(hint):  # Literals of a union listed together: "one of 16, 32, 'bf16' or null"
+        literals = [
+            v for a in _args(hint) if typing.get_origin(a) is typing.Literal for v in _args(a)
+        ]
+        others = [_describe(a) for a in _args(hint) if typing.get_origin(a) is not typing.Literal]
+        if literals:
+            others.insert(0, "one of " + ", ".join(repr(v) for v in literals))
+        return " or ".join(dict.fromkeys(others))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in _args(hint))
+    if typing.get_origin(hint) is not None:
+        return getattr(typing.get_origin(hint), "__name__", str(hint))
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,49 @@
+"""A callback that SIGKILLs its own training process at a chosen point (for resume tests).
+
+`ATTNLAB_KILL_AT` names the point: `save:<file>:<step>` right after checkpoint <file> was
+written at global step <step> (e.g. `save:best.ckpt:16`, before last.ckpt of that step),
+`validation_end:<step>` after a validation computed its metrics but before any checkpoint
+callback saw them, `batch_end:<step>` after a training step that wrote no checkpoint.
+Added with `+callbacks.kill._target_=tests.kill_points.KillAt` (the repo root on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAt(pl.Callback):
+    def __init__(self) -> None:
+        self.point = os.environ.get("ATTNLAB_KILL_AT", "")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def save_then_maybe_kill(checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+            save(checkpoint, path, storage_options)
+            if self.point == f"save:{Path(path).name}:{trainer.global_step}":
+                _kill()
+
+        io.save_checkpoint = save_then_maybe_kill
+
+    def _at(self, hook: str, trainer: pl.Trainer) -> None:
+        if self.point == f"{hook}:{trainer.global_step}":
+            _kill()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._at("batch_end", trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning runs checkpoint callbacks after all others: nothing is saved yet.
+        if not trainer.sanity_checking:
+            self._at("validation_end", trainer)

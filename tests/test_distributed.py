@@ -1,0 +1,422 @@
+"""Distributed training: sharding, DDP = a bigger batch, DDP in multiruns, rank death, FSDP.
+
+The end-to-end tests run `attnlab-train trainer=ddp_cpu` (two gloo processes) from the command
+line, as a user would; they are marked slow (CI runs them apart).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+from attnlab import builders
+from attnlab.builders import ConfigError
+from attnlab.data.lm_windows import RandomOffsetSampler
+from attnlab.data.resumable import EpochShuffleSampler
+from attnlab.data.sharding import shard_by_rank
+from attnlab.data.token_budget import TokenBudgetBatchSampler
+from attnlab.models.block import TransformerBlock
+from attnlab.utils.distributed import job_command
+from tests.conftest import ROOT, compose_config
+
+# A GPT on the synthetic Markov-chain language: a 2-process run takes ~10 s on 2 CPU cores.
+TINY_LM = [
+    "model=gpt",
+    "data=toy_lm",
+    "model.n_layers=2",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.d_ff=64",
+    "model.dropout=0.0",
+    "data.block_size=16",
+    "data.num_train_tokens=20000",
+    "data.num_val_tokens=2000",
+    "data.num_test_tokens=2000",
+    "trainer.limit_val_batches=2",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "print_config=false",
+]
+PROBE = "+callbacks.probe._target_=tests.distributed_helpers.RankProbe"
+
+
+def train_cli(
+    *args: str,
+    cwd: Path,
+    timeout: float = 240,
+    check: bool = True,
+    linger_s: float = 15,
+    launcher: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """`attnlab-train ...` in its own session, with tests/ importable (the probe callbacks).
+
+    `survivors` on the result: processes of the session (launched ranks) still alive `linger_s`
+    after attnlab-train exited. Whatever the outcome, they are killed afterwards.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*launcher, str(Path(sys.executable).parent / "attnlab-train"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    survivors: list[int] = []
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        deadline = time.monotonic() + linger_s
+        while (survivors := session_members(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"attnlab-train {' '.join(args)} ran past {timeout} s") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the ranks share the session's group
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+    result.survivors = survivors  # type: ignore[attr-defined]
+    if check and proc.returncode != 0:
+        raise AssertionError(f"attnlab-train failed ({proc.returncode}):\n{out[-6000:]}")
+    return result
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session
+            members.append(int(stat.parent.name))
+    return members
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# --- sharding -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [RandomOffsetSampler(1000, 96, seed=3), EpochShuffleSampler(96, seed=3)],
+    ids=["lm_windows", "toy_seq2seq"],
+)
+def test_ranks_take_disjoint_interleaved_shares(sampler) -> None:
+    """Two ranks with batch B together draw exactly the batches of one process with batch 2B."""
+    batch = 8
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        single = list(sampler)
+        shards = []
+        for rank in (0, 1):
+            shard = shard_by_rank(sampler, num_replicas=2, rank=rank)
+            shard.set_epoch(epoch)  # what Lightning calls; it must reach the inner sampler
+            shards.append(list(shard))
+        assert len(shards[0]) == len(shards[1]) == len(single) // 2
+        assert not set(shards[0]) & set(shards[1])  # windows differ between ranks
+        for k in range(len(single) // (2 * batch)):
+            together = (
+                shards[0][k * batch : (k + 1) * batch] + shards[1][k * batch : (k + 1) * batch]
+            )
+            assert sorted(together) == sorted(single[2 * batch * k : 2 * batch * (k + 1)])
+    sampler.set_epoch(0)
+    first = list(shard_by_rank(sampler, 2, 0))
+    sampler.set_epoch(1)
+    assert list(shard_by_rank(sampler, 2, 0)) != first  # fresh windows every epoch
+
+
+def test_single_process_keeps_the_sampler() -> None:
+    sampler = EpochShuffleSampler(10)
+    assert shard_by_rank(sampler) is sampler  # no process group: nothing to shard
+
+
+def test_token_budget_eval_batches_cover_every_example_on_two_ranks() -> None:
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(3, 30, 101), rng.integers(3, 30, 101)
+    ranks = [list(TokenBudgetBatchSampler(src, tgt, 128, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])  # ranks step together
+    seen = {i for batches in ranks for batch in batches for i in batch}
+    assert seen == set(range(101))
+
+
+class SelfShardingData:
+    shards_itself = True
+
+
+def test_self_sharding_data_turns_lightnings_sampler_off(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["trainer=ddp_cpu"])
+    trainer = builders.build_trainer(cfg, [], [], SelfShardingData())
+    assert not trainer._accelerator_connector.use_distributed_sampler
+    assert builders.build_trainer(cfg, [], [])._accelerator_connector.use_distributed_sampler
+    cfg = compose_config(tmp_path, ["trainer=ddp_cpu", "+trainer.use_distributed_sampler=true"])
+    trainer = builders.build_trainer(cfg, [], [], SelfShardingData())
+    assert trainer._accelerator_connector.use_distributed_sampler  # the config has the last word
+
+
+# --- trainer configs ------------------------------------------------------------------------
+
+
+def test_ddp_configs_build_a_strategy_with_the_configured_timeout(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["trainer=ddp_cpu", "trainer.strategy.timeout.minutes=2"])
+    trainer = builders.build_trainer(cfg, [], [])
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert trainer.strategy._timeout.total_seconds() == 120
+    assert trainer.world_size == 2 and trainer.num_nodes == 1
+    cfg = compose_config(tmp_path, ["trainer=ddp", "trainer.num_nodes=2"])
+    assert cfg.trainer.num_nodes == 2 and cfg.trainer.accelerator == "gpu"
+    # A strategy by name still replaces the object.
+    cfg = compose_config(
+        tmp_path, ["trainer=ddp", "trainer.strategy=ddp_find_unused_parameters_true"]
+    )
+    assert cfg.trainer.strategy == "ddp_find_unused_parameters_true"
+
+
+def test_fsdp_config_wraps_each_transformer_block(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["trainer=fsdp", "model=gpt", "data=toy_lm"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert isinstance(policy, ModuleWrapPolicy)
+    assert policy._module_classes == {TransformerBlock}
+    assert strategy._timeout.total_seconds() == 30 * 60
+    assert strategy._state_dict_type == "full"  # one checkpoint file, written by rank 0
+    # The networks are built from that class, so the policy has units to wrap.
+    network = builders.build_module(cfg, builders.build_datamodule(cfg)).network
+    assert any(isinstance(m, TransformerBlock) for m in network.modules())
+    checkpointed = instantiate(
+        cfg.trainer.strategy, activation_checkpointing=["attnlab.models.block.TransformerBlock"]
+    )
+    assert checkpointed._activation_checkpointing_kwargs
+    # Lightning runs FSDP on GPUs only; on a CPU it says so when the Trainer is built.
+    cfg = compose_config(tmp_path, ["trainer=fsdp", "trainer.accelerator=cpu"])
+    with pytest.raises(ConfigError, match=r"trainer: .*requires a GPU"):
+        builders.build_trainer(cfg, [], [])
+
+
+# --- the command of one multirun job --------------------------------------------------------
+
+
+def test_job_command_is_one_job_of_the_sweep() -> None:
+    argv = ["/venv/bin/attnlab-train", "-m", "seed=1,2", "trainer=ddp_cpu", "-cn", "train"]
+    hydra_overrides = ["hydra.mode=MULTIRUN", "hydra.sweep.dir=/x", "hydra.verbose=true"]
+    command = job_command(argv, ["seed=2", "trainer=ddp_cpu"], hydra_overrides)
+    assert command == [
+        "/venv/bin/attnlab-train",
+        "--config-name",
+        "train",
+        "seed=2",
+        "trainer=ddp_cpu",
+        "hydra.verbose=true",
+        "hydra.mode=RUN",
+    ]
+    argv = ["attnlab-train", "--multirun", "--config-dir=/cfg", "hparams_search=optuna"]
+    command = job_command(argv, ["hparams_search=optuna", "optimizer.lr=0.001"], [])
+    assert "--multirun" not in command and "-m" not in command
+    assert command[1:3] == ["--config-dir", "/cfg"]
+    assert command[-1] == "hydra.mode=RUN"  # an Optuna search sets MULTIRUN in its config
+
+
+# --- end to end on two CPU processes --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ddp_cpu_run_writes_one_run_dir_and_shards_windows(tmp_path: Path) -> None:
+    result = train_cli(
+        *TINY_LM,
+        "trainer=ddp_cpu",
+        "data.batch_size=8",
+        "data.train_samples_per_epoch=128",
+        "trainer.max_epochs=1",
+        PROBE,
+        cwd=tmp_path,
+    )
+    assert result.survivors == []
+    runs = list((tmp_path / "logs").rglob("metrics.json"))
+    assert len(runs) == 1, runs  # the launched rank made no run directory of its own
+    run_dir = runs[0].parent
+    assert len(list((tmp_path / "logs" / "train" / "runs").iterdir())) == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["world_size"] == 2
+    assert metrics["global_step"] == 8  # 128 windows / (8 per rank x 2 ranks)
+    assert metrics["tokens_seen"] == 128 * 16  # summed over both ranks
+    assert metrics["metrics"]["progress/tokens_seen"] == 128 * 16
+    ranks = [read_json(run_dir / f"rank{r}.json") for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert {r["root_dir"] for r in ranks} == {str(run_dir)}
+    windows = [{tuple(row) for row in r["rows"]} for r in ranks]
+    assert len(windows[0]) == len(windows[1]) == 64
+    assert not windows[0] & windows[1]  # every rank trained on different windows
+    log = (run_dir / "train.log").read_text()
+    assert log.count("Run directory") <= 1  # said once (rank zero), not by every rank
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_ranks(tmp_path: Path) -> None:
+    """The README's torchrun command on one node: Lightning takes ranks from torchrun's
+    environment (it launches none itself) and the job writes one run directory."""
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    run_dir = tmp_path / "run"
+    result = train_cli(
+        *TINY_LM,
+        "trainer=ddp_cpu",  # devices=2 must match --nproc_per_node
+        "data.batch_size=8",
+        "data.train_samples_per_epoch=128",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+        PROBE,
+        cwd=tmp_path,
+        launcher=(
+            torchrun,
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            "--rdzv_backend=c10d",
+            "--rdzv_endpoint=localhost:0",
+            "--no-python",
+        ),
+    )
+    assert result.survivors == []
+    assert read_json(run_dir / "metrics.json")["world_size"] == 2
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["run"]  # no other run dirs
+    assert [read_json(run_dir / f"rank{r}.json")["world_size"] for r in (0, 1)] == [2, 2]
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_with_batch_b_equal_one_process_with_2b(tmp_path: Path) -> None:
+    """The issue's check: after N steps, the parameters of a 2-process DDP run with batch B are
+    those of a 1-process run with batch 2B (dropout off), and of one with batch B and 2-step
+    gradient accumulation. Fixed-length LM windows make every per-rank mean loss a mean over
+    the same number of tokens, so averaging the ranks' gradients is the 2B gradient exactly;
+    what remains is float summation order. Gradient clipping (on the averaged gradient) and
+    AdamW are on. Measured: 4.4e-7 max abs difference; tolerance 1e-5. A run that sees only
+    half the data (batch B, 1 process) differs by ~3e-2: the check can fail."""
+    common = [
+        *TINY_LM,
+        "data.train_samples_per_epoch=128",
+        "trainer.max_epochs=1",
+        "test=false",
+        "seed=7",
+        "scheduler=constant",
+        "optimizer.lr=0.003",
+        "optimizer.eps=1e-6",  # AdamW's eps=1e-9 turns float noise on ~0 gradients into lr
+        "trainer.gradient_clip_val=0.5",
+    ]
+    runs = {
+        "ddp": ["trainer=ddp_cpu", "data.batch_size=8"],
+        "one_2b": ["trainer=cpu", "data.batch_size=16"],
+        "accumulate": ["trainer=cpu", "data.batch_size=8", "trainer.accumulate_grad_batches=2"],
+        "half_data": ["trainer=cpu", "data.batch_size=8", "trainer.limit_train_batches=8"],
+    }
+    params = {}
+    for name, overrides in runs.items():
+        run_dir = tmp_path / name
+        train_cli(*common, *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        assert checkpoint["global_step"] == 8, name
+        params[name] = checkpoint["state_dict"]
+    assert read_json(tmp_path / "ddp" / "metrics.json")["world_size"] == 2
+
+    def max_difference(a: str, b: str) -> float:
+        return max((params[a][k] - params[b][k]).abs().max().item() for k in params[a])
+
+    assert max_difference("ddp", "one_2b") < 1e-5
+    assert max_difference("accumulate", "one_2b") < 1e-5
+    assert max_difference("ddp", "half_data") > 1e-3
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_multirun_runs_each_job_once_with_two_ranks(tmp_path: Path) -> None:
+    """Lightning launches rank 1 with the command line of the sweep; each job must still be one
+    2-rank run in its own directory, and no rank may start a sweep of its own."""
+    result = train_cli(
+        "-m",
+        "seed=1,2",
+        "trainer=ddp_cpu",
+        *TINY_LM,
+        "data.batch_size=8",
+        "data.train_samples_per_epoch=64",
+        "trainer.max_epochs=1",
+        "test=false",
+        PROBE,
+        cwd=tmp_path,
+    )
+    assert result.survivors == []
+    logs = tmp_path / "logs" / "train"
+    assert [p.name for p in logs.iterdir()] == ["multiruns"]  # no single runs either
+    sweeps = list((logs / "multiruns").iterdir())
+    assert len(sweeps) == 1, sweeps  # the launched ranks started no sweeps
+    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]
+    for job, seed in zip(jobs, ("1", "2"), strict=True):
+        job_dir = sweeps[0] / job
+        assert read_json(job_dir / "metrics.json")["world_size"] == 2
+        ranks = [read_json(job_dir / f"rank{r}.json") for r in (0, 1)]
+        assert [(r["rank"], r["world_size"], r["seed"]) for r in ranks] == [
+            (0, 2, seed),
+            (1, 2, seed),
+        ]
+        assert {r["root_dir"] for r in ranks} == {str(job_dir)}
+        assert sorted(p.name for p in (job_dir / "checkpoints").iterdir()) == [
+            "best.ckpt",
+            "last.ckpt",
+        ]
+    assert len(list(tmp_path.rglob("metrics.json"))) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "rank"),
+    [("exit", 1), ("exit", 0), ("hang", 1)],
+    ids=["rank1-dies", "rank0-dies", "rank1-hangs"],
+)
+def test_a_dead_or_hung_rank_ends_the_whole_job(tmp_path: Path, how: str, rank: int) -> None:
+    """Rank `rank` dies (os._exit) or hangs mid-training. The job must fail within a bound and
+    leave no rank behind. Dying: Lightning's launcher notices a dead child within 5 s and kills
+    the rest; a dead rank 0 breaks the gloo connections of the others. Hanging: the others'
+    collective times out (trainer.strategy.timeout, 15 s here) and the failed rank 0 stops the
+    rank it launched (stop_launched_ranks)."""
+    pid_dir = tmp_path / "pids"
+    start = time.monotonic()
+    result = train_cli(
+        *TINY_LM,
+        "trainer=ddp_cpu",
+        "data.batch_size=8",
+        "trainer.max_steps=100000",  # would run for minutes: the failure has to end it
+        "test=false",
+        "trainer.strategy.timeout.minutes=0",
+        "+trainer.strategy.timeout.seconds=15",
+        "+callbacks.kill._target_=tests.distributed_helpers.KillRank",
+        f"+callbacks.kill.rank={rank}",
+        "+callbacks.kill.step=3",
+        f"+callbacks.kill.how={how}",
+        f"+callbacks.kill.pid_dir={pid_dir}",
+        cwd=tmp_path,
+        timeout=150,
+        check=False,
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert elapsed < 120, elapsed
+    assert sorted(p.name for p in pid_dir.iterdir()) == ["rank0.pid", "rank1.pid"]
+    assert result.survivors == [], "a rank outlived the job"

@@ -90,3 +90,23 @@ def test_no_url_says_where_to_get_the_file(tmp_path: Path) -> None:
     assert f"Put input.txt from {source}" in message
     assert f"into {tmp_path}/" in message
     assert "input.txt.gz" in message  # gzipped copies are accepted too
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("input.txt", CONTENT[:-7]),  # truncated
+        ("input.txt", CONTENT.replace(b"question", b"QUESTION")),  # altered, same size
+        ("input.txt.gz", gzip.compress(CONTENT)[:-20]),  # a cut-off download
+    ],
+    ids=["truncated", "altered", "truncated-gz"],
+)
+def test_damaged_file_on_disk_is_reported_and_left_alone(
+    tmp_path: Path, name: str, stored: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(stored)
+    with pytest.raises(ChecksumError, match=r"input\.txt.*damaged.*expected " + SHA):
+        ensure_file(tmp_path / "input.txt", url="http://127.0.0.1:9/never", sha256=SHA)
+    assert path.read_bytes() == stored  # nothing replaced, nothing downloaded
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -68,6 +68,12 @@ def test_rebuilt_when_the_tokenizer_changes(tmp_path: Path, source: Path) -> Non
     assert build.calls == 2  # v1's entry is kept beside v2's: switching back costs nothing
 
 
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -76,6 +82,8 @@ def test_rebuilt_when_the_tokenizer_changes(tmp_path: Path, source: Path) -> Non
         pytest.param(lambda npy, meta: npy.unlink(), id="array-missing"),
         pytest.param(lambda npy, meta: meta.write_text("{not json"), id="metadata-garbled"),
         pytest.param(lambda npy, meta: meta.unlink(), id="metadata-missing"),
+        # Loads fine, same shape and dtype, different tokens: only the checksum sees it.
+        pytest.param(lambda npy, meta: flip_last_byte(npy), id="altered-same-size"),
     ],
 )
 def test_damaged_cache_is_detected_and_rebuilt(tmp_path: Path, source: Path, damage) -> None:
@@ -106,3 +114,29 @@ def test_ids_outside_the_vocabulary_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"ids span \[0, 300\], outside a vocabulary of 256"):
         TokenCache(tmp_path).tokens("bad", {}, lambda: np.array([0, 300]), vocab_size=256)
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_altered_tokenizer_cache_is_rebuilt(tmp_path: Path) -> None:
+    """A tokenizer JSON that still loads but was edited (or cut at a valid point) is caught by
+    the sha256 recorded at write time, and trained again."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    def train() -> Tokenizer:
+        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(special_tokens=["[UNK]"])
+        tokenizer.train_from_iterator(["the quick brown fox", "the lazy dog"], trainer)
+        return tokenizer
+
+    cache, calls = TokenCache(tmp_path / "cache"), []
+    build = lambda: calls.append(1) or train()  # noqa: E731
+    first = cache.tokenizer("words", {"v": 1}, build)
+    path = cache.tokenizer_path("words", {"v": 1})
+    cache.tokenizer("words", {"v": 1}, build)
+    assert len(calls) == 1  # reused
+    edited = Tokenizer.from_file(str(path))
+    edited.add_tokens(["intruder"])  # still a valid tokenizer file
+    edited.save(str(path))
+    again = cache.tokenizer("words", {"v": 1}, build)
+    assert len(calls) == 2
+    assert again.get_vocab() == first.get_vocab()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file
+from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file, wikitext
+from attnlab.data.download import ChecksumError
 from attnlab.data.wikitext import read_lines
 
 FILES = ("train", "valid", "test")
@@ -52,6 +54,18 @@ def wikitext_slice(wikitext_data: Path, tmp_path_factory: pytest.TempPathFactory
         lines = read_lines(ensure_file(wikitext_data / "wikitext-2" / f"{name}.txt"))[:count]
         (root / "wikitext-2" / f"{name}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture(autouse=True)
+def trust_the_slice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests on the slice take its files' checksums as the expected ones (the real files'
+    would refuse them, as they should refuse any altered file)."""
+    if "wikitext_slice" not in request.fixturenames:
+        return
+    root = request.getfixturevalue("wikitext_slice") / "wikitext-2"
+    for name in FILES:
+        digest = hashlib.sha256((root / f"{name}.txt").read_bytes()).hexdigest()
+        monkeypatch.setitem(wikitext.SHA256, name, digest)
 
 
 def bpe(data_dir: Path, cache_dir: Path, vocab_size: int) -> WikiText2DataModule:
@@ -109,7 +123,7 @@ def test_gzipped_and_plain_files_are_both_read(wikitext_slice: Path, tmp_path: P
 def test_missing_split_names_file_and_directory(wikitext_slice: Path, tmp_path: Path) -> None:
     partial = tmp_path / "partial" / "wikitext-2"
     partial.mkdir(parents=True)
-    (partial / "train.txt").write_text("a b c\n")
+    (partial / "train.txt").write_bytes((wikitext_slice / "wikitext-2" / "train.txt").read_bytes())
     data = WikiText2DataModule(tmp_path / "partial", tmp_path / "cache", url_base=None)
     with pytest.raises(MissingDataError) as error:
         data.spec  # noqa: B018
@@ -121,3 +135,17 @@ def test_missing_split_names_file_and_directory(wikitext_slice: Path, tmp_path: 
 def test_unknown_tokenizer_lists_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"data\.tokenizer='char'.*\['bpe', 'word'\]"):
         WikiText2DataModule(tmp_path, tokenizer="char")
+
+
+def test_a_damaged_split_is_refused_by_checksum(wikitext_data: Path, tmp_path: Path) -> None:
+    """The real files' sha256: a copy missing its last line is reported, by name, untouched."""
+    cut = tmp_path / "cut" / "wikitext-2"
+    cut.mkdir(parents=True)
+    for name in FILES:
+        lines = read_lines(ensure_file(wikitext_data / "wikitext-2" / f"{name}.txt"))
+        (cut / f"{name}.txt").write_text("\n".join(lines[: -1 if name == "valid" else None]) + "\n")
+    before = (cut / "valid.txt").read_bytes()
+    data = WikiText2DataModule(tmp_path / "cut", tmp_path / "cache", url_base=None)
+    with pytest.raises(ChecksumError, match=r"valid\.txt is damaged"):
+        data.spec  # noqa: B018
+    assert (cut / "valid.txt").read_bytes() == before

@@ -28,7 +28,7 @@ class MissingDataError(FileNotFoundError):
 
 
 class ChecksumError(ValueError):
-    """A downloaded file does not have the expected sha256."""
+    """A data file (downloaded, or found on disk) does not have the expected sha256."""
 
 
 def gz_variant(path: Path) -> Path:
@@ -55,11 +55,8 @@ def read_lines(path: Path) -> list[str]:
 
 def file_sha256(path: Path) -> str:
     """sha256 of the bytes as stored (a .gz file is not decompressed): a cheap identity."""
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        while chunk := file.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _stream_sha256(file)
 
 
 def ensure_file(
@@ -81,6 +78,7 @@ def ensure_file(
     path = Path(path)
     for candidate in (path, gz_variant(path)):
         if candidate.is_file():
+            _check_present(candidate, sha256)
             return candidate
     if url is None:
         raise MissingDataError(_missing_message(path, source, sha256, reason="no URL to fetch"))
@@ -110,6 +108,37 @@ def _download(url: str, path: Path, sha256: str | None, decompress: bool, timeou
                 f"nothing was saved to {path}. The source may have changed: fetch the file "
                 "yourself and check it, or configure another URL."
             )
+
+
+def _check_present(path: Path, sha256: str | None) -> None:
+    """A file found on disk must be the expected one: its bytes, or (.gz) its content, hash to
+    sha256. A truncated or altered file is reported, never replaced: it may be someone's."""
+    if sha256 is None:
+        return
+    expected = sha256.lower()
+    found = file_sha256(path)
+    if found == expected:
+        return
+    if path.suffix == ".gz":
+        try:
+            with open_binary(path) as stream:
+                found = _stream_sha256(stream)
+        except (OSError, EOFError, gzip.BadGzipFile) as error:  # a truncated .gz
+            found = f"unreadable ({error})"
+        if found == expected:
+            return
+    raise ChecksumError(
+        f"Data file {path} is damaged or not the expected version: sha256 {found}, expected "
+        f"{expected}. Nothing was changed. Delete it to fetch it again (online), or replace it "
+        "with the original."
+    )
+
+
+def _stream_sha256(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _missing_message(path: Path, source: str | None, sha256: str | None, reason: str) -> str:

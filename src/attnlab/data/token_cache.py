@@ -30,7 +30,7 @@ from attnlab.data.download import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump to invalidate every cache entry when the layout or the encoding changes
+FORMAT = 2  # bump to invalidate every cache entry when the layout or the encoding changes
 
 
 def default_cache_dir() -> Path:
@@ -76,9 +76,10 @@ class TokenCache:
         meta = _read_json(meta_path)
         if meta is not None and meta.get("key") == full_key:
             try:
-                tokens = np.load(array_path, mmap_mode="r")
-                if tokens.shape == (meta["length"],) and tokens.dtype == np.dtype(meta["dtype"]):
-                    return tokens
+                if _intact(array_path, meta):
+                    tokens = np.load(array_path, mmap_mode="r")
+                    if tokens.shape == (meta["length"],) and tokens.dtype == meta["dtype"]:
+                        return tokens
             except (OSError, ValueError, KeyError, TypeError):  # truncated or garbled: rebuild
                 pass
             log.warning("Token cache %s is damaged; rebuilding it", array_path)
@@ -86,7 +87,8 @@ class TokenCache:
         tokens = _checked(np.asarray(build()), vocab_size, name)
         with atomic_path(array_path) as tmp, open(tmp, "wb") as file:
             np.save(file, tokens)
-        _write_json(meta_path, {"key": full_key, "length": len(tokens), "dtype": tokens.dtype.name})
+        meta = {"key": full_key, "length": len(tokens), "dtype": tokens.dtype.name}
+        _write_json(meta_path, {**meta, "sha256": file_sha256(array_path)})
         return np.load(array_path, mmap_mode="r")
 
     def tokenizer(
@@ -98,14 +100,16 @@ class TokenCache:
         meta = _read_json(meta_path)
         if meta is not None and meta.get("key") == full_key:
             try:
-                return Tokenizer.from_file(str(json_path))
+                if _intact(json_path, meta):
+                    return Tokenizer.from_file(str(json_path))
             except Exception:  # tokenizers raises plain Exception on missing or bad JSON
-                log.warning("Tokenizer cache %s is damaged; rebuilding it", json_path)
+                pass
+            log.warning("Tokenizer cache %s is damaged; rebuilding it", json_path)
         log.info("Training tokenizer %s into %s", name, json_path)
         tokenizer = build()
         with atomic_path(json_path) as tmp:
             tokenizer.save(str(tmp))
-        _write_json(meta_path, {"key": full_key})
+        _write_json(meta_path, {"key": full_key, "sha256": file_sha256(json_path)})
         return tokenizer
 
     def tokenizer_path(self, name: str, key: Mapping[str, Any]) -> Path:
@@ -134,6 +138,12 @@ def _checked(tokens: np.ndarray, vocab_size: int, name: str) -> np.ndarray:
             f"outside a vocabulary of {vocab_size}"
         )
     return tokens.astype(token_dtype(vocab_size), copy=False)
+
+
+def _intact(path: Path, meta: Mapping[str, Any]) -> bool:
+    """Whether a cache file still has the sha256 recorded when it was written: a file that
+    loads but was altered (or cut at a plausible length) is caught too."""
+    return path.is_file() and file_sha256(path) == meta.get("sha256")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from attnlab.data.sharding import shard_by_rank
 from attnlab.data.token_budget import TokenBudgetBatchSampler
 from attnlab.models.block import TransformerBlock
 from attnlab.utils.distributed import job_command
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, TINY_SETUP, compose_config
 
 # A GPT on the synthetic Markov-chain language: a 2-process run takes ~10 s on 2 CPU cores.
 TINY_LM = [
@@ -270,6 +270,27 @@ def test_ddp_cpu_run_writes_one_run_dir_and_shards_windows(tmp_path: Path) -> No
     assert not windows[0] & windows[1]  # every rank trained on different windows
     log = (run_dir / "train.log").read_text()
     assert log.count("Run directory") <= 1  # said once (rank zero), not by every rank
+
+
+@pytest.mark.slow
+def test_hypotheses_of_every_rank_are_written_once_in_corpus_order(tmp_path: Path) -> None:
+    """51 test pairs over 2 ranks: Lightning's sampler pads to 52 (one pair twice); the file
+    gathers both ranks' shares and holds each pair once, in corpus order."""
+    result = train_cli(
+        *TINY_SETUP,
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "data.num_test=51",
+        "callbacks=[default,hypotheses]",
+        "callbacks.rich_progress_bar=null",
+        "task.decode_on_eval=true",
+        cwd=tmp_path,
+    )
+    assert result.survivors == []
+    (run_dir,) = [p.parent for p in (tmp_path / "logs").rglob("metrics.json")]
+    lines = (run_dir / "hypotheses" / "test.txt").read_text().splitlines()
+    assert len(lines) == 51
+    assert all(set(line.split()) <= {str(i) for i in range(3, 32)} for line in lines)
 
 
 @pytest.mark.slow

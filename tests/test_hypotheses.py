@@ -10,7 +10,7 @@ from tests.conftest import TINY_SETUP
 
 
 def test_toy_seq2seq_hypotheses_are_written(train_config, tmp_path: Path) -> None:
-    # Toy batches carry no `index`: lines come in batch order, one per example.
+    # Toy batches carry each pair's `index`: lines come in corpus order, one per example.
     train(train_config("trainer.max_epochs=2", "callbacks=[default,hypotheses]", base=TINY_SETUP))
     out = tmp_path / "hypotheses"
     assert sorted(p.name for p in out.iterdir()) == ["test.txt", "val_epoch0.txt", "val_epoch1.txt"]

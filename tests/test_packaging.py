@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import tomllib
@@ -46,3 +48,17 @@ def test_config_tree_is_importable_from_package() -> None:
     conf = files("attnlab.conf")
     assert conf.joinpath("train.yaml").is_file()
     assert conf.joinpath("model", "encdec.yaml").is_file()
+
+
+def test_python_dash_m_finds_the_packaged_configs(tmp_path: Path) -> None:
+    """`python -m attnlab.train` (torchrun's default form) composes like `attnlab-train`, from
+    any directory: the entry points name the config package, not a path beside the file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "attnlab.train", "model=gpt", "data=toy_lm", "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "_target_: attnlab.models.DecoderOnly" in result.stdout

@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
     print_config(cfg)
     evaluate(cfg)

@@ -51,7 +51,7 @@ def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     return answers
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="fill_mask")
+@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="fill_mask")
 def hydra_main(cfg: DictConfig) -> None:
     for n, candidates in enumerate(fill_mask(cfg), start=1):
         print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))

@@ -39,7 +39,7 @@ def generate(cfg: DictConfig) -> list[str]:
     return [spec.decode(row) for row in out.tolist()]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="generate")
 def hydra_main(cfg: DictConfig) -> None:
     for i, text in enumerate(generate(cfg)):
         if cfg.num_samples > 1:

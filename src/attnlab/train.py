@@ -174,7 +174,7 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
     return result["metrics"][name]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     print_config(cfg)
     try:

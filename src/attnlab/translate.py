@@ -61,7 +61,7 @@ def translate(cfg: DictConfig) -> list[str]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
+@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="translate")
 def hydra_main(cfg: DictConfig) -> None:
     for line in translate(cfg):
         print(line)

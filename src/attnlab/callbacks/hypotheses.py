@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
+import torch.distributed as dist
+
+from attnlab.data.atomic import atomic_path
 
 
 class Hypotheses(pl.Callback):
@@ -14,7 +16,8 @@ class Hypotheses(pl.Callback):
 
     Works with a task that has `keep_hypotheses` and `hypotheses` (Seq2SeqTask). Batches that
     carry `index` are put back in corpus order, so the file lines up with the reference file.
-    Under DDP the file holds rank zero's share only.
+    Under DDP every rank decodes its share; rank zero gathers them all and writes the file
+    (an example a sampler repeated to even out the ranks is written once).
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -40,16 +43,20 @@ class Hypotheses(pl.Callback):
         if hypotheses is not None:
             hypotheses[stage] = []
 
-    @rank_zero_only
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        pairs = getattr(pl_module.task, "hypotheses", {}).get(stage)
-        if not pairs:
+        pairs = list(getattr(pl_module.task, "hypotheses", {}).get(stage) or [])
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+            shares: list[list[tuple[int | None, str]] | None] = [None] * trainer.world_size
+            dist.all_gather_object(shares, pairs)  # every rank must take part
+            pairs = [pair for share in shares for pair in share or []]
+        if not trainer.is_global_zero or not pairs:
             return
         if all(index is not None for index, _ in pairs):
-            pairs = sorted(pairs, key=lambda pair: pair[0])
+            pairs = sorted(dict(pairs).items())  # corpus order, each example once
         out_dir = Path(trainer.default_root_dir) / "hypotheses"
         out_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(text.replace("\n", " ") + "\n" for _, text in pairs)
         # The test runs once, on whichever checkpoint was picked: its epoch says little.
         name = f"val_epoch{trainer.current_epoch}.txt" if stage == "val" else f"{stage}.txt"
-        (out_dir / name).write_text(text, encoding="utf-8")
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")

@@ -27,7 +27,7 @@ TRANSFORMS = {
 
 
 class PairDataset(Dataset):
-    """A list of (source, target) token-id lists."""
+    """A list of (source, target) token-id lists; items are (source, target, index)."""
 
     def __init__(self, pairs: list[tuple[list[int], list[int]]]) -> None:
         self.pairs = pairs
@@ -35,17 +35,19 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[list[int], list[int]]:
-        return self.pairs[index]
+    def __getitem__(self, index: int) -> tuple[list[int], list[int], int]:
+        return (*self.pairs[index], index)
 
 
 def collate_seq2seq(
-    pairs: Sequence[tuple[list[int], list[int]]], pad_id: int = PAD
+    items: Sequence[tuple[list[int], list[int], int]], pad_id: int = PAD
 ) -> dict[str, torch.Tensor]:
-    """src: (B, S) and tgt: (B, T) with BOS/EOS already in place, padded per batch."""
+    """src: (B, S) and tgt: (B, T) with BOS/EOS already in place, padded per batch; index (B,)
+    of each pair in its split (hypotheses are written back in that order)."""
     return {
-        "src": pad_batch([src for src, _ in pairs], pad_id),
-        "tgt": pad_batch([tgt for _, tgt in pairs], pad_id),
+        "src": pad_batch([src for src, _, _ in items], pad_id),
+        "tgt": pad_batch([tgt for _, tgt, _ in items], pad_id),
+        "index": torch.tensor([index for _, _, index in items], dtype=torch.long),
     }
 
 

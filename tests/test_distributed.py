@@ -273,6 +273,41 @@ def test_ddp_cpu_run_writes_one_run_dir_and_shards_windows(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["model=bert", "data=sst2"],
+        ["model=gpt", "data=sst2"],
+        ["model=encdec", "data=sst2", "model.pooling=mean"],
+        ["model=encdec", "data=sst2", "model.pooling=decoder"],
+        ["model=bert", "data=toy_mlm"],
+        ["model=gpt", "data=reverse"],
+    ],
+    ids=["bert-sst2", "gpt-sst2", "encdec-sst2-mean", "encdec-sst2-decoder", "bert-mlm", "gpt-s2s"],
+)
+def test_every_architecture_task_pair_trains_under_ddp(tmp_path: Path, variant: list[str]) -> None:
+    """Plain DDP (no find_unused_parameters) fails on a parameter without a gradient: every
+    network builds only the heads its task uses."""
+    result = train_cli(
+        *variant,
+        "trainer=ddp_cpu",
+        "model.d_model=32",
+        "model.n_heads=2",
+        "model.d_ff=64",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "callbacks.rich_progress_bar=null",
+        "print_config=false",
+        cwd=tmp_path,
+    )
+    assert result.survivors == []
+    (metrics,) = [read_json(p) for p in (tmp_path / "logs").rglob("metrics.json")]
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 3
+
+
+@pytest.mark.slow
 def test_hypotheses_of_every_rank_are_written_once_in_corpus_order(tmp_path: Path) -> None:
     """51 test pairs over 2 ranks: Lightning's sampler pads to 52 (one pair twice); the file
     gathers both ranks' shares and holds each pair once, in corpus order."""

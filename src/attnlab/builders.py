@@ -24,7 +24,7 @@ from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.parameters import count_parameters
 from attnlab.module import AttnLabModule
-from attnlab.utils.config_checks import ValueCheckError, check_values
+from attnlab.utils.config_checks import NOT_ARGUMENTS, ValueCheckError, check_values
 
 __all__ = ["ConfigError", "count_parameters"]
 
@@ -78,10 +78,6 @@ def model_options() -> dict[str, type]:
             if target:
                 options[entry.name.removesuffix(".yaml")] = get_class(target)
     return options
-
-
-# Keys of a section that are attnlab's own settings, not constructor arguments.
-NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:

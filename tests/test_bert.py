@@ -101,6 +101,24 @@ def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
     assert math.isfinite(result["metrics"]["test/acc"])
 
 
+def test_continued_pretraining_starts_from_the_whole_masked_lm(
+    tmp_path: Path, mlm_checkpoint: Path
+) -> None:
+    overrides = ["experiment=bert_mlm_sst2_continued", f"model.pretrained={mlm_checkpoint}"]
+    cfg = compose_config(tmp_path, [*overrides, *SMALL, "data.max_len=64", "data.max_lines=300"])
+    datamodule = builders.build_datamodule(cfg)
+    module = builders.build_module(cfg, datamodule)
+    checkpoint = torch.load(mlm_checkpoint, weights_only=False)
+    saved = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
+    state = module.network.state_dict()
+    assert any(key.startswith("mlm_head.") for key in state)
+    assert state.keys() == saved.keys()
+    assert all(torch.equal(value, saved[key]) for key, value in state.items())
+    assert datamodule.tokenizer.fingerprint == checkpoint["tokenizer"]["fingerprint"]
+    result = train(cfg)
+    assert math.isfinite(result["metrics"]["val/loss"])
+
+
 def test_finetune_with_a_different_shape_names_the_tensors(
     tmp_path: Path, mlm_checkpoint: Path
 ) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from attnlab.builders import ConfigError, check_compatibility, load_run_config
 from attnlab.train import train
+from attnlab.utils.config_errors import unknown_key_hints
 from tests.conftest import run_cli
 
 
@@ -31,6 +32,16 @@ def test_misspelt_key_is_named_with_suggestion(tmp_path: Path) -> None:
     assert "trainer.max_epoch" in result.stderr
     assert "trainer.max_epochs" in result.stderr  # did you mean
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_key_set_to_a_required_value_is_not_called_unknown() -> None:
+    # bert_sst2_finetune declares model.pretrained: ??? ; filling it in is not a misspelling.
+    hints = unknown_key_hints("train", ["experiment=bert_sst2_finetune", "model.pretrained=a.ckpt"])
+    assert hints == []
+    (hint,) = unknown_key_hints(
+        "train", ["experiment=bert_sst2_finetune", "model.pretraned=a.ckpt"]
+    )
+    assert "Unknown key model.pretraned" in hint and "model.pretrained" in hint
 
 
 def test_missing_checkpoint_file_is_named(train_config, tmp_path: Path) -> None:

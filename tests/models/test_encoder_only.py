@@ -267,6 +267,19 @@ def test_load_body_from_a_masked_lm_model() -> None:
         clf.load_body_state_dict(incomplete)
 
 
+def test_masked_lm_loading_a_masked_lm_takes_its_head_too() -> None:
+    # Continued pretraining on new text: the model must predict exactly as the checkpoint did.
+    source, target = small_model(), small_model()
+    target.load_body_state_dict(source.state_dict())
+    ids = torch.randint(V, (3, 7))
+    torch.testing.assert_close(target(ids), source(ids))
+    assert target.mlm_head.decoder.weight is target.tok_embed.weight  # still tied
+
+    no_bias = {k: v for k, v in source.state_dict().items() if k != "mlm_head.dense.bias"}
+    with pytest.raises(ValueError, match=r"(?s)masked-LM head.*dense\.bias"):
+        small_model().load_body_state_dict(no_bias)
+
+
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
 def test_freeze_layers(norm_first: bool) -> None:
     model = small_model(type_vocab_size=2, num_classes=3, norm_first=norm_first).train()

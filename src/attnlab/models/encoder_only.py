@@ -228,10 +228,12 @@ class EncoderOnly(nn.Module):
         return {k: v for k, v in self.state_dict().items() if self.is_body_parameter(k)}
 
     def load_body_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
-        """Load the body from `state_dict` (e.g. a whole masked-LM model's); heads are untouched.
+        """Load the body from `state_dict` (e.g. a whole masked-LM model's).
 
-        Keys of heads are ignored; a missing or unexpected body key is an error. The MLM decoder
-        is tied to the token embedding, so it takes the loaded embedding too.
+        Heads start fresh, except that a masked-LM model loading a masked-LM model's weights
+        takes its MLM head too: continued pretraining (on new text) keeps its predictions.
+        A missing or unexpected body key is an error. The MLM decoder is tied to the token
+        embedding, so it takes the loaded embedding too.
         """
         body = {k: v for k, v in state_dict.items() if self.is_body_parameter(k)}
         expected = set(self.body_state_dict())
@@ -241,6 +243,18 @@ class EncoderOnly(nn.Module):
                 f"body weights do not match this model: missing {missing}, unexpected {unexpected}"
             )
         self.load_state_dict(body, strict=False)  # strict=False: the heads are left out
+        head = {
+            k.removeprefix("mlm_head."): v
+            for k, v in state_dict.items()
+            if k.startswith("mlm_head.")
+        }
+        if self.mlm_head is not None and head:
+            try:
+                self.mlm_head.load_state_dict(head)
+            except RuntimeError as error:  # names the missing, unexpected or mis-shaped keys
+                raise ValueError(
+                    f"masked-LM head weights do not match this model: {error}"
+                ) from error
 
     def freeze_layers(self, n: int) -> None:
         """Stop gradients to the embeddings and the first n blocks (n = n_layers: whole body).

@@ -46,11 +46,10 @@ def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
 
 
 def _hint(cfg: DictConfig, key: str, value: object) -> str | None:
-    if OmegaConf.select(cfg, key, default=_Missing) is not _Missing:
-        return None
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig):
+    # keys(), not `in` or select(): both treat a key whose value is ??? as absent.
+    if not isinstance(parent, DictConfig) or leaf in parent.keys():  # noqa: SIM118
         return None
     valid = sorted(str(k) for k in parent)
     close = difflib.get_close_matches(leaf, valid, n=3)
@@ -59,10 +58,6 @@ def _hint(cfg: DictConfig, key: str, value: object) -> str | None:
         f"Unknown key {key} (value {value!r}).{guess} "
         f"Valid keys under {parent_key or 'the root'}: {', '.join(valid)}"
     )
-
-
-class _Missing:
-    pass
 
 
 @contextmanager

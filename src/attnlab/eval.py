@@ -2,6 +2,7 @@
 
 attnlab-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt
 attnlab-eval ckpt_path=... +data.batch_size=256 trainer.accelerator=cpu
+attnlab-eval ckpt_path=<masked-LM run>/checkpoints/best.ckpt +data.corpus=sst2  # another corpus
 """
 
 from __future__ import annotations

@@ -81,10 +81,13 @@ def test_bert_experiment_trains_a_few_steps(tmp_path: Path, overrides: list[str]
         assert math.isfinite(metrics[name]), name
 
 
+# mean: the experiment's default; cls: BERT's pooler, a dense layer that must start fresh too.
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
-    tmp_path: Path, mlm_checkpoint: Path
+    tmp_path: Path, mlm_checkpoint: Path, pooling: str
 ) -> None:
-    cfg = compose_config(tmp_path, [*FINETUNE, f"model.pretrained={mlm_checkpoint}"])
+    overrides = [*FINETUNE, f"model.pretrained={mlm_checkpoint}", f"model.pooling={pooling}"]
+    cfg = compose_config(tmp_path, overrides)
     datamodule = builders.build_datamodule(cfg)
     module = builders.build_module(cfg, datamodule)
     checkpoint = torch.load(mlm_checkpoint, weights_only=False)
@@ -94,6 +97,7 @@ def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
     assert body and all(torch.equal(value, saved[key]) for key, value in body.items())
     # Fresh heads: the MLM checkpoint has a masked-LM head only.
     assert network.pooler is not None and network.classifier is not None
+    assert (network.pooler.dense is not None) == (pooling == "cls")
     assert not any(key.startswith(("pooler.", "classifier.")) for key in saved)
     assert any(key.startswith("mlm_head.") for key in saved) and network.mlm_head is None
     assert datamodule.tokenizer.fingerprint == checkpoint["tokenizer"]["fingerprint"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import math
+import random
+import statistics
 from pathlib import Path
 
 import matplotlib.image
 import pytest
 
-from attnlab.compare import compare, find_runs
+from attnlab.compare import Run, compare, find_runs, significance
 from tests.conftest import TINY_SETUP, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -117,3 +121,114 @@ def test_failed_and_unfinished_runs_are_shown_not_fatal(sweep_dir: Path, tmp_pat
 def test_compare_on_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("attnlab-compare", str(tmp_path / "nope"), cwd=tmp_path, check=False)
     assert result.returncode != 0 and "does not exist" in result.stderr
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """Student's t CDF in closed form for 2 and 4 degrees of freedom (x = t / sqrt(df + t^2))."""
+    x = t / math.sqrt(df + t * t)
+    if df == 2:
+        return 0.5 + x / 2
+    if df == 4:
+        return 0.5 + 0.75 * x * (1 - x * x / 3)
+    raise ValueError(df)
+
+
+def _fake_run(seed: int, value: float) -> Run:
+    result = {"metrics": {"test/acc": value}}
+    return Run(Path(f"run{seed}"), {"seed": str(seed)}, "done", result=result)
+
+
+def test_significance_matches_the_t_distribution_in_closed_form() -> None:
+    # The variant is the baseline's values shifted and shuffled across seeds: equal variances and
+    # three runs each make Welch's test have exactly 4 degrees of freedom; the paired test has 2.
+    rng = random.Random()
+    for _ in range(5):
+        base = [rng.uniform(0.7, 0.9) for _ in range(3)]
+        shift = rng.uniform(-0.05, 0.05)
+        order = rng.choice(list(itertools.permutations(range(3)))[1:])  # not the identity
+        variant = [base[i] + shift for i in order]
+        groups = {
+            "base": [_fake_run(s, v) for s, v in enumerate(base)],
+            "new": [_fake_run(s, v) for s, v in enumerate(variant)],
+        }
+        for alternative in ("two-sided", "greater", "less"):
+            (row,) = significance(groups, "base", "test/acc", alternative)
+            assert row["n"] == row["baseline_n"] == row["paired_n"] == 3
+            assert row["difference"] == pytest.approx(shift)
+            welch_t = shift / math.sqrt(2 * statistics.variance(base) / 3)
+            diffs = [v - b for v, b in zip(variant, base, strict=True)]
+            paired_t = statistics.fmean(diffs) / (statistics.stdev(diffs) / math.sqrt(3))
+            assert row["welch_t"] == pytest.approx(welch_t)
+            assert row["paired_t"] == pytest.approx(paired_t)
+            for t, p, df in ((welch_t, row["welch_p"], 4), (paired_t, row["paired_p"], 2)):
+                expected = {
+                    "two-sided": 2 * (1 - _t_cdf(abs(t), df)),
+                    "greater": 1 - _t_cdf(t, df),
+                    "less": _t_cdf(t, df),
+                }[alternative]
+                assert p == pytest.approx(expected, rel=1e-6)
+
+
+def test_significance_pairs_only_shared_seeds() -> None:
+    groups = {
+        "base": [_fake_run(s, 0.8 + 0.01 * s) for s in (1, 2, 3)],
+        "new": [_fake_run(s, 0.85 - 0.01 * s) for s in (2, 3, 4, 5)],
+        "one": [_fake_run(9, 0.9)],
+    }
+    new, one = significance(groups, "base", "test/acc")
+    assert (new["n"], new["baseline_n"], new["paired_n"]) == (4, 3, 2)
+    assert new["paired_p"] is not None and 0 < new["welch_p"] < 1
+    assert (one["n"], one["paired_n"], one["welch_p"], one["paired_p"]) == (1, 0, None, None)
+
+
+def test_compare_against_a_baseline_on_a_real_sweep(sweep_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = run_cli(
+        "attnlab-compare",
+        str(sweep_dir),
+        "--out",
+        str(out),
+        "--baseline",
+        "model.norm=layernorm",
+        "--stat-metric",
+        "test/loss",
+        "--alternative",
+        "less",
+        cwd=tmp_path,
+    )
+    assert "test/loss against baseline `model.norm=layernorm`" in result.stdout
+    (row,) = read_csv(out / "significance.csv")
+    assert row["variant"] == "model.norm=rmsnorm" and row["metric"] == "test/loss"
+    assert (row["n"], row["baseline_n"], row["paired_n"]) == ("2", "2", "2")  # seeds 1 and 2
+    losses = {}
+    for path in sweep_dir.glob("*/metrics.json"):
+        overrides = (path.parent / ".hydra" / "overrides.yaml").read_text()
+        norm = "rmsnorm" if "model.norm=rmsnorm" in overrides else "layernorm"
+        losses.setdefault(norm, []).append(json.loads(path.read_text())["metrics"]["test/loss"])
+    expected = statistics.fmean(losses["rmsnorm"]) - statistics.fmean(losses["layernorm"])
+    assert float(row["difference"]) == pytest.approx(expected)
+    assert 0 < float(row["welch_p"]) < 1 and 0 < float(row["paired_p"]) < 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--baseline", "model.norm=batchnorm", "model.norm=rmsnorm"),
+        ("--stat-metric", "test/acuracy", "test/loss"),
+    ],
+)
+def test_bad_baseline_or_metric_is_a_clear_error_and_writes_nothing(
+    sweep_dir: Path, tmp_path: Path, flag: str, value: str, named: str
+) -> None:
+    out = tmp_path / "report"
+    args = (
+        ["--baseline", "model.norm=layernorm", flag, value]
+        if flag != "--baseline"
+        else [flag, value]
+    )
+    result = run_cli(
+        "attnlab-compare", str(sweep_dir), "--out", str(out), *args, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2
+    assert value in result.stderr and "valid choices" in result.stderr and named in result.stderr
+    assert not out.exists()

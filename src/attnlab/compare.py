@@ -7,7 +7,11 @@ its seeds. Writes into SWEEP_DIR/compare (or --out):
 - comparison.md / comparison.csv: per variant, runs done / failed / running, mean ± std over
   seeds of the final metrics, parameters, FLOPs per token, tokens/s and wall time;
 - curves_<x>.png: a validation metric against step, tokens seen and wall time, one line per
-  variant (mean over its seeds).
+  variant (mean over its seeds);
+- with --baseline: significance.md / significance.csv, every other variant against that one on
+  one metric (default: the test counterpart of the optimized metric): difference of means,
+  Welch's t-test, and the paired t-test over the seeds the two share (same seed, same data
+  order), so "A beats B" is read against the seed-to-seed noise.
 
 A sweep still running, or with failed jobs, is fine: unfinished runs are counted, not read.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy import stats
 
 SEED_KEYS = ("seed",)
 CURVE_AXES = {"step": "step", "tokens": "progress/tokens_seen", "time": "progress/wall_time_s"}
@@ -229,7 +235,109 @@ def _mean_curve(
     ]
 
 
-def compare(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> Path:
+def resolve_variant(groups: dict[str, list[Run]], baseline: str) -> str:
+    """The variant named by `baseline`: its full name, or overrides (`k=v ...`) only it has."""
+    if baseline in groups:
+        return baseline
+    wanted = set(baseline.split())
+    matches = [name for name in groups if wanted <= set(name.split())]
+    if len(matches) != 1:
+        found = "no variant" if not matches else f"{len(matches)} variants"
+        raise ValueError(
+            f"--baseline {baseline!r} matches {found}; valid choices: "
+            + ", ".join(repr(name) for name in groups)
+        )
+    return matches[0]
+
+
+def default_stat_metric(runs: list[Run]) -> str:
+    """The test counterpart of the optimized metric (val/acc -> test/acc) when runs have it."""
+    optimized = default_metric(runs)
+    test_name = "test/" + optimized.split("/", 1)[1]
+    has_test = any(test_name in r.metrics for r in runs if r.status == "done")
+    return test_name if has_test else optimized
+
+
+def _seed_values(runs: list[Run], metric: str) -> dict[str, float]:
+    return {
+        r.overrides.get("seed", str(r.path)): r.metrics[metric]
+        for r in runs
+        if r.status == "done" and metric in r.metrics
+    }
+
+
+def significance(
+    groups: dict[str, list[Run]], baseline: str, metric: str, alternative: str = "two-sided"
+) -> list[dict[str, Any]]:
+    """Every other variant against `baseline` on `metric`.
+
+    Welch's t-test (unequal variances) over all done runs, and the paired t-test over the seeds
+    both variants ran: a seed fixes initialisation and data order, so pairing removes what the
+    two share. `alternative` is scipy's: "greater" tests variant > baseline.
+    """
+    base = _seed_values(groups[baseline], metric)
+    rows = []
+    for name, runs in groups.items():
+        if name == baseline:
+            continue
+        values = _seed_values(runs, metric)
+        row: dict[str, Any] = {"variant": name, "n": len(values), "baseline_n": len(base)}
+        row["difference"] = (
+            statistics.fmean(values.values()) - statistics.fmean(base.values())
+            if values and base
+            else None
+        )
+        row["welch_t"] = row["welch_p"] = row["paired_t"] = row["paired_p"] = None
+        if len(values) > 1 and len(base) > 1:
+            test = stats.ttest_ind(
+                list(values.values()), list(base.values()), equal_var=False, alternative=alternative
+            )
+            row["welch_t"], row["welch_p"] = float(test.statistic), float(test.pvalue)
+        shared = sorted(set(values) & set(base))
+        row["paired_n"] = len(shared)
+        if len(shared) > 1:
+            test = stats.ttest_rel(
+                [values[s] for s in shared], [base[s] for s in shared], alternative=alternative
+            )
+            row["paired_t"], row["paired_p"] = float(test.statistic), float(test.pvalue)
+        rows.append(row)
+    return rows
+
+
+def write_significance(
+    rows: list[dict[str, Any]], baseline: str, metric: str, alternative: str, out_dir: Path
+) -> None:
+    columns = ["variant", "n", "baseline_n", "difference", "welch_t", "welch_p"]
+    columns += ["paired_n", "paired_t", "paired_p"]
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = [
+        f"{metric} against baseline `{baseline}` (t-tests, alternative: {alternative}):",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + " --- |" * len(columns),
+    ]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    (out_dir / "significance.md").write_text("\n".join(lines) + "\n")
+    with (out_dir / "significance.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["baseline", "metric", *columns])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"baseline": baseline, "metric": metric, **row})
+
+
+def compare(
+    sweep_dir: Path,
+    out_dir: Path | None = None,
+    metric: str | None = None,
+    baseline: str | None = None,
+    stat_metric: str | None = None,
+    alternative: str = "two-sided",
+) -> Path:
     """Write the tables and plots of `sweep_dir`'s runs; returns the output directory."""
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
@@ -239,12 +347,24 @@ def compare(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = N
             f"no runs under {sweep_dir}: expected job directories with .hydra/overrides.yaml "
             "(a Hydra multirun's sweep directory, or one run's directory)"
         )
+    groups = variants(runs)
+    if baseline is not None:  # fail before writing anything
+        baseline = resolve_variant(groups, baseline)
+        stat_metric = stat_metric or default_stat_metric(runs)
+        known = sorted({m for r in runs for m in r.metrics})
+        if stat_metric not in known:
+            raise ValueError(
+                f"--stat-metric {stat_metric!r} is in no run's metrics.json; valid choices: "
+                + ", ".join(known)
+            )
     out_dir = out_dir or sweep_dir / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = variants(runs)
     columns, rows = summarise(groups)
     write_tables(columns, rows, out_dir)
     plot_curves(groups, metric or default_metric(runs), out_dir)
+    if baseline is not None and stat_metric is not None:
+        rows = significance(groups, baseline, stat_metric, alternative)
+        write_significance(rows, baseline, stat_metric, alternative, out_dir)
     return out_dir
 
 
@@ -255,9 +375,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--metric", default=None, help="curve metric (default: the optimized_metric or val/loss)"
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="variant to test the others against: its name, or overrides only it has",
+    )
+    parser.add_argument(
+        "--stat-metric", default=None, help="metric tested (default: e.g. test/acc for val/acc)"
+    )
+    parser.add_argument(
+        "--alternative",
+        choices=("two-sided", "greater", "less"),
+        default="two-sided",
+        help="greater: variant > baseline (a one-sided test)",
+    )
     args = parser.parse_args(argv)
-    out_dir = compare(args.sweep_dir, args.out, args.metric)
+    try:
+        out_dir = compare(
+            args.sweep_dir, args.out, args.metric, args.baseline, args.stat_metric, args.alternative
+        )
+    except ValueError as error:
+        parser.error(str(error))
     print((out_dir / "comparison.md").read_text())
+    if args.baseline is not None:
+        print((out_dir / "significance.md").read_text())
     print(f"Tables and plots in {out_dir}")
 
 

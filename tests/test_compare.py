@@ -174,11 +174,15 @@ def test_significance_pairs_only_shared_seeds() -> None:
         "base": [_fake_run(s, 0.8 + 0.01 * s) for s in (1, 2, 3)],
         "new": [_fake_run(s, 0.85 - 0.01 * s) for s in (2, 3, 4, 5)],
         "one": [_fake_run(9, 0.9)],
+        # seed 2 ran twice: both runs count for Welch's test, neither can be paired
+        "rerun": [_fake_run(s, 0.9 - 0.01 * s) for s in (1, 2, 2, 3)],
     }
-    new, one = significance(groups, "base", "test/acc")
+    new, one, rerun = significance(groups, "base", "test/acc")
     assert (new["n"], new["baseline_n"], new["paired_n"]) == (4, 3, 2)
     assert new["paired_p"] is not None and 0 < new["welch_p"] < 1
     assert (one["n"], one["paired_n"], one["welch_p"], one["paired_p"]) == (1, 0, None, None)
+    assert (rerun["n"], rerun["paired_n"]) == (4, 2)
+    assert rerun["difference"] == pytest.approx((0.89 + 0.88 + 0.88 + 0.87) / 4 - 0.82)
 
 
 def test_compare_against_a_baseline_on_a_real_sweep(sweep_dir: Path, tmp_path: Path) -> None:

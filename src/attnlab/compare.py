@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from scipy import stats
 
 SEED_KEYS = ("seed",)
 CURVE_AXES = {"step": "step", "tokens": "progress/tokens_seen", "time": "progress/wall_time_s"}
@@ -258,12 +257,19 @@ def default_stat_metric(runs: list[Run]) -> str:
     return test_name if has_test else optimized
 
 
-def _seed_values(runs: list[Run], metric: str) -> dict[str, float]:
-    return {
-        r.overrides.get("seed", str(r.path)): r.metrics[metric]
+def _done_values(runs: list[Run], metric: str) -> list[tuple[str | None, float]]:
+    """(seed, value) of every done run that has `metric`; seed None where it was not set."""
+    return [
+        (r.overrides.get("seed"), r.metrics[metric])
         for r in runs
         if r.status == "done" and metric in r.metrics
-    }
+    ]
+
+
+def _by_unique_seed(values: list[tuple[str | None, float]]) -> dict[str, float]:
+    """Seed -> value, for seeds that ran once (a repeated seed cannot be paired unambiguously)."""
+    seeds = [seed for seed, _ in values]
+    return {seed: v for seed, v in values if seed is not None and seeds.count(seed) == 1}
 
 
 def significance(
@@ -275,29 +281,33 @@ def significance(
     both variants ran: a seed fixes initialisation and data order, so pairing removes what the
     two share. `alternative` is scipy's: "greater" tests variant > baseline.
     """
-    base = _seed_values(groups[baseline], metric)
+    from scipy import stats  # 1.6 s to import: only when a baseline is asked for
+
+    base = _done_values(groups[baseline], metric)
+    base_values = [v for _, v in base]
+    base_by_seed = _by_unique_seed(base)
     rows = []
     for name, runs in groups.items():
         if name == baseline:
             continue
-        values = _seed_values(runs, metric)
+        variant = _done_values(runs, metric)
+        values = [v for _, v in variant]
         row: dict[str, Any] = {"variant": name, "n": len(values), "baseline_n": len(base)}
         row["difference"] = (
-            statistics.fmean(values.values()) - statistics.fmean(base.values())
-            if values and base
-            else None
+            statistics.fmean(values) - statistics.fmean(base_values) if values and base else None
         )
         row["welch_t"] = row["welch_p"] = row["paired_t"] = row["paired_p"] = None
         if len(values) > 1 and len(base) > 1:
-            test = stats.ttest_ind(
-                list(values.values()), list(base.values()), equal_var=False, alternative=alternative
-            )
+            test = stats.ttest_ind(values, base_values, equal_var=False, alternative=alternative)
             row["welch_t"], row["welch_p"] = float(test.statistic), float(test.pvalue)
-        shared = sorted(set(values) & set(base))
+        by_seed = _by_unique_seed(variant)
+        shared = sorted(set(by_seed) & set(base_by_seed))
         row["paired_n"] = len(shared)
         if len(shared) > 1:
             test = stats.ttest_rel(
-                [values[s] for s in shared], [base[s] for s in shared], alternative=alternative
+                [by_seed[s] for s in shared],
+                [base_by_seed[s] for s in shared],
+                alternative=alternative,
             )
             row["paired_t"], row["paired_p"] = float(test.statistic), float(test.pvalue)
         rows.append(row)
@@ -362,9 +372,9 @@ def compare(
     columns, rows = summarise(groups)
     write_tables(columns, rows, out_dir)
     plot_curves(groups, metric or default_metric(runs), out_dir)
-    if baseline is not None and stat_metric is not None:
-        rows = significance(groups, baseline, stat_metric, alternative)
-        write_significance(rows, baseline, stat_metric, alternative, out_dir)
+    if baseline is not None and stat_metric is not None:  # both set above
+        tests = significance(groups, baseline, stat_metric, alternative)
+        write_significance(tests, baseline, stat_metric, alternative, out_dir)
     return out_dir
 
 

@@ -211,7 +211,7 @@ def test_classifier_shapes(pooling: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(pooling="max"), r"pooling 'max'.*'cls', 'mean'"),
+        (dict(pooling="max"), r"pooling='max'.*'cls', 'mean'"),
         (dict(pos="rotary"), r"'rotary'.*'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
         (dict(d_model=18), r"d_model \(18\).*n_heads \(4\)"),
         (dict(activation="swish"), r"'swish'.*'relu', 'gelu'"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnlab.models import DecoderOnly, EncoderDecoder, EncoderOnly
-from attnlab.models.pooling import Pooler, last_token_index
+from attnlab.models.heads import Pooler, last_token_index
 
 
 def padded(batch: int, width: int, vocab: int = 30, left: bool = False):

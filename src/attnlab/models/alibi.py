@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from attnlab.models.positional import AttentionPositions
+
 
 def alibi_slopes(n_heads: int) -> Tensor:
     """The paper's per-head slopes: a geometric sequence 2^(-8/n), 2^(-16/n), ..., 2^(-8).
@@ -32,3 +34,15 @@ def alibi_bias(slopes: Tensor, n_queries: int, n_keys: int, past: int = 0) -> Te
     keys = torch.arange(n_keys, device=slopes.device)[None, :]  # (1, Tk)
     distance = (queries - keys).abs().to(slopes.dtype)  # (Tq, Tk)
     return -slopes[:, None, None] * distance  # (H, Tq, Tk)
+
+
+class ALiBi(AttentionPositions):
+    """The score bias of `alibi_bias` with the slopes of `n_heads` heads."""
+
+    def __init__(self, n_heads: int):
+        super().__init__()
+        # Non-persistent: a function of the config, kept out of checkpoints.
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    def score_bias(self, n_queries: int, n_keys: int, start: int) -> Tensor:
+        return alibi_bias(self.slopes, n_queries, n_keys, start)  # (H, Tq, Tk)

@@ -8,11 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.alibi import alibi_bias, alibi_slopes
+from attnlab.models.config import ModelConfig, check_heads
 from attnlab.models.kv_cache import KVCache
-from attnlab.models.rotary import RotaryEmbedding
-
-RELATIVE_POSITIONS = ("rope", "alibi")  # position schemes that live inside attention
+from attnlab.models.position_schemes import build_attention_positions
 
 
 def attention_reference(
@@ -51,9 +49,10 @@ class MultiHeadAttention(nn.Module):
     n_kv_heads: key/value heads (grouped-query attention, Ainslie et al., 2023); each serves
     n_heads / n_kv_heads query heads, and the KV cache shrinks by the same factor. None: n_heads.
     qk_norm: RMSNorm over each head's q and k before the scores (as in OLMo 2, Qwen 3).
-    relative_pos: "rope" rotates q and k, "alibi" adds a distance penalty to the scores; only
-    for self-attention (positions across two sequences mean nothing). None: positions, if any,
-    were added to the embeddings.
+    relative_pos: a position scheme (position_schemes.py); one that acts inside attention
+    ("rope" rotates q and k, "alibi" adds a distance penalty to the scores) is applied here,
+    only in self-attention (positions across two sequences mean nothing). None, or a scheme
+    that acts on the embeddings: nothing here.
     """
 
     def __init__(
@@ -67,19 +66,8 @@ class MultiHeadAttention(nn.Module):
         relative_pos: str | None = None,
     ):
         super().__init__()
-        if n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        check_heads(d_model, n_heads, n_kv_heads)
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
-            raise ValueError(
-                f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv_heads}): "
-                "each key/value head serves the same number of query heads"
-            )
-        if relative_pos not in (None, *RELATIVE_POSITIONS):
-            raise ValueError(
-                f"unknown relative_pos {relative_pos!r}; "
-                f"choose one of {[None, *RELATIVE_POSITIONS]}"
-            )
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
@@ -91,11 +79,22 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
-        self.rotary = RotaryEmbedding(self.d_head) if relative_pos == "rope" else None
-        if relative_pos == "alibi":
-            self.register_buffer("alibi_slopes", alibi_slopes(n_heads), persistent=False)
-        else:
-            self.alibi_slopes = None
+        # Rotations of q and k, or a bias on the scores (positional.AttentionPositions).
+        self.positions = build_attention_positions(relative_pos, self.d_head, n_heads)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, self_attention: bool = True) -> MultiHeadAttention:
+        """Self-attention takes the config's positions; cross-attention takes none."""
+        relative_pos = config.pos if self_attention else None
+        return cls(
+            config.d_model,
+            config.n_heads,
+            config.dropout,
+            config.bias,
+            config.n_kv_heads,
+            config.qk_norm,
+            relative_pos,
+        )
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, T, H * Dh) -> (B, H, T, Dh)."""
@@ -142,14 +141,15 @@ class MultiHeadAttention(nn.Module):
                 k = self.k_norm(k)
             if cache is not None and key_value is None:
                 past = len(cache)
-            if self.rotary is not None:  # keys are cached already rotated to their positions
-                q, k = self.rotary(q, start=past), self.rotary(k, start=past)
+            if self.positions is not None:  # keys are cached already moved to their positions
+                q, k = self.positions.rotate(q, k, past)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, Hkv, past + Tk, Dh)
         tq, tk = q.size(-2), k.size(-2)
         bias = None  # float (H, Tq, Tk) added to the scores
-        if self.alibi_slopes is not None:
-            bias = alibi_bias(self.alibi_slopes, tq, tk, past).to(q.dtype)
+        if self.positions is not None and key_value is None:
+            bias = self.positions.score_bias(tq, tk, past)
+            bias = None if bias is None else bias.to(q.dtype)
 
         allowed = None  # bool, broadcastable to (B, H, Tq, Tk); True = may attend
         if key_padding_mask is not None:

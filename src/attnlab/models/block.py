@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.config import ModelConfig
 from attnlab.models.feedforward import build_feedforward
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
@@ -23,8 +24,8 @@ class TransformerBlock(nn.Module):
     cross-attention, else norm2 feed-forward.
 
     activation: "relu" | "gelu" | "swiglu" (a gated network, see feedforward.py). n_kv_heads,
-    qk_norm and relative_pos ("rope" | "alibi" | None) configure self-attention (see
-    MultiHeadAttention); cross-attention takes the heads and QK-norm but no positions.
+    qk_norm and relative_pos (a position scheme, see MultiHeadAttention) configure
+    self-attention; cross-attention takes the heads and QK-norm but no positions.
     """
 
     def __init__(
@@ -58,6 +59,25 @@ class TransformerBlock(nn.Module):
         self.norm2 = build_norm(norm, d_model, layer_norm_eps, bias)
         self.norm3 = build_norm(norm, d_model, layer_norm_eps, bias) if cross_attention else None
         self.dropout = nn.Dropout(dropout)  # residual dropout, after each sublayer
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, cross_attention: bool = False) -> TransformerBlock:
+        """The block of `config`; self-attention applies the config's attention-side positions."""
+        return cls(
+            config.d_model,
+            config.n_heads,
+            config.d_ff,
+            config.dropout,
+            config.activation,
+            config.norm_first,
+            cross_attention=cross_attention,
+            norm=config.norm,
+            bias=config.bias,
+            layer_norm_eps=config.layer_norm_eps,
+            n_kv_heads=config.n_kv_heads,
+            qk_norm=config.qk_norm,
+            relative_pos=config.pos,
+        )
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         """Residual connection around `sublayer`, with `norm` before (pre-LN) or after."""

@@ -7,23 +7,26 @@ can be compared on the same tasks.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.block import TransformerBlock
+from attnlab.models.checks import check_choice, invalid
+from attnlab.models.config import ConfiguredNetwork, ModelConfig
 from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
-from attnlab.models.norms import build_norm
 from attnlab.models.parameters import count_parameters, training_flops
-from attnlab.models.pooling import Pooler
-from attnlab.models.positional import build_positional, relative_positions
+from attnlab.models.position_schemes import build_positional
 from attnlab.models.prefix_lm import PREFIX_ATTENTION, left_align, row_positions
 from attnlab.models.sampling import sample_next
+from attnlab.models.stack import BlockStack
 
 
-class DecoderOnly(nn.Module):
+class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     """Token + position embedding -> causal TransformerBlocks -> final norm -> LM head.
 
     With the defaults (pre-LN, learned positions, GELU, tied head) this is GPT-2's layout.
@@ -31,7 +34,8 @@ class DecoderOnly(nn.Module):
     prefix_attention: for seq2seq, "causal" everywhere, or "full" attention within the source.
     """
 
-    supported_tasks: tuple[str, ...] = ("causal_lm", "seq2seq", "classification")
+    supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")
+    prefix_lm: ClassVar[bool] = True  # seq2seq reads [source | target] as one sequence
 
     def __init__(
         self,
@@ -55,22 +59,9 @@ class DecoderOnly(nn.Module):
         pooling: str = "last",
         prefix_attention: str = "causal",
     ):
+        config = self.check_arguments(locals())  # first: a bad value fails before building
         super().__init__()
-        # Checked here too so the error comes first, before anything is built.
-        if n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        if pooling not in ("last", "mean"):
-            # "cls" would read the first token, which under causal attention sees only itself.
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of ['last', 'mean']")
-        if prefix_attention not in PREFIX_ATTENTION:
-            raise ValueError(
-                f"unknown prefix_attention {prefix_attention!r}; choose one of "
-                f"{list(PREFIX_ATTENTION)}"
-            )
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 (or None), got {num_classes}")
-        if d_ff is None:
-            d_ff = 4 * d_model
+        self.config = config
         self.d_model = d_model
         self.max_len = max_len
         self.prefix_attention = prefix_attention
@@ -80,53 +71,27 @@ class DecoderOnly(nn.Module):
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
         self.pos = build_positional(pos, d_model, max_len)
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d_model,
-                n_heads,
-                d_ff,
-                dropout,
-                activation,
-                norm_first,
-                cross_attention=False,
-                norm=norm,
-                bias=bias,
-                layer_norm_eps=layer_norm_eps,
-                n_kv_heads=n_kv_heads,
-                qk_norm=qk_norm,
-                relative_pos=relative_positions(pos),
-            )
-            for _ in range(n_layers)
-        )
-        # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
-        self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
+        self.add_blocks(config, n_layers)
         # A classifier predicts no tokens: no LM head (an untied one would get no gradient).
         classifier = num_classes is not None
-        self.lm_head = None if classifier else nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head = None if classifier else lm_head(d_model, vocab_size)
+        self.pooler = self.classifier = None
         if classifier:
-            self.pooler = Pooler(d_model, pooling)
-            self.classifier_dropout = nn.Dropout(dropout)
-            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
-        else:
-            self.classifier = None
+            self.add_classifier(d_model, num_classes, Pooler(d_model, pooling, bias), dropout, bias)
 
-        self.apply(self._init_weights)
-        # GPT-2: every residual branch (2 per layer) adds to the stream; scaling their output
-        # projections by 1/sqrt(2 n_layers) keeps the stream's variance from growing with depth.
-        for layer in self.layers:
-            for proj in (layer.self_attn.out_proj, layer.ffn.linear2):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+        self.apply(gpt2_init)
+        scale_residual_outputs(self.layers, n_layers)
         if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tok_embed.weight
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """GPT-2 init: N(0, 0.02) weights, zero biases; LayerNorm keeps its 1/0 default."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    @classmethod
+    def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
+        # "cls" would read the first token, which under causal attention sees only itself.
+        check_choice("pooling", values["pooling"], ("last", "mean"))
+        check_choice("prefix_attention", values["prefix_attention"], PREFIX_ATTENTION)
+        if values["num_classes"] is not None and values["num_classes"] < 1:
+            raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
 
     def forward(
         self,
@@ -170,25 +135,14 @@ class DecoderOnly(nn.Module):
                 f"positions {start}..{start + T - 1} do not fit in max_len={self.max_len}; "
                 "use shorter sequences or a larger max_len"
             )
-        if caches is not None and len(caches) != len(self.layers):
-            raise ValueError(
-                f"need one KVCache per layer: got {len(caches)}, have {len(self.layers)}"
-            )
         x = self.dropout(self.pos(self.tok_embed(idx), start=start, positions=positions))
-        for i, layer in enumerate(self.layers):
-            cache = None if caches is None else caches[i]
-            x = layer(x, padding_mask=padding_mask, causal=True, cache=cache, prefix_len=prefix_len)
-        return self.norm(x)  # (B, T, D)
+        return self.run_blocks(
+            x, padding_mask, causal=True, caches=caches, prefix_len=prefix_len
+        )  # (B, T, D)
 
-    # ---- classification ----
-
-    def classify(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """Sequence-classification logits (B, num_classes) for input_ids (B, T)."""
-        if self.classifier is None:
-            raise ValueError("classify needs a classifier: build DecoderOnly with num_classes=...")
-        hidden = self.hidden_states(input_ids, padding_mask)  # (B, T, D)
-        pooled = self.pooler(hidden, padding_mask)  # (B, D)
-        return self.classifier(self.classifier_dropout(pooled))  # (B, C)
+    def sequence_features(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Hidden states (B, T, D) for classification (SequenceClassifier.classify)."""
+        return self.hidden_states(input_ids, padding_mask)
 
     # ---- sequence-to-sequence as a prefix LM (the interface of EncoderDecoder) ----
 
@@ -287,7 +241,7 @@ class DecoderOnly(nn.Module):
         for _ in range(max_new_tokens):
             if use_cache and idx.size(1) <= self.max_len:
                 if caches is None:  # prefill: the whole prompt at once
-                    caches = [KVCache() for _ in self.layers]
+                    caches = self.new_caches()
                     logits = self(idx, caches=caches)
                 else:  # only the newest token; the cache holds the rest
                     logits = self(idx[:, -1:], caches=caches, start=idx.size(1) - 1)

@@ -2,161 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.block import TransformerBlock
+from attnlab.models.checks import check_choice, invalid
+from attnlab.models.config import ConfiguredNetwork, ModelConfig
 from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
-from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
-from attnlab.models.pooling import Pooler
-from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
-
-
-def _final_norm(
-    final_norm: bool | None, norm_first: bool, norm: str, d_model: int, eps: float, bias: bool
-) -> nn.Module:
-    """Norm after the last block. Default: only for pre-LN, whose residual stream is never
-    normalised otherwise; post-LN blocks already end with a norm (the paper has none)."""
-    if final_norm is None:
-        final_norm = norm_first
-    return build_norm(norm, d_model, eps, bias) if final_norm else nn.Identity()
-
-
-class TransformerEncoder(nn.Module):
-    """A stack of self-attention blocks over the source sequence."""
-
-    def __init__(
-        self,
-        n_layers: int,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        norm: str = "layernorm",
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        final_norm: bool | None = None,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
-        relative_pos: str | None = None,
-    ):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d_model,
-                n_heads,
-                d_ff,
-                dropout,
-                activation,
-                norm_first,
-                cross_attention=False,
-                norm=norm,
-                bias=bias,
-                layer_norm_eps=layer_norm_eps,
-                n_kv_heads=n_kv_heads,
-                qk_norm=qk_norm,
-                relative_pos=relative_pos,
-            )
-            for _ in range(n_layers)
-        )
-        self.norm = _final_norm(final_norm, norm_first, norm, d_model, layer_norm_eps, bias)
-
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """x: (B, S, D), padding_mask: bool (B, S) True at padding -> (B, S, D)."""
-        for layer in self.layers:
-            x = layer(x, padding_mask=padding_mask)
-        return self.norm(x)
-
-
-class TransformerDecoder(nn.Module):
-    """A stack of causal self-attention + cross-attention blocks over the target sequence."""
-
-    def __init__(
-        self,
-        n_layers: int,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        norm: str = "layernorm",
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        final_norm: bool | None = None,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
-        relative_pos: str | None = None,
-    ):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d_model,
-                n_heads,
-                d_ff,
-                dropout,
-                activation,
-                norm_first,
-                cross_attention=True,
-                norm=norm,
-                bias=bias,
-                layer_norm_eps=layer_norm_eps,
-                n_kv_heads=n_kv_heads,
-                qk_norm=qk_norm,
-                relative_pos=relative_pos,
-            )
-            for _ in range(n_layers)
-        )
-        self.norm = _final_norm(final_norm, norm_first, norm, d_model, layer_norm_eps, bias)
-
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        padding_mask: Tensor | None = None,
-        memory_padding_mask: Tensor | None = None,
-        caches: list[tuple[KVCache, KVCache]] | None = None,
-    ) -> Tensor:
-        """x: (B, T, D), memory: (B, S, D) -> (B, T, D). Self-attention is always causal.
-
-        caches: one (self-attention, cross-attention) KVCache pair per layer for incremental
-        decoding; x then holds only the new steps.
-        """
-        if caches is not None and len(caches) != len(self.layers):
-            raise ValueError(
-                f"need one cache pair per layer: got {len(caches)}, have {len(self.layers)}"
-            )
-        for index, layer in enumerate(self.layers):
-            cache, cross_cache = caches[index] if caches is not None else (None, None)
-            x = layer(
-                x,
-                padding_mask=padding_mask,
-                causal=True,
-                memory=memory,
-                memory_padding_mask=memory_padding_mask,
-                cache=cache,
-                cross_cache=cross_cache,
-            )
-        return self.norm(x)
-
+from attnlab.models.position_schemes import build_positional
+from attnlab.models.stack import TransformerDecoder, TransformerEncoder
 
 ENCDEC_POOLING = ("mean", "cls", "decoder")
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     """Source tokens -> encoder -> memory; target tokens + memory -> decoder -> logits.
 
     With num_classes it is a sequence classifier instead (no output projection): the input is
     encoded, then pooled by `pooling`: "mean" or "cls" over the encoder output (the decoder is
     not built), or "decoder": one decoder step from a learned query that cross-attends to the
     whole input (as T5/BART classify), its output read by the classifier.
+    final_norm: a norm after each stack's last block (None: for pre-LN only).
     """
 
-    supported_tasks: tuple[str, ...] = ("seq2seq", "classification")
+    supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")
+    prefix_lm: ClassVar[bool] = False  # the source has an encoder of its own
 
     def __init__(
         self,
@@ -183,26 +59,11 @@ class EncoderDecoder(nn.Module):
         num_classes: int | None = None,
         pooling: str = "mean",
     ):
+        config = self.check_arguments(locals())  # first: a bad value fails before building
         super().__init__()
-        # Checked here too so the error comes first, before anything is built.
-        if n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        if pooling not in ENCDEC_POOLING:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(ENCDEC_POOLING)}")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 (or None), got {num_classes}")
-        if pos == "none":
-            raise ValueError(
-                "pos='none' is for decoder-only models: without positions an encoder cannot "
-                f"tell word order; choose one of {[k for k in POSITION_KINDS if k != 'none']}"
-            )
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
-        if share_embeddings and tgt_vocab_size != vocab_size:
-            raise ValueError(
-                f"share_embeddings needs one vocabulary, but vocab_size={vocab_size} and "
-                f"tgt_vocab_size={tgt_vocab_size}; set share_embeddings=False"
-            )
+        self.config = config
         self.d_model = d_model
         self.max_len = max_len
 
@@ -215,35 +76,23 @@ class EncoderDecoder(nn.Module):
         )
         self.pos = build_positional(pos, d_model, max_len)  # shared by source and target
         self.dropout = nn.Dropout(dropout)
-        stack_args = dict(  # the same settings for both stacks
-            d_model=d_model,
-            n_heads=n_heads,
-            d_ff=d_ff,
-            dropout=dropout,
-            activation=activation,
-            norm_first=norm_first,
-            norm=norm,
-            bias=bias,
-            layer_norm_eps=layer_norm_eps,
-            final_norm=final_norm,
-            n_kv_heads=n_kv_heads,
-            qk_norm=qk_norm,
-            relative_pos=relative_positions(pos),
-        )
-        self.encoder = TransformerEncoder(n_encoder_layers, **stack_args)
+        self.encoder = TransformerEncoder(config, n_encoder_layers, final_norm)
         uses_decoder = not classifier or pooling == "decoder"
-        self.decoder = TransformerDecoder(n_decoder_layers, **stack_args) if uses_decoder else None
-        self.lm_head = None if classifier else nn.Linear(d_model, tgt_vocab_size, bias=False)
+        self.decoder = (
+            TransformerDecoder(config, n_decoder_layers, final_norm) if uses_decoder else None
+        )
+        self.lm_head = None if classifier else lm_head(d_model, tgt_vocab_size)
         self.pooler = self.class_query = self.classifier = None
         if classifier:
+            pooler = None
             if pooling == "decoder":
                 # The decoder's one input: a learned vector in place of an embedded BOS.
                 self.class_query = nn.Parameter(torch.empty(d_model))
             else:
-                self.pooler = Pooler(d_model, pooling, bias)
-            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
+                pooler = Pooler(d_model, pooling, bias)
+            self.add_classifier(d_model, num_classes, pooler, dropout, bias)
 
-        self.apply(self._init_weights)
+        self.apply(xavier_init(d_model))
         if self.class_query is not None:
             # Unit scale, like the sqrt(d_model)-scaled token embeddings it stands in for.
             nn.init.normal_(self.class_query, mean=0.0, std=1.0)
@@ -251,14 +100,21 @@ class EncoderDecoder(nn.Module):
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tgt_embed.embedding.weight
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            # Small init because token embeddings get multiplied by sqrt(d_model) (fairseq).
-            nn.init.normal_(module.weight, mean=0.0, std=self.d_model**-0.5)
+    @classmethod
+    def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
+        config.require_positions()
+        check_choice("pooling", values["pooling"], ENCDEC_POOLING)
+        if values["num_classes"] is not None and values["num_classes"] < 1:
+            raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
+        vocab_size, tgt_vocab_size = values.get("vocab_size"), values["tgt_vocab_size"]
+        one_vocabulary = tgt_vocab_size is None or tgt_vocab_size == vocab_size
+        if values["share_embeddings"] and vocab_size is not None and not one_vocabulary:
+            raise invalid(
+                "share_embeddings",
+                True,
+                f"one table needs one vocabulary, but vocab_size={vocab_size} and "
+                f"tgt_vocab_size={tgt_vocab_size}; set share_embeddings=False",
+            )
 
     def _embed(self, embed: TokenEmbedding, tokens: Tensor, start: int = 0) -> Tensor:
         """(B, T) token ids at positions start.. -> (B, T, D): scaled embedding + position."""
@@ -314,18 +170,17 @@ class EncoderDecoder(nn.Module):
         """Longest target the decoder can produce (its positions do not depend on the source)."""
         return self.max_len
 
-    def classify(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """Sequence-classification logits (B, num_classes) for input_ids (B, T)."""
-        if self.classifier is None:
-            raise ValueError("classify needs a classifier: build EncoderDecoder with num_classes")
-        memory = self.encode(input_ids, padding_mask)  # (B, T, D)
+    def sequence_features(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """The encoder output (B, T, D) for classification (SequenceClassifier.classify)."""
+        return self.encode(input_ids, padding_mask)
+
+    def pool(self, memory: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, D): the pooler's, or one decoder step from the class query."""
         if self.class_query is None:
-            pooled = self.pooler(memory, padding_mask)  # (B, D)
-        else:
-            query = self.class_query.expand(input_ids.size(0), 1, -1)  # (B, 1, D)
-            x = self.dropout(self.pos(query))
-            pooled = self.decoder(x, memory, memory_padding_mask=padding_mask)[:, 0]  # (B, D)
-        return self.classifier(self.dropout(pooled))  # (B, C)
+            return super().pool(memory, padding_mask)
+        query = self.class_query.expand(memory.size(0), 1, -1)  # (B, 1, D)
+        x = self.dropout(self.pos(query))
+        return self.decoder(x, memory, memory_padding_mask=padding_mask)[:, 0]  # (B, D)
 
     def new_caches(self) -> list[tuple[KVCache, KVCache]]:
         """Empty (self-attention, cross-attention) caches, one pair per decoder layer."""

@@ -8,47 +8,23 @@ Fine-tuning loads the body of a masked-LM checkpoint and starts the heads fresh.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.block import TransformerBlock
+from attnlab.models.checks import check_choice, invalid
+from attnlab.models.config import ConfiguredNetwork, ModelConfig
 from attnlab.models.embedding import TokenEmbedding
-from attnlab.models.feedforward import build_activation
+from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier
+from attnlab.models.init import bert_init
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
-from attnlab.models.pooling import Pooler
-from attnlab.models.positional import POSITION_KINDS, build_positional, relative_positions
+from attnlab.models.position_schemes import build_positional
+from attnlab.models.stack import BlockStack
 
 
-class MaskedLMHead(nn.Module):
-    """BERT's masked-LM head: dense -> activation -> norm, then a projection to the vocabulary.
-
-    The model ties `decoder.weight` to the token embedding; `decoder.bias` is the head's own
-    per-token output bias.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        vocab_size: int,
-        activation: str = "gelu",
-        norm: str = "layernorm",
-        layer_norm_eps: float = 1e-12,
-        bias: bool = True,
-    ):
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model, bias=bias)
-        self.activation = build_activation(activation)
-        self.norm = build_norm(norm, d_model, layer_norm_eps, bias)
-        self.decoder = nn.Linear(d_model, vocab_size, bias=bias)
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        """(B, T, D) -> logits (B, T, V)."""
-        return self.decoder(self.norm(self.activation(self.dense(hidden))))
-
-
-class EncoderOnly(nn.Module):
+class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     """Token + position (+ segment) embeddings -> norm -> bidirectional blocks -> heads.
 
     With the defaults (post-LN, learned positions, GELU, eps 1e-12, tied MLM decoder) this is
@@ -57,7 +33,7 @@ class EncoderOnly(nn.Module):
     the masked-LM head; with it, the pooler and classifier.
     """
 
-    supported_tasks: tuple[str, ...] = ("masked_lm", "classification")
+    supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")
 
     # Top-level submodules of the body (shared by all tasks) and of the task heads. Every
     # state_dict key starts with one of them (a test checks this), so a checkpoint splits
@@ -96,32 +72,9 @@ class EncoderOnly(nn.Module):
         qk_norm: bool = False,
         tie_output: bool = True,
     ):
+        config = self.check_arguments(locals())  # first: a bad value fails before building
         super().__init__()
-        # Checked first so a bad config fails before anything is built.
-        if n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        if pos == "none":
-            raise ValueError(
-                "pos='none' is for decoder-only models: without positions an encoder cannot "
-                f"tell word order; choose one of {[k for k in POSITION_KINDS if k != 'none']}"
-            )
-        if pooling not in ("cls", "mean"):
-            # "last" suits causal attention only; here every token sees the whole sequence.
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of ['cls', 'mean']")
-        if type_vocab_size < 0:
-            raise ValueError(
-                f"type_vocab_size must be >= 0 (0 = no segments), got {type_vocab_size}"
-            )
-        if pad_id is not None and not 0 <= pad_id < vocab_size:
-            raise ValueError(f"pad_id={pad_id} is not a token id of vocab_size={vocab_size}")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(
-                f"num_classes must be >= 1 (or None for no classifier), got {num_classes}"
-            )
-        if d_ff is None:
-            d_ff = 4 * d_model
-        if classifier_dropout is None:
-            classifier_dropout = dropout
+        self.config = config
         self.d_model = d_model
         self.max_len = max_len
 
@@ -131,60 +84,37 @@ class EncoderOnly(nn.Module):
         self.segment_embed = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
         self.embed_norm = build_norm(norm, d_model, layer_norm_eps, bias)
         self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                d_model,
-                n_heads,
-                d_ff,
-                dropout,
-                activation,
-                norm_first,
-                cross_attention=False,
-                norm=norm,
-                bias=bias,
-                layer_norm_eps=layer_norm_eps,
-                n_kv_heads=n_kv_heads,
-                qk_norm=qk_norm,
-                relative_pos=relative_positions(pos),
-            )
-            for _ in range(n_layers)
-        )
-        # Pre-LN leaves the residual stream unnormalised; post-LN blocks already end in a norm.
-        self.norm = build_norm(norm, d_model, layer_norm_eps, bias) if norm_first else nn.Identity()
+        self.add_blocks(config, n_layers)
 
         # Heads: the task's only. A head without gradients would stall DDP, which waits for
         # every parameter's gradient; fine-tuning loads the body and starts the heads fresh.
+        if classifier_dropout is None:
+            classifier_dropout = dropout
         self.classifier_dropout = nn.Dropout(classifier_dropout)
+        self.mlm_head = self.pooler = self.classifier = None
         if num_classes is None:  # masked LM
-            # The head's transform is a plain layer: a gated (SwiGLU) block is GELU there.
-            head_activation = "gelu" if activation == "swiglu" else activation
-            self.mlm_head = MaskedLMHead(
-                d_model, vocab_size, head_activation, norm, layer_norm_eps, bias
-            )
-            self.pooler = self.classifier = None
+            self.mlm_head = MaskedLMHead.from_config(config, vocab_size)
         else:  # sequence classification
-            self.mlm_head = None
-            self.pooler = Pooler(d_model, pooling, bias)
-            self.classifier = nn.Linear(d_model, num_classes, bias=bias)
+            pooler = Pooler(d_model, pooling, bias)
+            self.add_classifier(d_model, num_classes, pooler, classifier_dropout, bias)
 
-        self.apply(self._init_weights)
+        self.apply(bert_init)
         if tie_output and self.mlm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.mlm_head.decoder.weight = self.tok_embed.weight
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """BERT init: N(0, 0.02) weights, zero biases and pad row, LayerNorm 1/0."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            nn.init.zeros_(module.weight[module.padding_idx])
-        if isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+    @classmethod
+    def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
+        config.require_positions()
+        # "last" suits causal attention only; here every token sees the whole sequence.
+        check_choice("pooling", values["pooling"], ("cls", "mean"))
+        if values["type_vocab_size"] < 0:
+            raise invalid("type_vocab_size", values["type_vocab_size"], "must be >= 0 (0: none)")
+        vocab_size, pad_id = values.get("vocab_size"), values["pad_id"]
+        if vocab_size is not None and pad_id is not None and not 0 <= pad_id < vocab_size:
+            raise invalid("pad_id", pad_id, f"not a token id of vocab_size={vocab_size}")
+        if values["num_classes"] is not None and values["num_classes"] < 1:
+            raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
 
     # ---- body ----
 
@@ -209,9 +139,7 @@ class EncoderOnly(nn.Module):
                 "token_type_ids given, but the model has no segment embeddings (type_vocab_size=0)"
             )
         x = self.dropout(self.embed_norm(x))
-        for layer in self.layers:
-            x = layer(x, padding_mask=padding_mask)  # not causal: every token sees all others
-        return self.norm(x)  # (B, T, D)
+        return self.run_blocks(x, padding_mask)  # (B, T, D); not causal: all see all
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token of the encoder (see parameters.training_flops): the blocks'
@@ -286,21 +214,11 @@ class EncoderOnly(nn.Module):
             raise ValueError("a classifier (num_classes set) has no masked-LM head; use classify")
         return self.mlm_head(self.encode(input_ids, padding_mask, token_type_ids))
 
-    def pool(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """hidden: (B, T, D) -> (B, D), by the `pooling` chosen at construction."""
-        if self.pooler is None:
-            raise ValueError("pool needs a classifier model: build EncoderOnly with num_classes")
-        return self.pooler(hidden, padding_mask)
-
-    def classify(
+    def sequence_features(
         self,
         input_ids: Tensor,
         padding_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
     ) -> Tensor:
-        """Sequence-classification logits (B, num_classes); arguments as in `encode`."""
-        if self.classifier is None:
-            raise ValueError("classify needs a classifier: build EncoderOnly with num_classes=...")
-        hidden = self.encode(input_ids, padding_mask, token_type_ids)  # (B, T, D)
-        pooled = self.pool(hidden, padding_mask)  # (B, D)
-        return self.classifier(self.classifier_dropout(pooled))  # (B, C)
+        """Hidden states (B, T, D) for classification (SequenceClassifier.classify)."""
+        return self.encode(input_ids, padding_mask, token_type_ids)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.checks import check_choice
+
 # The one place that maps activation names to modules; "swiglu" is a gated network of its own.
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 FEEDFORWARD_KINDS = (*_ACTIVATIONS, "swiglu")
@@ -12,8 +14,7 @@ FEEDFORWARD_KINDS = (*_ACTIVATIONS, "swiglu")
 
 def build_activation(name: str) -> nn.Module:
     """Activation module by name: "relu" or "gelu" (exact, not the tanh approximation)."""
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {list(_ACTIVATIONS)}")
+    check_choice("activation", name, _ACTIVATIONS)
     return _ACTIVATIONS[name]()
 
 
@@ -70,6 +71,5 @@ def build_feedforward(
     """Feed-forward network by activation name: "relu", "gelu" or "swiglu"."""
     if kind == "swiglu":
         return SwiGLUFeedForward(d_model, d_ff, dropout, bias)
-    if kind not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {kind!r}; choose one of {list(FEEDFORWARD_KINDS)}")
+    check_choice("activation", kind, FEEDFORWARD_KINDS)
     return FeedForward(d_model, d_ff, kind, dropout, bias)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from attnlab.models.checks import check_choice
+
 NORM_KINDS = ("layernorm", "rmsnorm")
 
 
@@ -13,8 +15,7 @@ def build_norm(kind: str, d_model: int, eps: float = 1e-5, bias: bool = True) ->
     "layernorm": (x - mean) / std * gain + shift (`bias` is the shift).
     "rmsnorm": x / rms(x) * gain (Zhang & Sennrich, 2019): no centring and no shift.
     """
+    check_choice("norm", kind, NORM_KINDS)
     if kind == "layernorm":
         return nn.LayerNorm(d_model, eps=eps, bias=bias)
-    if kind == "rmsnorm":
-        return nn.RMSNorm(d_model, eps=eps)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {list(NORM_KINDS)}")
+    return nn.RMSNorm(d_model, eps=eps)

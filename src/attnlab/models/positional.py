@@ -1,4 +1,5 @@
-"""Positional information added to token embeddings."""
+"""Positions as modules: those added to the token embeddings, and the interface of those that
+act inside self-attention (rotary.py, alibi.py). Which scheme is which: position_schemes.py."""
 
 from __future__ import annotations
 
@@ -67,21 +68,17 @@ class NoPositionalEncoding(nn.Module):
         return x
 
 
-# "rope" and "alibi" act inside attention (see attention.py): nothing is added to embeddings.
-POSITION_KINDS = ("sinusoidal", "learned", "rope", "alibi", "none")
+class AttentionPositions(nn.Module):
+    """Positions that act inside self-attention: what a scheme with `acts_in="attention"`
+    builds, once per attention layer. Override either method; the defaults do nothing.
 
+    `start` is the position of the first query (the number of cached steps).
+    """
 
-def build_positional(kind: str, d_model: int, max_len: int) -> nn.Module:
-    """What adds positions to the embeddings, for position scheme `kind` (POSITION_KINDS)."""
-    if kind == "sinusoidal":
-        return SinusoidalPositionalEncoding(d_model, max_len)
-    if kind == "learned":
-        return LearnedPositionalEmbedding(d_model, max_len)
-    if kind in ("rope", "alibi", "none"):
-        return NoPositionalEncoding()
-    raise ValueError(f"unknown position scheme {kind!r}; choose one of {list(POSITION_KINDS)}")
+    def rotate(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """q: (B, H, Tq, Dh), k: (B, Hkv, Tk, Dh), new steps only -> the same, moved."""
+        return q, k
 
-
-def relative_positions(kind: str) -> str | None:
-    """The attention-side scheme ("rope" | "alibi") of position scheme `kind`, else None."""
-    return kind if kind in ("rope", "alibi") else None
+    def score_bias(self, n_queries: int, n_keys: int, start: int) -> Tensor | None:
+        """A float bias (H, Tq, Tk) added to the attention scores, or None."""
+        return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from attnlab.models.positional import AttentionPositions
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -12,7 +14,7 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-class RotaryEmbedding(nn.Module):
+class RotaryEmbedding(AttentionPositions):
     """Rotates each pair of channels (i, i + Dh/2) of q or k by the angle pos * base^(-2i/Dh).
 
     The dot product of a query rotated at position m and a key rotated at n then depends on
@@ -34,3 +36,7 @@ class RotaryEmbedding(nn.Module):
         angles = positions[:, None] * self.inv_freq[None, :]  # (T, Dh/2)
         angles = torch.cat((angles, angles), dim=-1)  # (T, Dh): one angle per channel pair
         return (x * angles.cos() + rotate_half(x) * angles.sin()).to(x.dtype)
+
+    def rotate(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        # Keys are cached already rotated to their positions.
+        return self(q, start), self(k, start)

@@ -1,0 +1,137 @@
+"""The block stack: N blocks then a final norm, the body of every architecture.
+
+EncoderDecoder's `encoder` and `decoder` are BlockStacks; DecoderOnly and EncoderOnly are
+BlockStacks themselves, with embeddings in front and heads after, so their blocks keep the
+state_dict keys `layers.<i>.` and `norm.` that checkpoints hold.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from attnlab.models.block import TransformerBlock
+from attnlab.models.config import ModelConfig
+from attnlab.models.kv_cache import KVCache
+from attnlab.models.norms import build_norm
+
+# One KVCache per layer, or a (self-attention, cross-attention) pair with cross-attention.
+LayerCaches = list[KVCache] | list[tuple[KVCache, KVCache]]
+
+
+class BlockStack(nn.Module):
+    """`layers`: n_layers blocks; `norm`: the norm after the last one.
+
+    final_norm None: a norm only for pre-LN, whose residual stream is never normalised
+    otherwise; post-LN blocks already end with one. Subclasses change the block by
+    overriding `make_block` (e.g. a block without a feed-forward network).
+    """
+
+    layers: nn.ModuleList
+    norm: nn.Module
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        n_layers: int = 0,
+        cross_attention: bool = False,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        if config is not None:
+            self.add_blocks(config, n_layers, cross_attention, final_norm)
+
+    def make_block(self, config: ModelConfig, cross_attention: bool) -> nn.Module:
+        """One block: a TransformerBlock unless a subclass says otherwise."""
+        return TransformerBlock.from_config(config, cross_attention)
+
+    def add_blocks(
+        self,
+        config: ModelConfig,
+        n_layers: int,
+        cross_attention: bool = False,
+        final_norm: bool | None = None,
+    ) -> None:
+        """Register `layers` and `norm` (after the embeddings, in a network that has them:
+        registration order is the order of initialisation)."""
+        self.layers = nn.ModuleList(
+            self.make_block(config, cross_attention) for _ in range(n_layers)
+        )
+        if final_norm is None:
+            final_norm = config.norm_first
+        self.norm = (
+            build_norm(config.norm, config.d_model, config.layer_norm_eps, config.bias)
+            if final_norm
+            else nn.Identity()
+        )
+
+    def run_blocks(
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        causal: bool = False,
+        memory: Tensor | None = None,
+        memory_padding_mask: Tensor | None = None,
+        caches: LayerCaches | None = None,
+        prefix_len: int = 0,
+    ) -> Tensor:
+        """x: (B, T, D) -> (B, T, D): every block, then the final norm.
+
+        Arguments as in TransformerBlock.forward; caches: one per layer (see LayerCaches)
+        for incremental decoding, where x holds only the new steps.
+        """
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(
+                f"need one KVCache per layer (a self/cross pair with cross-attention): got "
+                f"{len(caches)}, have {len(self.layers)}"
+            )
+        extra = {} if memory is None else {"memory": memory}
+        for index, layer in enumerate(self.layers):
+            cache = None if caches is None else caches[index]
+            if isinstance(cache, tuple):  # self- and cross-attention caches
+                extra["cross_cache"] = cache[1]
+                cache = cache[0]
+            x = layer(
+                x,
+                padding_mask=padding_mask,
+                causal=causal,
+                memory_padding_mask=memory_padding_mask,
+                cache=cache,
+                prefix_len=prefix_len,
+                **extra,
+            )
+        return self.norm(x)
+
+
+class TransformerEncoder(BlockStack):
+    """A stack of self-attention blocks over the source sequence."""
+
+    def __init__(self, config: ModelConfig, n_layers: int, final_norm: bool | None = None):
+        super().__init__(config, n_layers, cross_attention=False, final_norm=final_norm)
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """x: (B, S, D), padding_mask: bool (B, S) True at padding -> (B, S, D)."""
+        return self.run_blocks(x, padding_mask)
+
+
+class TransformerDecoder(BlockStack):
+    """A stack of causal self-attention + cross-attention blocks over the target sequence."""
+
+    def __init__(self, config: ModelConfig, n_layers: int, final_norm: bool | None = None):
+        super().__init__(config, n_layers, cross_attention=True, final_norm=final_norm)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        padding_mask: Tensor | None = None,
+        memory_padding_mask: Tensor | None = None,
+        caches: list[tuple[KVCache, KVCache]] | None = None,
+    ) -> Tensor:
+        """x: (B, T, D), memory: (B, S, D) -> (B, T, D). Self-attention is always causal.
+
+        caches: one (self-attention, cross-attention) KVCache pair per layer for incremental
+        decoding; x then holds only the new steps.
+        """
+        return self.run_blocks(
+            x, padding_mask, True, memory, memory_padding_mask, caches=caches
+        )

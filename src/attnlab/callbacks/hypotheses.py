@@ -8,20 +8,22 @@ import pytorch_lightning as pl
 import torch.distributed as dist
 
 from attnlab.data.atomic import atomic_path
+from attnlab.protocols import KeepsHypotheses
 
 
 class Hypotheses(pl.Callback):
     """`<run dir>/hypotheses/val_epoch<N>.txt` for each validation and `test.txt`: one
     hypothesis a line, in corpus order.
 
-    Works with a task that has `keep_hypotheses` and `hypotheses` (Seq2SeqTask). Batches that
+    Works with a task that keeps them (KeepsHypotheses, attnlab/protocols.py: Seq2SeqTask);
+    with any other it does nothing. Batches that
     carry `index` are put back in corpus order, so the file lines up with the reference file.
     Under DDP every rank decodes its share; rank zero gathers them all and writes the file
     (an example a sampler repeated to even out the ranks is written once).
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if hasattr(pl_module.task, "keep_hypotheses"):
+        if isinstance(pl_module.task, KeepsHypotheses):
             pl_module.task.keep_hypotheses = True
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -39,12 +41,12 @@ class Hypotheses(pl.Callback):
 
     @staticmethod
     def _clear(pl_module: pl.LightningModule, stage: str) -> None:
-        hypotheses = getattr(pl_module.task, "hypotheses", None)
-        if hypotheses is not None:
-            hypotheses[stage] = []
+        if isinstance(pl_module.task, KeepsHypotheses):
+            pl_module.task.hypotheses[stage] = []
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        pairs = list(getattr(pl_module.task, "hypotheses", {}).get(stage) or [])
+        task = pl_module.task
+        pairs = list(task.hypotheses.get(stage) or []) if isinstance(task, KeepsHypotheses) else []
         if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
             shares: list[list[tuple[int | None, str]] | None] = [None] * trainer.world_size
             dist.all_gather_object(shares, pairs)  # every rank must take part

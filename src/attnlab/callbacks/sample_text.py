@@ -9,9 +9,12 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from attnlab.protocols import Generator
+
 
 class SampleText(pl.Callback):
-    """Continue each prompt with the network's `generate`.
+    """Continue each prompt with the network's `generate` (a Generator, attnlab/protocols.py;
+    other networks are skipped).
 
     Written to `<run dir>/samples/step_<N>.txt` and, with W&B, logged as a table.
     """
@@ -33,7 +36,7 @@ class SampleText(pl.Callback):
         self.seed = seed
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not hasattr(pl_module.network, "generate"):
+        if trainer.sanity_checking or not isinstance(pl_module.network, Generator):
             return
         spec = pl_module.task.spec
         if spec.encode is None:

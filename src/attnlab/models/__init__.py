@@ -27,6 +27,7 @@ from attnlab.models.registry import (
     NETWORKS,
     build_network,
     network_class,
+    network_class_of,
     register_network,
     unregister_network,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "build_positional",
     "filter_logits",
     "network_class",
+    "network_class_of",
     "register_network",
     "register_position_scheme",
     "sample_next",

@@ -8,9 +8,10 @@ attnlab.models.build_network` with `model.name: my_net`). The names also tell a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from hydra.utils import get_class
 from torch import nn
 
 NetworkClass = TypeVar("NetworkClass", bound=type[nn.Module])
@@ -46,3 +47,12 @@ def network_class(name: str) -> type[nn.Module]:
 def build_network(name: str, **arguments: Any) -> nn.Module:
     """The registered network `name` built with `arguments` (Hydra: `_target_` this)."""
     return network_class(name)(**arguments)
+
+
+def network_class_of(model: Mapping[str, Any]) -> type[nn.Module]:
+    """The class a `model` config builds: `_target_`'s, or the registered `name`'s when
+    `_target_` is build_network."""
+    target = model["_target_"]
+    if target in (f"{__name__}.build_network", "attnlab.models.build_network"):
+        return network_class(model["name"])
+    return get_class(target)

@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.protocols import PretrainedBody
+
 
 def parameter_groups(
     network: nn.Module,
@@ -17,11 +19,11 @@ def parameter_groups(
 
     Embedding tables are matrices too; `decay_embeddings=False` exempts them (GPT-style).
     `body_lr`: a learning rate of their own for the parameters the network calls its (pretrained)
-    body, `network.is_body_parameter(name)`, in groups `body/decay` and `body/no_decay`.
+    body, `network.is_body_parameter(name)` (a PretrainedBody, attnlab/protocols.py), in groups
+    `body/decay` and `body/no_decay`.
     Tied tensors appear once.
     """
-    is_body = getattr(network, "is_body_parameter", None)
-    if body_lr is not None and is_body is None:
+    if body_lr is not None and not isinstance(network, PretrainedBody):
         raise ValueError(f"{type(network).__name__} has no pretrained body to give its own lr")
     embedding_ids = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding)}
     groups: dict[str, list[nn.Parameter]] = {}
@@ -30,7 +32,7 @@ def parameter_groups(
             continue
         exempt = param.dim() < 2 or (not decay_embeddings and id(param) in embedding_ids)
         group = "no_decay" if exempt else "decay"
-        if body_lr is not None and is_body(name):
+        if body_lr is not None and network.is_body_parameter(name):
             group = f"body/{group}"
         groups.setdefault(group, []).append(param)
     names = ["decay", "no_decay"] + (["body/decay", "body/no_decay"] if body_lr is not None else [])

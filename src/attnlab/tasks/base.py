@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
 from attnlab.data.spec import DataSpec
+from attnlab.protocols import EstimatesFlops
 
 STAGES = ("train", "val", "test")
 
@@ -22,6 +23,8 @@ class Task(nn.Module):
     """
 
     name: ClassVar[str]
+    # What the task needs from a network (attnlab/protocols.py); step's `network` is one.
+    network_protocol: ClassVar[type]
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__()
@@ -37,8 +40,17 @@ class Task(nn.Module):
     def metrics(self, stage: str) -> MetricCollection:
         return self.stage_metrics[f"{stage}_metrics"]
 
-    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        """Loss for `batch` (updating this stage's metrics)."""
+    def check_network(self, network: nn.Module) -> None:
+        """Refuse a network that does not offer what this task calls."""
+        if not isinstance(network, self.network_protocol):
+            raise TypeError(
+                f"task {self.name!r} needs a {self.network_protocol.__name__} network "
+                f"(attnlab/protocols.py); {type(network).__name__} is not one"
+            )
+
+    def step(self, network: Any, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Loss for `batch` (updating this stage's metrics); `network` is a
+        `network_protocol`."""
         raise NotImplementedError
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
@@ -48,5 +60,6 @@ class Task(nn.Module):
     def flops_per_token(self, network: nn.Module, seq_len: int) -> int | None:
         """Training FLOPs per token of `network` on this task at sequence length seq_len
         (None where the network does not estimate them)."""
-        estimate = getattr(network, "flops_per_token", None)
-        return None if estimate is None else int(estimate(seq_len))
+        if not isinstance(network, EstimatesFlops):
+            return None
+        return int(network.flops_per_token(seq_len))

@@ -9,6 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.text import Perplexity
 
 from attnlab.data.spec import DataSpec
+from attnlab.protocols import CausalLM
 from attnlab.tasks.base import Task
 
 IGNORE_INDEX = -100  # labels at padding positions, if the data has any
@@ -22,6 +23,7 @@ class CausalLMTask(Task):
     """
 
     name = "causal_lm"
+    network_protocol = CausalLM
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__(spec)
@@ -30,7 +32,7 @@ class CausalLMTask(Task):
         metrics = {} if stage == "train" else {"ppl": Perplexity(ignore_index=IGNORE_INDEX)}
         return MetricCollection(metrics, prefix=f"{stage}/")
 
-    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, network: CausalLM, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = network(batch["input_ids"])  # (B, T, V)
         labels = batch["labels"]  # (B, T)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)

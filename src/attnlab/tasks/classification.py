@@ -9,6 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from attnlab.data.spec import DataSpec
+from attnlab.protocols import Classifier
 from attnlab.tasks.base import Task
 
 
@@ -18,6 +19,7 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
+    network_protocol = Classifier
 
     def __init__(self, spec: DataSpec) -> None:
         if not spec.num_classes:
@@ -34,7 +36,7 @@ class ClassificationTask(Task):
             prefix=f"{stage}/",
         )
 
-    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, network: Classifier, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = network.classify(batch["input_ids"], batch["padding_mask"])  # (B, C)
         loss = F.cross_entropy(logits, batch["labels"])
         self.metrics(stage).update(logits.argmax(-1), batch["labels"])

@@ -1,19 +1,21 @@
 """Autoregressive decoding for seq2seq networks: greedy and beam search, both incremental
 (the KV cache holds the prefix; each step feeds one new token).
 
-A network offers encode(src, mask) -> memory, decode(tgt, memory, mask, caches=...) -> logits
-and new_caches(): EncoderDecoder, and DecoderOnly as a prefix LM (its memory is the source).
+The network is a Seq2SeqNetwork (attnlab/protocols.py): encode(src, mask) -> memory,
+decode(tgt, memory, mask, caches=...) -> logits and new_caches(); EncoderDecoder, and
+DecoderOnly as a prefix LM (its memory is the source).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from attnlab.protocols import Seq2SeqNetwork
 
 
 @torch.no_grad()
 def greedy_decode(
-    network: nn.Module,
+    network: Seq2SeqNetwork,
     src: torch.Tensor,
     src_padding_mask: torch.Tensor,
     bos_id: int,
@@ -42,7 +44,7 @@ def greedy_decode(
 
 @torch.no_grad()
 def beam_search(
-    network: nn.Module,
+    network: Seq2SeqNetwork,
     src: torch.Tensor,
     src_padding_mask: torch.Tensor,
     bos_id: int,

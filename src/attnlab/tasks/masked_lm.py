@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
 from attnlab.data.spec import DataSpec
+from attnlab.protocols import MaskedLM
 from attnlab.tasks.base import Task
 
 IGNORE_INDEX = -100  # labels of positions that were not selected for masking
@@ -23,6 +24,7 @@ class MaskedLMTask(Task):
     """
 
     name = "masked_lm"
+    network_protocol = MaskedLM
 
     def __init__(self, spec: DataSpec) -> None:
         super().__init__(spec)
@@ -37,7 +39,7 @@ class MaskedLMTask(Task):
             metrics["ppl"] = Perplexity(ignore_index=IGNORE_INDEX)
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
-    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, network: MaskedLM, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         hidden = network.encode(
             batch["input_ids"], batch["padding_mask"], batch.get("token_type_ids")
         )  # (B, T, D)

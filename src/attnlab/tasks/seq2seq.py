@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import BLEUScore, SacreBLEUScore
 
 from attnlab.data.spec import DataSpec
-from attnlab.models.decoder_only import DecoderOnly
+from attnlab.protocols import Seq2SeqNetwork
 from attnlab.tasks.base import Task
 from attnlab.tasks.decoding import beam_search, greedy_decode, strip_special
 
@@ -34,8 +34,8 @@ BLEU_KINDS = ("auto", "bleu", "sacrebleu")
 class Seq2SeqTask(Task):
     """Batches hold `src` (B, S) and `tgt` (B, T) = BOS y EOS, both right-padded.
 
-    The network is an EncoderDecoder, or a DecoderOnly reading the source as a prefix (both
-    offer encode / decode / new_caches / max_target_len). Training uses teacher forcing: the
+    The network is a Seq2SeqNetwork (attnlab/protocols.py): an EncoderDecoder, or a
+    DecoderOnly reading the source as a prefix. Training uses teacher forcing: the
     decoder reads tgt[:, :-1] and predicts tgt[:, 1:].
     Validation and test also decode (greedy, or beam search with `beam_size` > 1;
     `val_beam_size` sets validation's apart, e.g. greedy to keep epochs quick) and score
@@ -48,6 +48,7 @@ class Seq2SeqTask(Task):
     """
 
     name = "seq2seq"
+    network_protocol = Seq2SeqNetwork
 
     def __init__(
         self,
@@ -88,7 +89,7 @@ class Seq2SeqTask(Task):
             metrics["bleu"] = bleu
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
-    def step(self, network: nn.Module, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, network: Seq2SeqNetwork, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         src, tgt = batch["src"], batch["tgt"]
         pad = self.spec.pad_id
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each
@@ -109,7 +110,7 @@ class Seq2SeqTask(Task):
 
     def _score_decoding(
         self,
-        network: nn.Module,
+        network: Seq2SeqNetwork,
         src: torch.Tensor,
         src_padding_mask: torch.Tensor,
         tgt: torch.Tensor,
@@ -133,7 +134,7 @@ class Seq2SeqTask(Task):
 
     def decode(
         self,
-        network: nn.Module,
+        network: Seq2SeqNetwork,
         src: torch.Tensor,
         src_padding_mask: torch.Tensor,
         max_len: int | None = None,
@@ -154,12 +155,10 @@ class Seq2SeqTask(Task):
             network, src, src_padding_mask, *special, max_len, beam_size, self.length_penalty
         )
 
-    def flops_per_token(self, network: nn.Module, seq_len: int) -> int | None:
-        """Per token of source and target, each seq_len long. A decoder-only network reads the
-        pair as one sequence, so its tokens attend over 2 * seq_len keys."""
-        if isinstance(network, DecoderOnly):
-            return network.flops_per_token(2 * seq_len)
-        return super().flops_per_token(network, seq_len)
+    def flops_per_token(self, network: Seq2SeqNetwork, seq_len: int) -> int | None:
+        """Per token of source and target, each seq_len long. A prefix LM reads the pair as
+        one sequence, so its tokens attend over 2 * seq_len keys."""
+        return super().flops_per_token(network, 2 * seq_len if network.prefix_lm else seq_len)
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         pad = self.spec.pad_id

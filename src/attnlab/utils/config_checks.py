@@ -17,19 +17,23 @@ from typing import Any
 from hydra._internal.utils import _locate
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.models.registry import network_class_of
+from attnlab.protocols import ChecksArguments
+
 # Sections built from a `_target_`, and keys of theirs that are attnlab's own settings, not
 # constructor arguments (builders.instantiate_section drops them).
 SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
 NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
 
-# Sizes that must be positive, and other ranges, where a section has the key.
+# Sizes that must be positive, and other ranges, where a section has the key. The model's
+# width, heads, dropout, ... are the network's own checks (models/config.py), run by
+# _check_model; a run needs at least one layer even where a network could be built without.
 POSITIVE = {
-    "model": ("d_model", "d_ff", "n_heads", "n_layers", "n_encoder_layers", "n_decoder_layers"),
+    "model": ("n_layers", "n_encoder_layers", "n_decoder_layers"),
     "data": ("batch_size", "max_len", "max_tokens"),
     "optimizer": ("lr",),
 }
 NON_NEGATIVE = {"data": ("num_workers",), "optimizer": ("weight_decay",)}
-PROBABILITY = {"model": ("dropout", "attn_dropout")}
 
 
 class ValueCheckError(ValueError):
@@ -52,7 +56,7 @@ def check_values(cfg: DictConfig) -> None:
                     f"{section}.{name}={value!r} is not valid: expected {_describe(hints[name])}"
                 )
         _check_ranges(section, values)
-    _check_heads(cfg)
+    _check_model(cfg)
 
 
 def _check_ranges(section: str, values: Mapping[str, Any]) -> None:
@@ -67,24 +71,25 @@ def _check_ranges(section: str, values: Mapping[str, Any]) -> None:
         value = values.get(name)
         if _is_number(value) and value < 0:
             raise bad(name, "must be 0 or more")
-    for name in PROBABILITY.get(section, ()):
-        value = values.get(name)
-        if _is_number(value) and not 0 <= value < 1:
-            raise bad(name, "must be a probability in [0, 1)")
 
 
-def _check_heads(cfg: DictConfig) -> None:
+def _check_model(cfg: DictConfig) -> None:
+    """The network's own checks of its arguments (ChecksArguments, attnlab/protocols.py):
+    width and heads, names of activations, norms and position schemes, pooling, ..."""
     model = cfg.get("model")
-    if not isinstance(model, DictConfig):
+    if not isinstance(model, DictConfig) or "_target_" not in model:
         return
-    d_model, n_heads = model.get("d_model"), model.get("n_heads")
-    sizes = isinstance(d_model, int) and isinstance(n_heads, int) and d_model > 0 < n_heads
-    if sizes and d_model % n_heads:
-        valid = ", ".join(str(n) for n in range(1, d_model + 1) if d_model % n == 0)
-        raise ValueCheckError(
-            f"model.n_heads={n_heads} is not valid: d_model ({d_model}) must be divisible "
-            f"by n_heads ({n_heads}); with model.d_model={d_model}, n_heads can be {valid}"
-        )
+    values = OmegaConf.to_container(model, resolve=True)
+    try:
+        network_cls = network_class_of(values)
+    except Exception:
+        return  # instantiating it will say what is wrong
+    if not isinstance(network_cls, ChecksArguments):
+        return
+    try:  # keys that are no constructor argument (run settings, `name`) are left out there
+        network_cls.check_arguments(values)
+    except ValueError as error:
+        raise ValueCheckError(str(error)) from None
 
 
 def _is_number(value: Any) -> bool:

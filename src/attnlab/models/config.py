@@ -82,7 +82,9 @@ def with_defaults(network_cls: type, arguments: Mapping[str, Any]) -> dict[str, 
     are no parameter of it (e.g. `self` from a constructor's locals()) are dropped."""
     parameters = inspect.signature(network_cls).parameters
     defaults = {
-        name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty
+        name: p.default
+        for name, p in parameters.items()
+        if p.default is not inspect.Parameter.empty
     }
     return defaults | {k: v for k, v in arguments.items() if k in parameters}
 

@@ -135,7 +135,9 @@ class SequenceClassifier:
     def pool(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """hidden: (B, T, D) -> (B, D), by the pooling chosen at construction."""
         if self.pooler is None:
-            raise ValueError(f"pool needs a classifier: build {type(self).__name__} with num_classes")
+            raise ValueError(
+                f"pool needs a classifier: build {type(self).__name__} with num_classes"
+            )
         return self.pooler(hidden, padding_mask)
 
     def classify(

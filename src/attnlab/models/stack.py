@@ -132,6 +132,4 @@ class TransformerDecoder(BlockStack):
         caches: one (self-attention, cross-attention) KVCache pair per layer for incremental
         decoding; x then holds only the new steps.
         """
-        return self.run_blocks(
-            x, padding_mask, True, memory, memory_padding_mask, caches=caches
-        )
+        return self.run_blocks(x, padding_mask, True, memory, memory_padding_mask, caches=caches)

@@ -89,7 +89,9 @@ class Seq2SeqTask(Task):
             metrics["bleu"] = bleu
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
-    def step(self, network: Seq2SeqNetwork, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(
+        self, network: Seq2SeqNetwork, batch: dict[str, torch.Tensor], stage: str
+    ) -> torch.Tensor:
         src, tgt = batch["src"], batch["tgt"]
         pad = self.spec.pad_id
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T-1) each

@@ -27,22 +27,22 @@ def check_positive(key: str, value: Any) -> None:
         raise invalid(key, value, "must be a positive number")
 
 
+def _check_divides(key: str, value: int, total_key: str, total: int, why: str = "") -> None:
+    """`value` (model.<key>) must be >= 1 and divide `total` (model.<total_key>)."""
+    if value < 1 or total % value:
+        valid = ", ".join(str(n) for n in range(1, total + 1) if total % n == 0)
+        raise invalid(
+            key,
+            value,
+            f"{total_key} ({total}) must be divisible by {key} ({value}){why}; with "
+            f"model.{total_key}={total}, {key} can be {valid}",
+        )
+
+
 def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None = None) -> None:
     """Heads split d_model evenly, and key/value heads split the query heads evenly."""
     check_positive("n_heads", n_heads)
-    if d_model % n_heads:
-        valid = ", ".join(str(n) for n in range(1, d_model + 1) if d_model % n == 0)
-        raise invalid(
-            "n_heads",
-            n_heads,
-            f"d_model ({d_model}) must be divisible by n_heads ({n_heads}); with "
-            f"model.d_model={d_model}, n_heads can be {valid}",
-        )
-    if n_kv_heads is not None and (n_kv_heads < 1 or n_heads % n_kv_heads):
-        valid = ", ".join(str(n) for n in range(1, n_heads + 1) if n_heads % n == 0)
-        raise invalid(
-            "n_kv_heads",
-            n_kv_heads,
-            f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv_heads}): each "
-            f"key/value head serves the same number of query heads; choose one of {valid} or null",
-        )
+    _check_divides("n_heads", n_heads, "d_model", d_model)
+    if n_kv_heads is not None:
+        why = ": each key/value head serves the same number of query heads"
+        _check_divides("n_kv_heads", n_kv_heads, "n_heads", n_heads, why)

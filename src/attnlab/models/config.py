@@ -8,7 +8,7 @@ conf/model/*.yaml), and `utils/config_checks.py` runs the same checks before any
 
 from __future__ import annotations
 
-import inspect
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -42,6 +42,8 @@ class ModelConfig:
     max_len: int = 256
 
     def __post_init__(self) -> None:
+        for key, hint in typing.get_type_hints(ModelConfig).items():
+            _check_type(key, getattr(self, key), hint)
         for key in ("d_model", "max_len", "layer_norm_eps"):
             check_positive(key, getattr(self, key))
         if self.d_ff is not None:
@@ -73,40 +75,21 @@ class ModelConfig:
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> ModelConfig:
         """The ModelConfig of a network's keyword arguments (other arguments are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in arguments.items() if k in names})
+        return cls(**{k: v for k, v in arguments.items() if k in MODEL_SETTINGS})
 
 
-def with_defaults(network_cls: type, arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """`arguments` of `network_cls(...)` completed by its constructor's defaults; names that
-    are no parameter of it (e.g. `self` from a constructor's locals()) are dropped."""
-    parameters = inspect.signature(network_cls).parameters
-    defaults = {
-        name: p.default
-        for name, p in parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    return defaults | {k: v for k, v in arguments.items() if k in parameters}
+MODEL_SETTINGS = frozenset(f.name for f in fields(ModelConfig))
+
+_TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
 
 
-class ConfiguredNetwork:
-    """Mixin of a network built from keyword arguments that hold a ModelConfig.
-
-    `check_arguments` validates them all (the ModelConfig and the network's own arguments)
-    without building anything: the constructor calls it first, and `utils/config_checks.py`
-    calls it on the `model` config before any work.
-    """
-
-    @classmethod
-    def check_arguments(cls, arguments: Mapping[str, Any]) -> ModelConfig:
-        """The ModelConfig of `arguments` (missing ones take the constructor's defaults);
-        raises ValueError, naming the key, on a bad value."""
-        values = with_defaults(cls, arguments)
-        config = ModelConfig.from_arguments(values)
-        cls.check_own_arguments(values, config)
-        return config
-
-    @classmethod
-    def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
-        """The network's checks beyond the ModelConfig's; vocab_size may be None (unknown
-        before the data is built)."""
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    """int, float, str, bool or a union of them with None (a bool is not an int here)."""
+    allowed = typing.get_args(hint) or (hint,)
+    if isinstance(value, bool):
+        ok = bool in allowed
+    else:
+        ok = any(isinstance(value, int | float if t is float else t) for t in allowed)
+    if not ok:
+        expected = " or ".join(_TYPE_NAMES[t] for t in allowed)
+        raise invalid(key, value, f"expected {expected}")

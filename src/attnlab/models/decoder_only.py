@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.checks import check_choice, invalid
-from attnlab.models.config import ConfiguredNetwork, ModelConfig
+from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
 from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
+from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.parameters import count_parameters, training_flops
 from attnlab.models.position_schemes import build_positional
 from attnlab.models.prefix_lm import PREFIX_ATTENTION, left_align, row_positions
@@ -32,10 +33,14 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     With the defaults (pre-LN, learned positions, GELU, tied head) this is GPT-2's layout.
     num_classes adds a classifier on the pooled hidden states ("last" token or "mean").
     prefix_attention: for seq2seq, "causal" everywhere, or "full" attention within the source.
+    settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")
     prefix_lm: ClassVar[bool] = True  # seq2seq reads [source | target] as one sequence
+
+    setting_defaults: ClassVar[dict[str, Any]] = {}  # ModelConfig's defaults are GPT-2's
 
     def __init__(
         self,
@@ -44,40 +49,29 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         n_heads: int = 4,
         n_layers: int = 4,
         d_ff: int | None = None,
-        dropout: float = 0.0,
-        activation: str = "gelu",
-        norm_first: bool = True,
-        norm: str = "layernorm",
-        pos: str = "learned",
-        max_len: int = 256,
-        bias: bool = True,
+        *,
         tie_output: bool = True,
-        layer_norm_eps: float = 1e-5,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
         num_classes: int | None = None,
         pooling: str = "last",
         prefix_attention: str = "causal",
+        **settings: Any,
     ):
-        config = self.check_arguments(locals())  # first: a bad value fails before building
-        super().__init__()
-        self.config = config
-        self.d_model = d_model
-        self.max_len = max_len
+        config = self.configure(locals(), settings)  # checks all, before anything is built
         self.prefix_attention = prefix_attention
         self._matmul_params: int | None = None  # for flops_per_token
 
         # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
-        self.pos = build_positional(pos, d_model, max_len)
-        self.dropout = nn.Dropout(dropout)
+        self.pos = build_positional(config.pos, d_model, config.max_len)
+        self.dropout = nn.Dropout(config.dropout)
         self.add_blocks(config, n_layers)
         # A classifier predicts no tokens: no LM head (an untied one would get no gradient).
         classifier = num_classes is not None
         self.lm_head = None if classifier else lm_head(d_model, vocab_size)
         self.pooler = self.classifier = None
         if classifier:
-            self.add_classifier(d_model, num_classes, Pooler(d_model, pooling, bias), dropout, bias)
+            pooler = Pooler(d_model, pooling, config.bias)
+            self.add_classifier(d_model, num_classes, pooler, config.dropout, config.bias)
 
         self.apply(gpt2_init)
         scale_residual_outputs(self.layers, n_layers)
@@ -137,7 +131,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             )
         x = self.dropout(self.pos(self.tok_embed(idx), start=start, positions=positions))
         return self.run_blocks(
-            x, padding_mask, causal=True, caches=caches, prefix_len=prefix_len
+            x, caches, padding_mask=padding_mask, causal=True, prefix_len=prefix_len
         )  # (B, T, D)
 
     def sequence_features(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:

@@ -9,11 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.checks import check_choice, invalid
-from attnlab.models.config import ConfiguredNetwork, ModelConfig
+from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
 from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
+from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.parameters import parameter_count, training_flops
 from attnlab.models.position_schemes import build_positional
 from attnlab.models.stack import TransformerDecoder, TransformerEncoder
@@ -29,10 +30,17 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     not built), or "decoder": one decoder step from a learned query that cross-attends to the
     whole input (as T5/BART classify), its output read by the classifier.
     final_norm: a norm after each stack's last block (None: for pre-LN only).
+    settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")
     prefix_lm: ClassVar[bool] = False  # the source has an encoder of its own
+
+    # The 2017 paper's layout, over ModelConfig's defaults.
+    setting_defaults: ClassVar[dict[str, Any]] = dict(
+        dropout=0.1, activation="relu", norm_first=False, pos="sinusoidal", max_len=512
+    )
 
     def __init__(
         self,
@@ -42,30 +50,18 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         n_encoder_layers: int = 2,
         n_decoder_layers: int = 2,
         d_ff: int = 512,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        norm: str = "layernorm",
-        pos: str = "sinusoidal",
-        max_len: int = 512,
+        *,
         share_embeddings: bool = True,
         tie_output: bool = True,
         tgt_vocab_size: int | None = None,
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
         final_norm: bool | None = None,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
         num_classes: int | None = None,
         pooling: str = "mean",
+        **settings: Any,
     ):
-        config = self.check_arguments(locals())  # first: a bad value fails before building
-        super().__init__()
+        config = self.configure(locals(), settings)  # checks all, before anything is built
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
-        self.config = config
-        self.d_model = d_model
-        self.max_len = max_len
 
         classifier = num_classes is not None
         self.src_embed = TokenEmbedding(vocab_size, d_model)
@@ -74,8 +70,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         self.tgt_embed = (
             TokenEmbedding(tgt_vocab_size, d_model) if separate_target else self.src_embed
         )
-        self.pos = build_positional(pos, d_model, max_len)  # shared by source and target
-        self.dropout = nn.Dropout(dropout)
+        self.pos = build_positional(config.pos, d_model, config.max_len)  # source and target
+        self.dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config, n_encoder_layers, final_norm)
         uses_decoder = not classifier or pooling == "decoder"
         self.decoder = (
@@ -89,8 +85,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
                 # The decoder's one input: a learned vector in place of an embedded BOS.
                 self.class_query = nn.Parameter(torch.empty(d_model))
             else:
-                pooler = Pooler(d_model, pooling, bias)
-            self.add_classifier(d_model, num_classes, pooler, dropout, bias)
+                pooler = Pooler(d_model, pooling, config.bias)
+            self.add_classifier(d_model, num_classes, pooler, config.dropout, config.bias)
 
         self.apply(xavier_init(d_model))
         if self.class_query is not None:

@@ -14,10 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.checks import check_choice, invalid
-from attnlab.models.config import ConfiguredNetwork, ModelConfig
+from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier
 from attnlab.models.init import bert_init
+from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
 from attnlab.models.position_schemes import build_positional
@@ -31,6 +32,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     BERT's layout. Initialised like BERT: Linear and Embedding weights N(0, 0.02), biases
     zero, norms 1/0, the pad row of the token embedding zero. Without num_classes the head is
     the masked-LM head; with it, the pooler and classifier.
+    settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")
@@ -48,6 +51,11 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     )
     HEAD_MODULES: tuple[str, ...] = ("mlm_head", "pooler", "classifier")
 
+    # BERT's layout, over ModelConfig's defaults.
+    setting_defaults: ClassVar[dict[str, Any]] = dict(
+        dropout=0.1, norm_first=False, max_len=512, layer_norm_eps=1e-12
+    )
+
     def __init__(
         self,
         vocab_size: int,
@@ -55,41 +63,30 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         n_heads: int = 4,
         n_layers: int = 4,
         d_ff: int | None = None,
-        dropout: float = 0.1,
-        activation: str = "gelu",
-        norm_first: bool = False,
-        norm: str = "layernorm",
-        pos: str = "learned",
-        max_len: int = 512,
+        *,
         type_vocab_size: int = 0,
-        bias: bool = True,
-        layer_norm_eps: float = 1e-12,
         pad_id: int | None = 0,
+        tie_output: bool = True,
         num_classes: int | None = None,
         pooling: str = "cls",
         classifier_dropout: float | None = None,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
-        tie_output: bool = True,
+        **settings: Any,
     ):
-        config = self.check_arguments(locals())  # first: a bad value fails before building
-        super().__init__()
-        self.config = config
-        self.d_model = d_model
-        self.max_len = max_len
+        config = self.configure(locals(), settings)  # checks all, before anything is built
+        bias = config.bias
 
         # Body. Embeddings are unscaled: their sum is normalised right away anyway.
         self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False, padding_idx=pad_id)
-        self.pos = build_positional(pos, d_model, max_len)
+        self.pos = build_positional(config.pos, d_model, config.max_len)
         self.segment_embed = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
-        self.embed_norm = build_norm(norm, d_model, layer_norm_eps, bias)
-        self.dropout = nn.Dropout(dropout)
+        self.embed_norm = build_norm(config.norm, d_model, config.layer_norm_eps, bias)
+        self.dropout = nn.Dropout(config.dropout)
         self.add_blocks(config, n_layers)
 
         # Heads: the task's only. A head without gradients would stall DDP, which waits for
         # every parameter's gradient; fine-tuning loads the body and starts the heads fresh.
         if classifier_dropout is None:
-            classifier_dropout = dropout
+            classifier_dropout = config.dropout
         self.classifier_dropout = nn.Dropout(classifier_dropout)
         self.mlm_head = self.pooler = self.classifier = None
         if num_classes is None:  # masked LM
@@ -139,7 +136,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
                 "token_type_ids given, but the model has no segment embeddings (type_vocab_size=0)"
             )
         x = self.dropout(self.embed_norm(x))
-        return self.run_blocks(x, padding_mask)  # (B, T, D); not causal: all see all
+        return self.run_blocks(x, padding_mask=padding_mask)  # (B, T, D); not causal: all see all
 
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token of the encoder (see parameters.training_flops): the blocks'

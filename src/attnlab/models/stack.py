@@ -7,6 +7,8 @@ state_dict keys `layers.<i>.` and `norm.` that checkpoints hold.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from attnlab.models.block import TransformerBlock
@@ -64,41 +66,23 @@ class BlockStack(nn.Module):
             else nn.Identity()
         )
 
-    def run_blocks(
-        self,
-        x: Tensor,
-        padding_mask: Tensor | None = None,
-        causal: bool = False,
-        memory: Tensor | None = None,
-        memory_padding_mask: Tensor | None = None,
-        caches: LayerCaches | None = None,
-        prefix_len: int = 0,
-    ) -> Tensor:
+    def run_blocks(self, x: Tensor, caches: LayerCaches | None = None, **inputs: Any) -> Tensor:
         """x: (B, T, D) -> (B, T, D): every block, then the final norm.
 
-        Arguments as in TransformerBlock.forward; caches: one per layer (see LayerCaches)
-        for incremental decoding, where x holds only the new steps.
+        inputs: as TransformerBlock.forward takes them (padding_mask, causal, memory, ...).
+        caches: one per layer (see LayerCaches) for incremental decoding, where x holds only
+        the new steps.
         """
         if caches is not None and len(caches) != len(self.layers):
             raise ValueError(
                 f"need one KVCache per layer (a self/cross pair with cross-attention): got "
                 f"{len(caches)}, have {len(self.layers)}"
             )
-        extra = {} if memory is None else {"memory": memory}
         for index, layer in enumerate(self.layers):
             cache = None if caches is None else caches[index]
             if isinstance(cache, tuple):  # self- and cross-attention caches
-                extra["cross_cache"] = cache[1]
-                cache = cache[0]
-            x = layer(
-                x,
-                padding_mask=padding_mask,
-                causal=causal,
-                memory_padding_mask=memory_padding_mask,
-                cache=cache,
-                prefix_len=prefix_len,
-                **extra,
-            )
+                cache, inputs["cross_cache"] = cache
+            x = layer(x, cache=cache, **inputs)
         return self.norm(x)
 
 
@@ -110,7 +94,7 @@ class TransformerEncoder(BlockStack):
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """x: (B, S, D), padding_mask: bool (B, S) True at padding -> (B, S, D)."""
-        return self.run_blocks(x, padding_mask)
+        return self.run_blocks(x, padding_mask=padding_mask)
 
 
 class TransformerDecoder(BlockStack):
@@ -132,4 +116,11 @@ class TransformerDecoder(BlockStack):
         caches: one (self-attention, cross-attention) KVCache pair per layer for incremental
         decoding; x then holds only the new steps.
         """
-        return self.run_blocks(x, padding_mask, True, memory, memory_padding_mask, caches=caches)
+        return self.run_blocks(
+            x,
+            caches,
+            padding_mask=padding_mask,
+            causal=True,
+            memory=memory,
+            memory_padding_mask=memory_padding_mask,
+        )

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab.data.spec import DataSpec
-from attnlab.tasks import ClassificationTask, MaskedLMTask
+from attnlab.models import DecoderOnly, EncoderDecoder
+from attnlab.tasks import ClassificationTask, MaskedLMTask, Seq2SeqTask
 
 
 class Fixed(nn.Module):
@@ -80,3 +81,23 @@ def test_classification_loss_accuracy_and_macro_f1() -> None:
 def test_classification_needs_num_classes() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         ClassificationTask(DataSpec(task="classification", vocab_size=5, decode=str, max_len=4))
+
+
+def test_tasks_ask_networks_through_their_protocols() -> None:
+    """A task accepts any network with the methods of its protocol, and names what is missing."""
+    spec = DataSpec(task="classification", vocab_size=11, decode=str, max_len=5, num_classes=3)
+    classification = ClassificationTask(spec)
+    classification.check_network(Fixed(torch.zeros(2, 3)))  # a stand-in is enough
+    masked_lm = MaskedLMTask(DataSpec(task="masked_lm", vocab_size=11, decode=str, max_len=5))
+    masked_lm.check_network(Fixed(torch.zeros(2, 5, 11)))
+    with pytest.raises(TypeError, match=r"task 'classification' needs a Classifier network"):
+        classification.check_network(nn.Linear(2, 2))
+
+
+def test_seq2seq_flops_count_a_prefix_lm_over_source_and_target() -> None:
+    spec = DataSpec(task="seq2seq", vocab_size=20, decode=str, max_len=8, pad_id=0)
+    task = Seq2SeqTask(spec)
+    gpt = DecoderOnly(20, d_model=16, n_heads=2, n_layers=1, max_len=16)
+    encdec = EncoderDecoder(20, d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1)
+    assert task.flops_per_token(gpt, 8) == gpt.flops_per_token(16)  # attends over 2 * 8 keys
+    assert task.flops_per_token(encdec, 8) == encdec.flops_per_token(8)

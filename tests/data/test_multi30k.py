@@ -14,9 +14,9 @@ from torchmetrics.text import SacreBLEUScore
 
 from attnlab.data import ChecksumError, Multi30kDataModule, TranslationTokenizer
 from attnlab.data import translation_tokenizer as tt
-from attnlab.data.download import read_lines
+from attnlab.data.loading.download import read_lines
 from attnlab.data.multi30k import FILE_SPLITS
-from attnlab.data.token_budget import TokenBudgetBatchSampler
+from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
 from attnlab.models import EncoderDecoder
 from attnlab.tasks import Seq2SeqTask
 from tests.data.conftest import assert_resumes_mid_epoch, require

@@ -10,7 +10,7 @@ import torch
 
 from attnlab.data import MissingDataError, SST2DataModule, WordPieceTokenizer
 from attnlab.data.sst2 import read_sst2, split_off
-from attnlab.data.wordpiece import CLS_ID, PAD_ID, SEP_ID, train_wordpiece
+from attnlab.data.tokenizers.wordpiece import CLS_ID, PAD_ID, SEP_ID, train_wordpiece
 from tests.data.conftest import assert_resumes_mid_epoch
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file, wikitext
-from attnlab.data.download import ChecksumError
+from attnlab.data.loading.download import ChecksumError
 from attnlab.data.wikitext import read_lines
 
 FILES = ("train", "valid", "test")

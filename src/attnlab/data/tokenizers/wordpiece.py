@@ -29,9 +29,9 @@ from tokenizers import (
     trainers,
 )
 
-from attnlab.data.atomic import atomic_path
-from attnlab.data.packing import encode_stream
-from attnlab.data.token_cache import TokenCache
+from attnlab.data.loading.atomic import atomic_path
+from attnlab.data.loading.packing import encode_stream
+from attnlab.data.loading.token_cache import TokenCache
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
@@ -206,3 +206,19 @@ def cached_wordpiece(
         name, key, lambda: train_wordpiece(lines(), vocab_size, whole_words)
     )
     return WordPieceTokenizer(tokenizer, cache.tokenizer_path(name, key))
+
+
+def wordpiece_for(
+    tokenizer_path: str | Path | None,
+    cache: TokenCache,
+    name: str,
+    source: Mapping[str, Any],
+    lines: Callable[[], Iterable[str]],
+    vocab_size: int,
+    whole_words: Sequence[str] = (),
+) -> WordPieceTokenizer:
+    """The tokenizer in `tokenizer_path` (a checkpoint's, so that ids mean the same words), else
+    the one `cached_wordpiece` trains on `lines()`."""
+    if tokenizer_path is not None:
+        return WordPieceTokenizer.from_file(tokenizer_path)
+    return cached_wordpiece(cache, name, source, lines, vocab_size, whole_words)

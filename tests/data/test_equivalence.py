@@ -25,7 +25,9 @@ SHAKESPEARE = ("tinyshakespeare/input.txt",)
 WIKITEXT = tuple(f"wikitext-2/{name}.txt" for name in ("train", "valid", "test"))
 SST2 = ("sst2/train.tsv", "sst2/dev.tsv")
 MULTI30K_FILES = tuple(
-    f"multi30k/{name}.{lang}" for name in ("train", "val", "test_2016_flickr") for lang in ("de", "en")
+    f"multi30k/{name}.{lang}"
+    for name in ("train", "val", "test_2016_flickr")
+    for lang in ("de", "en")
 )
 # name: (stable class, its kwargs, files it reads below the data directory)
 CASES: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
@@ -105,7 +107,7 @@ def fingerprint(name: str, datamodule: Any, cache: Path) -> dict[str, Any]:
     torch.manual_seed(3)  # training masks come from the global generator
     for split in ("train", "val", "test"):
         loader = getattr(datamodule, f"{split}_dataloader")()
-        out[f"{split}_batches"] = [digest(b) for _, b in zip(range(2), iter(loader))]
+        out[f"{split}_batches"] = [digest(b) for _, b in zip(range(2), loader, strict=False)]
         out[f"{split}_len"] = len(loader)
     out["cache_files"] = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
     return out

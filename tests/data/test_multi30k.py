@@ -13,10 +13,10 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from torchmetrics.text import SacreBLEUScore
 
 from attnlab.data import ChecksumError, Multi30kDataModule, TranslationTokenizer
-from attnlab.data.tokenizers import translation as tt
 from attnlab.data.loading.download import read_lines
-from attnlab.data.sources.multi30k import FILE_SPLITS
 from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
+from attnlab.data.sources.multi30k import FILE_SPLITS
+from attnlab.data.tokenizers import translation as tt
 from attnlab.models import EncoderDecoder
 from attnlab.tasks import Seq2SeqTask
 from tests.data.conftest import assert_resumes_mid_epoch, require

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file
+from attnlab.data.loading.download import ChecksumError, read_lines
 from attnlab.data.sources import wikitext
-from attnlab.data.loading.download import ChecksumError
-from attnlab.data.loading.download import read_lines
 
 FILES = ("train", "valid", "test")
 

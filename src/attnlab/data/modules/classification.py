@@ -90,9 +90,7 @@ class ClassificationDataModule(TaskDataModule):
 
     @property
     def spec(self) -> DataSpec:
-        return tokenizer_spec(
-            self.task, self.tokenizer, self.max_len, num_classes=self.num_classes
-        )
+        return tokenizer_spec(self.task, self.tokenizer, self.max_len, num_classes=self.num_classes)
 
     def _read(self, file: str) -> tuple[Lines, np.ndarray]:
         """Tokenised sentences (cached) and class ids of one of the source's files."""

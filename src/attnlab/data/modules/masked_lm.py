@@ -79,7 +79,9 @@ class MaskedLMDataModule(TaskDataModule):
                     f"data.corpus={corpus!r} is not a masked-LM corpus; choose one of {names()}"
                 )
             if data_dir is None and needs_files(corpus):
-                raise ValueError(f"data.data_dir=None, but data.corpus={corpus!r} is read from files")
+                raise ValueError(
+                    f"data.data_dir=None, but data.corpus={corpus!r} is read from files"
+                )
         shortest = 5 if nsp else 3  # [CLS] a [SEP] (b [SEP])
         if max_len < shortest:
             raise ValueError(f"data.max_len={max_len} must be at least {shortest} (nsp={nsp})")

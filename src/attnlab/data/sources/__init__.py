@@ -5,7 +5,9 @@ from attnlab.data.sources import wikitext  # noqa: I001  (registration order)
 from attnlab.data.sources import shakespeare, sst2, toy_text
 from attnlab.data.sources.base import PairSource, TextSource, TokenizedCorpus, TokenStreams
 from attnlab.data.sources.labelled import LabelledFiles, LabelledSource
+from attnlab.data.sources.line_tokens import LineTokens
 from attnlab.data.sources.lines import LineCorpus
+from attnlab.data.sources.local_text import LocalText
 from attnlab.data.sources.multi30k import Multi30k
 from attnlab.data.sources.registry import register_text_source, text_source
 from attnlab.data.sources.shakespeare import ShakespeareChars
@@ -19,6 +21,8 @@ __all__ = [
     "LabelledFiles",
     "LabelledSource",
     "LineCorpus",
+    "LineTokens",
+    "LocalText",
     "Multi30k",
     "PairSource",
     "ShakespeareChars",

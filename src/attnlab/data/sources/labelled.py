@@ -93,16 +93,17 @@ class LabelledFiles(LabelledSource):
     """TSV, CSV (a header row naming the columns) or JSON lines, by file ending (.gz allowed).
 
     `labels`: the class names in class-id order; None: the sorted distinct labels of the training
-    file. `val=None`: val is split off train. Files are read from `<data_dir>/<name>/`.
+    file. `val=None`: val is split off train. File names are relative to `data_dir` (a missing
+    `x.tsv` is looked for as `x.tsv.gz`); `name` names the cache entries.
     """
 
     def __init__(
         self,
         data_dir: str | Path,
-        name: str,
         train: str,
         test: str,
         val: str | None = None,
+        name: str = "labelled",
         text_column: str = "sentence",
         label_column: str = "label",
         labels: Sequence[str] | None = None,
@@ -110,7 +111,7 @@ class LabelledFiles(LabelledSource):
         split_seed: int = 1234,
     ) -> None:
         files = {"train": train, "val": val or train, "test": test}
-        super().__init__(name, Path(data_dir) / name, files, 0, val_size, split_seed)
+        super().__init__(name, data_dir, files, 0, val_size, split_seed)
         self.text_column, self.label_column = text_column, label_column
         self.labels = list(labels) if labels is not None else None
 

@@ -23,7 +23,7 @@ from attnlab.data.loading.token_cache import TokenCache, source_key
 from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
 from attnlab.data.sources.labelled import LabelledSource
 from attnlab.data.spec import DataSpec
-from attnlab.data.tokenizers.wordpiece import CLS_ID, SEP_ID, WordPieceTokenizer, wordpiece_for
+from attnlab.data.tokenizers.wordpiece import CLS_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
 
 
 class LabelledSentences(Dataset):
@@ -78,13 +78,13 @@ class ClassificationDataModule(TaskDataModule):
     @property
     def tokenizer(self) -> WordPieceTokenizer:
         if self._tokenizer is None:
-            self._tokenizer = wordpiece_for(
-                self.tokenizer_path,
+            self._tokenizer = cached_wordpiece(
                 self.cache,
                 f"{self.source.name}/wordpiece",
                 self.source.tokenizer_key(),
                 self.source.tokenizer_text,
                 self.wordpiece_vocab_size,
+                tokenizer_path=self.tokenizer_path,
             )
         return self._tokenizer
 

@@ -31,7 +31,7 @@ from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
 from attnlab.data.sources.base import TextSource
 from attnlab.data.sources.registry import names, needs_files, text_source
 from attnlab.data.spec import DataSpec
-from attnlab.data.tokenizers.wordpiece import MASK_ID, SEP_ID, WordPieceTokenizer, wordpiece_for
+from attnlab.data.tokenizers.wordpiece import MASK_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
 
 
 class MaskedLMDataModule(TaskDataModule):
@@ -128,14 +128,14 @@ class MaskedLMDataModule(TaskDataModule):
         """The tokenizer in `tokenizer_path`, else WordPiece trained on the training lines and
         cached (see `wordpiece.cached_wordpiece`)."""
         if self._tokenizer is None:
-            self._tokenizer = wordpiece_for(
-                self.tokenizer_path,
+            self._tokenizer = cached_wordpiece(
                 self.cache,
                 f"mlm/{self.text.name}/wordpiece",
                 {"text": self.text.key, "max_lines": self.max_lines},
                 lambda: self.lines("train"),
                 self.wordpiece_vocab_size,
                 self.text.whole_words,
+                self.tokenizer_path,
             )
         return self._tokenizer
 

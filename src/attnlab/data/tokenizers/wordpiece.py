@@ -183,12 +183,17 @@ def cached_wordpiece(
     lines: Callable[[], Iterable[str]],
     vocab_size: int,
     whole_words: Sequence[str] = (),
+    tokenizer_path: str | Path | None = None,
 ) -> WordPieceTokenizer:
-    """The tokenizer trained on `lines()` (called only on a cache miss), cached under `name`.
+    """The tokenizer trained on `lines()` (called only on a cache miss), cached under `name`;
+    or, given `tokenizer_path`, the tokenizer in that file (a checkpoint's, so that ids mean the
+    same words), with nothing trained.
 
     `source` identifies the training text (file sha256s, a seed, a line limit): the entry is
     reused until it, the vocabulary size, the settings or the tokenizers release change.
     """
+    if tokenizer_path is not None:
+        return WordPieceTokenizer.from_file(tokenizer_path)
     if vocab_size <= len(SPECIAL_TOKENS) + len(whole_words):
         raise ValueError(
             f"data.wordpiece_vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} "
@@ -206,19 +211,3 @@ def cached_wordpiece(
         name, key, lambda: train_wordpiece(lines(), vocab_size, whole_words)
     )
     return WordPieceTokenizer(tokenizer, cache.tokenizer_path(name, key))
-
-
-def wordpiece_for(
-    tokenizer_path: str | Path | None,
-    cache: TokenCache,
-    name: str,
-    source: Mapping[str, Any],
-    lines: Callable[[], Iterable[str]],
-    vocab_size: int,
-    whole_words: Sequence[str] = (),
-) -> WordPieceTokenizer:
-    """The tokenizer in `tokenizer_path` (a checkpoint's, so that ids mean the same words), else
-    the one `cached_wordpiece` trains on `lines()`."""
-    if tokenizer_path is not None:
-        return WordPieceTokenizer.from_file(tokenizer_path)
-    return cached_wordpiece(cache, name, source, lines, vocab_size, whole_words)

@@ -2,7 +2,7 @@
 
 - `TokenStreams` (causal LM): a tokenised corpus, one 1-D id stream per split.
 - `TextSource` (masked LM, or causal LM through `sources.line_tokens.LineTokens`): lines per split.
-- `LabelledSource` (classification): sentences with class ids (`sources.labelled`).
+- `labelled.LabelledSource` (classification): sentences with class ids, one file per split.
 - `PairSource` (seq2seq): (source, target, index) datasets and their spec.
 
 A source is cheap to construct: files are found, downloaded and read on first use.
@@ -63,5 +63,8 @@ class PairSource(Protocol):
 
     @property
     def spec(self) -> DataSpec: ...
+
+    def prepare(self) -> None:
+        """Fetch files and train tokenizers (Lightning's prepare_data)."""
 
     def datasets(self) -> dict[str, Dataset]: ...

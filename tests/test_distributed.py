@@ -24,10 +24,10 @@ from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from attnlab import builders
 from attnlab.builders import ConfigError
-from attnlab.data.lm_windows import RandomOffsetSampler
-from attnlab.data.resumable import EpochShuffleSampler
-from attnlab.data.sharding import shard_by_rank
-from attnlab.data.token_budget import TokenBudgetBatchSampler
+from attnlab.data.loading.lm_windows import RandomOffsetSampler
+from attnlab.data.loading.resumable import EpochShuffleSampler
+from attnlab.data.loading.sharding import shard_by_rank
+from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
 from attnlab.models.block import TransformerBlock
 from attnlab.utils.distributed import job_command
 from tests.conftest import ROOT, TINY_SETUP, compose_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnlab.data.download import read_lines
+from attnlab.data.loading.download import read_lines
 from attnlab.train import train
 from tests.conftest import TINY_SETUP
 

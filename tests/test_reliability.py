@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from attnlab.callbacks import NonFiniteLossError
-from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader
+from attnlab.data.loading.resumable import EpochShuffleSampler, ResumableDataLoader
 from attnlab.tasks.seq2seq import Seq2SeqTask
 from attnlab.train import SIGTERM_EXIT_CODE, train
 from tests.conftest import TINY_SETUP, run_cli

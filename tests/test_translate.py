@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from attnlab import builders
-from attnlab.data.download import read_lines
+from attnlab.data.loading.download import read_lines
 from attnlab.train import train
 from tests.conftest import run_cli
 from tests.data.conftest import require

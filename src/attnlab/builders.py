@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import Logger
 
 from attnlab.checkpoint_io import AtomicCheckpointIO
 from attnlab.data.spec import DataSpec
-from attnlab.data.token_cache import default_cache_dir
+from attnlab.data.loading.token_cache import default_cache_dir
 from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.parameters import count_parameters

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnlab.data.atomic import atomic_path
+from attnlab.data.loading.atomic import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

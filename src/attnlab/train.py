@@ -22,7 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from attnlab import builders
 from attnlab.builders import chosen_options
-from attnlab.data.atomic import atomic_path
+from attnlab.data.loading.atomic import atomic_path
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config

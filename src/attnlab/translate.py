@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from attnlab import builders
-from attnlab.data.download import read_lines
-from attnlab.data.padding import pad_batch
+from attnlab.data.loading.download import read_lines
+from attnlab.data.loading.padding import pad_batch
 from attnlab.tasks.decoding import strip_special
 from attnlab.utils.config_errors import with_config_hints
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.data.download import ChecksumError, MissingDataError, ensure_file, read_text
+from attnlab.data.loading.download import ChecksumError, MissingDataError, ensure_file, read_text
 
 CONTENT = b"To be, or not to be, that is the question.\n" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()

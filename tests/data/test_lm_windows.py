@@ -8,7 +8,7 @@ import torch
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader, DistributedSampler
 
-from attnlab.data.lm_windows import RandomOffsetSampler, TokenWindows
+from attnlab.data.loading.lm_windows import RandomOffsetSampler, TokenWindows
 
 TOKENS = np.arange(1000, dtype=np.uint16) % 97  # a stream whose values show their position
 

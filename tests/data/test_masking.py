@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnlab.data.masking import MaskingCollate, TokenMasker, mask_once
-from attnlab.data.padding import IGNORE_INDEX
-from attnlab.data.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from attnlab.data.loading.masking import MaskingCollate, TokenMasker, mask_once
+from attnlab.data.loading.padding import IGNORE_INDEX
+from attnlab.data.tokenizers.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
 VOCAB = 1000
 SPECIALS = range(5)

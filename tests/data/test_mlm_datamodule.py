@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from attnlab.data import MaskedLMDataModule, MissingDataError
-from attnlab.data.download import read_lines
-from attnlab.data.mlm_examples import SegmentPairs
-from attnlab.data.padding import IGNORE_INDEX
-from attnlab.data.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from attnlab.data.loading.download import read_lines
+from attnlab.data.loading.mlm_examples import SegmentPairs
+from attnlab.data.loading.padding import IGNORE_INDEX
+from attnlab.data.tokenizers.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from tests.data.conftest import assert_resumes_mid_epoch
 
 TOY = {"corpus": "toy", "toy_train_lines": 2_000, "toy_eval_lines": 400}

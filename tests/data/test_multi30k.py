@@ -13,10 +13,10 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from torchmetrics.text import SacreBLEUScore
 
 from attnlab.data import ChecksumError, Multi30kDataModule, TranslationTokenizer
-from attnlab.data import translation_tokenizer as tt
-from attnlab.data.download import read_lines
-from attnlab.data.multi30k import FILE_SPLITS
-from attnlab.data.token_budget import TokenBudgetBatchSampler
+from attnlab.data.loading.download import read_lines
+from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
+from attnlab.data.sources.multi30k import FILE_SPLITS
+from attnlab.data.tokenizers import translation as tt
 from attnlab.models import EncoderDecoder
 from attnlab.tasks import Seq2SeqTask
 from tests.data.conftest import assert_resumes_mid_epoch, require
@@ -177,7 +177,7 @@ def test_cache_is_reused_and_rebuilt_when_settings_change(
     entries = sorted(p.name for p in cache.rglob("*"))
     trained = []
     monkeypatch.setattr(
-        "attnlab.data.multi30k.train_metaspace_bpe",
+        "attnlab.data.sources.multi30k.train_metaspace_bpe",
         lambda lines, size: trained.append(size) or tt.train_metaspace_bpe(lines, size),
     )
     again = small(data_dir, cache_dir=cache)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnlab.data.packing import Lines, pack
+from attnlab.data.loading.packing import Lines, pack
 
 SEP = 3
 

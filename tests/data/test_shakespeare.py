@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnlab.data import MissingDataError, ShakespeareCharDataModule
-from attnlab.data.shakespeare import SHA256
+from attnlab.data.sources.shakespeare import SHA256
 
 
 def test_splits_and_vocabulary_match_nanogpt(shakespeare_data: Path, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from attnlab.data import MissingDataError, SST2DataModule, WordPieceTokenizer
-from attnlab.data.sst2 import read_sst2, split_off
-from attnlab.data.wordpiece import CLS_ID, PAD_ID, SEP_ID, train_wordpiece
+from attnlab.data.sources.labelled import split_off
+from attnlab.data.sources.sst2 import read_sst2
+from attnlab.data.tokenizers.wordpiece import CLS_ID, PAD_ID, SEP_ID, train_wordpiece
 from tests.data.conftest import assert_resumes_mid_epoch
 
 
@@ -63,7 +64,7 @@ def test_batches(sst2: SST2DataModule) -> None:
         assert lengths.max() == ids.shape[1] <= 128
         assert (ids[:, 0] == CLS_ID).all() and (ids[pad] == PAD_ID).all()
         assert (ids[torch.arange(16), lengths - 1] == SEP_ID).all()
-    sentences, _ = read_sst2(sst2.directory / "dev.tsv")
+    sentences, _ = read_sst2(sst2.source.directory / "dev.tsv")
     first = sst2.datasets["test"][0]["input_ids"]
     assert spec.decode(first) == sst2.tokenizer.normalize(sentences[0])
 
@@ -88,7 +89,7 @@ def test_given_tokenizer_is_used_exactly(sst2_data: Path, tmp_path: Path) -> Non
     assert data.tokenizer.tokenizer.get_vocab() == pretrained.tokenizer.get_vocab()
     data.setup("test")
     ids = data.datasets["test"][0]["input_ids"][1:-1].tolist()
-    sentences, _ = read_sst2(data.directory / "dev.tsv")
+    sentences, _ = read_sst2(data.source.directory / "dev.tsv")
     assert ids == pretrained.encode(sentences[0])[:30]
     assert not list((tmp_path / "cache").rglob("*.tokenizer.json"))  # nothing trained
 

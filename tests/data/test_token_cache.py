@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnlab.data.token_cache import TokenCache, source_key, token_dtype
+from attnlab.data.loading.token_cache import TokenCache, source_key, token_dtype
 
 
 class CountingBuild:

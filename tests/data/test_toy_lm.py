@@ -38,7 +38,7 @@ def test_splits_are_different_samples_of_one_language() -> None:
     assert not np.array_equal(splits["val"], splits["test"])
     assert not np.array_equal(splits["train"][:2000], splits["val"])
     allowed = np.zeros((32, 32), dtype=bool)
-    np.put_along_axis(allowed, data.successors, True, axis=1)
+    np.put_along_axis(allowed, data.source.successors, True, axis=1)
     for tokens in splits.values():  # the same table made every split (chain ends aside)
         assert allowed[tokens[:-1], tokens[1:]].mean() > 0.999
 

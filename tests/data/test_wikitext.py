@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file, wikitext
-from attnlab.data.download import ChecksumError
-from attnlab.data.wikitext import read_lines
+from attnlab.data import MissingDataError, WikiText2DataModule, ensure_file
+from attnlab.data.loading.download import ChecksumError, read_lines
+from attnlab.data.sources import wikitext
 
 FILES = ("train", "valid", "test")
 
@@ -38,7 +38,7 @@ def test_word_level_counts_match_the_published_ones(word_level: WikiText2DataMod
 
 def test_word_level_decodes_the_text_back(word_level: WikiText2DataModule) -> None:
     spec = word_level.spec
-    lines = read_lines(ensure_file(word_level.directory / "valid.txt"))[:12]
+    lines = read_lines(ensure_file(word_level.source.directory / "valid.txt"))[:12]
     text = "\n".join(" ".join(line.split()) for line in lines) + "\n"
     assert spec.decode(word_level.corpus.splits["val"][: len(spec.encode(text))]) == text
     assert spec.decode(spec.encode(text)) == text

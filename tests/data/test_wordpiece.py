@@ -8,8 +8,8 @@ import pytest
 from tokenizers import Tokenizer, models
 
 from attnlab.data import TokenCache, WordPieceTokenizer
-from attnlab.data.toy_text import toy_sentences
-from attnlab.data.wordpiece import SEP_ID, cached_wordpiece, train_wordpiece
+from attnlab.data.sources.toy_text import toy_sentences
+from attnlab.data.tokenizers.wordpiece import SEP_ID, cached_wordpiece, train_wordpiece
 
 TEXT = [
     "The quick brown fox jumps over the lazy dog.",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch.distributed as dist
 
-from attnlab.data.atomic import atomic_path
+from attnlab.data.loading.atomic import atomic_path
 from attnlab.protocols import KeepsHypotheses
 
 

@@ -1,24 +1,36 @@
-"""DataModules. Each one says which task it feeds (`DataSpec.task`) and what the model needs to
-know about its vocabulary."""
+"""Data, split by job: `sources` (where text or examples come from), `tokenizers`, `loading`
+(windows, packing, masking, token budgets, sharding, resumable loaders, caches, downloads) and
+`modules`, one DataModule per task that is handed a source.
 
-from attnlab.data.download import ChecksumError, MissingDataError, ensure_file
-from attnlab.data.lm_datamodule import LanguageModelingDataModule, TokenizedCorpus
-from attnlab.data.lm_windows import RandomOffsetSampler, TokenWindows
-from attnlab.data.masking import TokenMasker
-from attnlab.data.mlm_datamodule import MaskedLMDataModule
-from attnlab.data.multi30k import Multi30kDataModule
-from attnlab.data.shakespeare import ShakespeareCharDataModule
+The names below are the stable ones: configs and checkpoints name them as `_target_`
+(`stable.py` builds each from a task DataModule and its source).
+"""
+
+from attnlab.data.loading.download import ChecksumError, MissingDataError, ensure_file
+from attnlab.data.loading.lm_windows import RandomOffsetSampler, TokenWindows
+from attnlab.data.loading.masking import TokenMasker
+from attnlab.data.loading.token_cache import TokenCache
+from attnlab.data.modules.causal_lm import CausalLMDataModule, LanguageModelingDataModule
+from attnlab.data.modules.classification import ClassificationDataModule
+from attnlab.data.modules.masked_lm import MaskedLMDataModule
+from attnlab.data.modules.seq2seq import Seq2SeqDataModule
+from attnlab.data.sources.base import TokenizedCorpus
 from attnlab.data.spec import DataSpec
-from attnlab.data.sst2 import SST2DataModule
-from attnlab.data.token_cache import TokenCache
-from attnlab.data.toy_lm import ToyLMDataModule
-from attnlab.data.toy_seq2seq import ToySeq2SeqDataModule
-from attnlab.data.translation_tokenizer import TranslationTokenizer
-from attnlab.data.wikitext import WikiText2DataModule
-from attnlab.data.wordpiece import WordPieceTokenizer
+from attnlab.data.stable import (
+    Multi30kDataModule,
+    ShakespeareCharDataModule,
+    SST2DataModule,
+    ToyLMDataModule,
+    ToySeq2SeqDataModule,
+    WikiText2DataModule,
+)
+from attnlab.data.tokenizers.translation import TranslationTokenizer
+from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = [
+    "CausalLMDataModule",
     "ChecksumError",
+    "ClassificationDataModule",
     "DataSpec",
     "LanguageModelingDataModule",
     "MaskedLMDataModule",
@@ -26,6 +38,7 @@ __all__ = [
     "Multi30kDataModule",
     "RandomOffsetSampler",
     "SST2DataModule",
+    "Seq2SeqDataModule",
     "ShakespeareCharDataModule",
     "TokenCache",
     "TokenMasker",

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from attnlab.data.sources.base import SPLITS
+from attnlab.data.sources.lines import LineCorpus
+from attnlab.data.sources.registry import register_text_source
+
 TOY_TEXT_VERSION = 1  # bump when the language changes: cached tokenizers and tokens follow it
 ADJECTIVES = ("big", "small", "red", "old", "happy", "quiet", "green", "heavy")
 NOUNS = {
@@ -61,3 +65,16 @@ def toy_sentences(num_lines: int, seed: int | np.random.SeedSequence) -> list[st
     # One draw for the whole text: numpy calls per word would dominate the time.
     uniforms = np.random.default_rng(seed).random((num_lines, 11))
     return [toy_sentence(u) for u in uniforms]
+
+
+@register_text_source("toy")
+def toy_lines(seed: int, toy_train_lines: int, toy_eval_lines: int) -> LineCorpus:
+    """Sentences of this language; train, val and test come from seeds spawned from `seed`
+    (`toy_eval_lines` lines each for val and test)."""
+    seeds = dict(zip(SPLITS, np.random.SeedSequence(seed).spawn(3), strict=True))
+    sizes = {"train": toy_train_lines, "val": toy_eval_lines, "test": toy_eval_lines}
+    return LineCorpus(
+        "toy",
+        {"seed": seed, "sizes": sizes, "version": TOY_TEXT_VERSION},
+        lambda: {split: toy_sentences(sizes[split], seeds[split]) for split in SPLITS},
+    )

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from attnlab.data.padding import IGNORE_INDEX, collate_padded
+from attnlab.data.loading.padding import IGNORE_INDEX, collate_padded
 
 
 class TokenMasker:

@@ -1,9 +1,9 @@
-"""WikiText-2 (the tokenized v1 release), as a word-level or BPE language-modelling corpus.
+"""WikiText-2 (the tokenized v1 release): word-level or BPE token streams, or lines.
 
 Files: `<data_dir>/wikitext-2/{train,valid,test}.txt`, plain or gzipped, downloaded from
-pytorch/examples when missing. Every line becomes its tokens followed by `<eos>`, as in
-word_language_model. Word level: the vocabulary is the words of the training split (33,278 with
-`<eos>`; the text already has `<unk>` for rare words), giving 2,088,628 / 217,646 / 245,569
+pytorch/examples when missing. Token streams: every line becomes its tokens followed by `<eos>`,
+as in word_language_model. Word level: the vocabulary is the words of the training split (33,278
+with `<eos>`; the text already has `<unk>` for rare words), giving 2,088,628 / 217,646 / 245,569
 tokens. BPE: byte-level BPE trained on the training split, with `<eos>` as a special token.
 Tokenizers and token arrays are cached under `cache_dir`.
 """
@@ -15,10 +15,12 @@ from pathlib import Path
 import tokenizers
 from tokenizers import Tokenizer
 
-from attnlab.data.download import ensure_file, read_lines
-from attnlab.data.line_tokenizer import LineTokenizer, train_bpe, train_word_level
-from attnlab.data.lm_datamodule import LanguageModelingDataModule, TokenizedCorpus
-from attnlab.data.token_cache import TokenCache, source_key
+from attnlab.data.loading.download import ensure_file, read_lines
+from attnlab.data.loading.token_cache import TokenCache, source_key
+from attnlab.data.sources.base import TokenizedCorpus
+from attnlab.data.sources.lines import LineCorpus
+from attnlab.data.sources.registry import register_text_source
+from attnlab.data.tokenizers.line import LineTokenizer, train_bpe, train_word_level
 
 URL_BASE = (
     "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2"
@@ -39,7 +41,12 @@ def wikitext_file(directory: Path, name: str, url_base: str | None = URL_BASE) -
     return ensure_file(directory / f"{name}.txt", url, SHA256[name], source=source)
 
 
-class WikiText2DataModule(LanguageModelingDataModule):
+def wikitext_files(data_dir: str | Path, url_base: str | None) -> dict[str, Path]:
+    directory = Path(data_dir) / "wikitext-2"
+    return {split: wikitext_file(directory, name, url_base) for split, name in FILE_SPLITS.items()}
+
+
+class WikiText2Tokens:
     """WikiText-2 with `tokenizer="word"` (33,278 words) or `"bpe"` (`bpe_vocab_size` tokens).
 
     `url_base=None` turns downloading off.
@@ -51,17 +58,8 @@ class WikiText2DataModule(LanguageModelingDataModule):
         cache_dir: str | Path | None = None,
         tokenizer: str = "word",
         bpe_vocab_size: int = 8192,
-        block_size: int = 64,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        train_samples_per_epoch: int | None = 100_000,
-        shuffle_seed: int | None = None,
-        pin_memory: bool = False,
         url_base: str | None = URL_BASE,
     ) -> None:
-        super().__init__(
-            block_size, batch_size, num_workers, train_samples_per_epoch, shuffle_seed, pin_memory
-        )
         if tokenizer not in TOKENIZERS:
             raise ValueError(
                 f"data.tokenizer={tokenizer!r} is not a WikiText-2 tokenizer; "
@@ -72,6 +70,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
                 f"data.bpe_vocab_size={bpe_vocab_size} must exceed the 256 bytes plus <eos>"
             )
         self.directory = Path(data_dir) / "wikitext-2"
+        self.data_dir = data_dir
         self.cache = TokenCache(cache_dir)
         self.tokenizer_name = tokenizer
         self.bpe_vocab_size = bpe_vocab_size
@@ -90,11 +89,8 @@ class WikiText2DataModule(LanguageModelingDataModule):
             key |= {"vocab_size": self.bpe_vocab_size, "tokenizers": tokenizers.__version__}
         return LineTokenizer(self.cache.tokenizer(f"wikitext-2/{self.tokenizer_name}", key, build))
 
-    def load_corpus(self) -> TokenizedCorpus:
-        files = {
-            split: wikitext_file(self.directory, name, self.url_base)
-            for split, name in FILE_SPLITS.items()
-        }
+    def load(self) -> TokenizedCorpus:
+        files = wikitext_files(self.data_dir, self.url_base)
         sources = {split: source_key(path) for split, path in files.items()}
         tokenizer = self._tokenizer(files["train"], sources["train"])
         splits = {
@@ -109,3 +105,15 @@ class WikiText2DataModule(LanguageModelingDataModule):
         return TokenizedCorpus(
             splits, tokenizer.vocab_size, tokenizer.encode, tokenizer.decode, tokenizer.eos_id
         )
+
+
+@register_text_source("wikitext2")
+def wikitext2_lines(data_dir: str | Path, download: bool = True) -> LineCorpus:
+    files = wikitext_files(data_dir, URL_BASE if download else None)
+    return LineCorpus(
+        "wikitext-2",
+        {split: source_key(path) for split, path in files.items()},
+        lambda: {split: read_lines(path) for split, path in files.items()},
+        # `<unk>` stands for a rare word: one token, like any word, not "<", "unk", ">".
+        whole_words=("<unk>",),
+    )

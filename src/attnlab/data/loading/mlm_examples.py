@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from attnlab.data.wordpiece import CLS_ID, SEP_ID
+from attnlab.data.tokenizers.wordpiece import CLS_ID, SEP_ID
 
 
 class PackedSequences(Dataset):

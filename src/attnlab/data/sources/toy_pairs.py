@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from attnlab.data.padding import pad_batch
-from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
-from attnlab.data.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
 
 PAD, BOS, EOS = 0, 1, 2
@@ -39,20 +35,10 @@ class PairDataset(Dataset):
         return (*self.pairs[index], index)
 
 
-def collate_seq2seq(
-    items: Sequence[tuple[list[int], list[int], int]], pad_id: int = PAD
-) -> dict[str, torch.Tensor]:
-    """src: (B, S) and tgt: (B, T) with BOS/EOS already in place, padded per batch; index (B,)
-    of each pair in its split (hypotheses are written back in that order)."""
-    return {
-        "src": pad_batch([src for src, _, _ in items], pad_id),
-        "tgt": pad_batch([tgt for _, tgt, _ in items], pad_id),
-        "index": torch.tensor([index for _, _, index in items], dtype=torch.long),
-    }
-
-
-class ToySeq2SeqDataModule(pl.LightningDataModule):
+class ToyPairs:
     """Copy / reverse / sort over `vocab_size - 3` symbols (ids 0-2 are PAD, BOS, EOS)."""
+
+    pad_id = PAD
 
     def __init__(
         self,
@@ -63,11 +49,8 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
         num_train: int = 20000,
         num_val: int = 1000,
         num_test: int = 1000,
-        batch_size: int = 64,
         seed: int = 1234,
-        num_workers: int = 0,
     ) -> None:
-        super().__init__()
         if transform not in TRANSFORMS:
             raise ValueError(
                 f"data.transform={transform!r} is not a toy task; "
@@ -81,10 +64,7 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
         self.vocab_size = vocab_size
         self.min_len, self.max_len = min_len, max_len
         self.split_sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.batch_size = batch_size
         self.seed = seed
-        self.num_workers = num_workers
-        self.datasets: dict[str, PairDataset] = {}
 
     @property
     def spec(self) -> DataSpec:
@@ -103,7 +83,10 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
         """Symbols as space-separated numbers, specials dropped."""
         return " ".join(str(i) for i in ids if i >= NUM_SPECIAL)
 
-    def _generate(self) -> dict[str, PairDataset]:
+    def prepare(self) -> None:
+        pass  # made from the seed: nothing to fetch
+
+    def datasets(self) -> dict[str, PairDataset]:
         generator = torch.Generator().manual_seed(self.seed)
         transform = TRANSFORMS[self.transform]
         total = sum(self.split_sizes.values())
@@ -131,31 +114,3 @@ class ToySeq2SeqDataModule(pl.LightningDataModule):
             datasets[split] = PairDataset(pairs[start : start + size])
             start += size
         return datasets
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.datasets:  # Lightning calls setup once per stage; generate once
-            self.datasets = self._generate()
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        # Training order is a function of (seed, epoch), so a resumed run replays it; under DDP
-        # each rank takes its interleaved share of it (sharding.py). Lightning shards evaluation.
-        loader = ResumableDataLoader if shuffle else DataLoader
-        sampler = shard_by_rank(EpochShuffleSampler(len(dataset), run_seed())) if shuffle else None
-        return loader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_seq2seq,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attnlab.data.lm_datamodule import LanguageModelingDataModule, TokenizedCorpus
+from attnlab.data.sources.base import TokenizedCorpus
 
 # Chains are sampled in parallel (numpy steps, not Python steps per token), but kept long so that
 # chain boundaries, where one chain's last token is followed by an unrelated one, stay rare.
@@ -21,7 +21,7 @@ MAX_CHAINS = 256
 MIN_CHAIN_LENGTH = 1024
 
 
-class ToyLMDataModule(LanguageModelingDataModule):
+class ToyMarkov:
     """Markov-chain text over `vocab_size` symbols; no files, nothing to download."""
 
     def __init__(
@@ -32,16 +32,7 @@ class ToyLMDataModule(LanguageModelingDataModule):
         num_val_tokens: int = 20_000,
         num_test_tokens: int = 20_000,
         seed: int = 1234,
-        block_size: int = 32,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        train_samples_per_epoch: int | None = 10_000,
-        shuffle_seed: int | None = None,
-        pin_memory: bool = False,
     ) -> None:
-        super().__init__(
-            block_size, batch_size, num_workers, train_samples_per_epoch, shuffle_seed, pin_memory
-        )
         if vocab_size < 2:
             raise ValueError(f"data.vocab_size={vocab_size} must be at least 2")
         if not 1 <= branching <= vocab_size:
@@ -79,17 +70,15 @@ class ToyLMDataModule(LanguageModelingDataModule):
             state = self.successors[state, np.minimum(choice, self.branching - 1)]
         return out.reshape(-1)[:num_tokens]
 
-    def load_corpus(self) -> TokenizedCorpus:
+    def load(self) -> TokenizedCorpus:
         splits = {
             split: self.sample(size, np.random.default_rng(self.split_seeds[split]))
             for split, size in self.split_sizes.items()
         }
         return TokenizedCorpus(splits, self.vocab_size, self.encode, self.decode)
 
-    @property
-    def optimal_loss(self) -> float:
-        """Cross-entropy (nats per token) of the true next-token distribution on train."""
-        tokens = self.corpus.splits["train"]
+    def optimal_loss(self, tokens: np.ndarray) -> float:
+        """Cross-entropy (nats per token) of the true next-token distribution on `tokens`."""
         with np.errstate(divide="ignore"):
             row_entropy = -np.where(self.probs > 0, self.probs * np.log(self.probs), 0).sum(1)
         frequency = np.bincount(tokens[:-1], minlength=self.vocab_size) / (len(tokens) - 1)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from attnlab.data.resumable import SkippableSampler
+from attnlab.data.loading.resumable import SkippableSampler
 
 
 class TokenWindows(Dataset):

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from attnlab.data.atomic import atomic_path
-from attnlab.data.packing import encode_stream
+from attnlab.data.loading.atomic import atomic_path
+from attnlab.data.loading.packing import encode_stream
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))

@@ -15,7 +15,7 @@ from itertools import chain
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from attnlab.data.token_cache import tokenizer_fingerprint
+from attnlab.data.loading.token_cache import tokenizer_fingerprint
 
 EOS = "<eos>"
 UNK = "<unk>"

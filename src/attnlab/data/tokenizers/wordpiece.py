@@ -29,9 +29,9 @@ from tokenizers import (
     trainers,
 )
 
-from attnlab.data.atomic import atomic_path
-from attnlab.data.packing import encode_stream
-from attnlab.data.token_cache import TokenCache
+from attnlab.data.loading.atomic import atomic_path
+from attnlab.data.loading.packing import encode_stream
+from attnlab.data.loading.token_cache import TokenCache
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
@@ -183,12 +183,17 @@ def cached_wordpiece(
     lines: Callable[[], Iterable[str]],
     vocab_size: int,
     whole_words: Sequence[str] = (),
+    tokenizer_path: str | Path | None = None,
 ) -> WordPieceTokenizer:
-    """The tokenizer trained on `lines()` (called only on a cache miss), cached under `name`.
+    """The tokenizer trained on `lines()` (called only on a cache miss), cached under `name`;
+    or, given `tokenizer_path`, the tokenizer in that file (a checkpoint's, so that ids mean the
+    same words), with nothing trained.
 
     `source` identifies the training text (file sha256s, a seed, a line limit): the entry is
     reused until it, the vocabulary size, the settings or the tokenizers release change.
     """
+    if tokenizer_path is not None:
+        return WordPieceTokenizer.from_file(tokenizer_path)
     if vocab_size <= len(SPECIAL_TOKENS) + len(whole_words):
         raise ValueError(
             f"data.wordpiece_vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} "

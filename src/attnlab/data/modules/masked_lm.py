@@ -20,31 +20,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.masking import MaskingCollate, TokenMasker, mask_once
-from attnlab.data.mlm_examples import PackedSequences, SegmentPairs
-from attnlab.data.packing import Lines, pack
-from attnlab.data.padding import collate_padded
-from attnlab.data.resumable import EpochShuffleSampler, ResumableDataLoader, run_seed
-from attnlab.data.sharding import shard_by_rank
+from attnlab.data.loading.masking import MaskingCollate, TokenMasker, mask_once
+from attnlab.data.loading.mlm_examples import PackedSequences, SegmentPairs
+from attnlab.data.loading.packing import Lines, pack
+from attnlab.data.loading.padding import collate_padded
+from attnlab.data.loading.token_cache import TokenCache
+from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
+from attnlab.data.sources.base import TextSource
+from attnlab.data.sources.registry import names, needs_files, text_source
 from attnlab.data.spec import DataSpec
-from attnlab.data.text_corpora import (
-    CORPORA,
-    SPLITS,
-    LineCorpus,
-    shakespeare_corpus,
-    sst2_corpus,
-    toy_corpus,
-    wikitext2_corpus,
-)
-from attnlab.data.token_cache import TokenCache
-from attnlab.data.wordpiece import MASK_ID, PAD_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
+from attnlab.data.tokenizers.wordpiece import MASK_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
 
 
-class MaskedLMDataModule(pl.LightningDataModule):
-    """BERT-style pretraining on `corpus` = "wikitext2" | "shakespeare" | "sst2" | "toy".
+class MaskedLMDataModule(TaskDataModule):
+    """BERT-style pretraining on `corpus`: a registered text source's name ("wikitext2",
+    "shakespeare", "sst2", "toy": `sources.registry`) or a text source itself (e.g. local files,
+    `sources.local_text.LocalText`).
 
     Batches: input_ids (B, T) long, with masked positions corrupted; labels (B, T) long, the
     original id at masked positions and -100 elsewhere; padding_mask (B, T) bool, True at
@@ -63,7 +56,7 @@ class MaskedLMDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        corpus: str = "wikitext2",
+        corpus: str | TextSource = "wikitext2",
         data_dir: str | Path | None = None,
         cache_dir: str | Path | None = None,
         tokenizer_path: str | Path | None = None,
@@ -80,22 +73,23 @@ class MaskedLMDataModule(pl.LightningDataModule):
         download: bool = True,
         pin_memory: bool = False,
     ) -> None:
-        super().__init__()
-        if corpus not in CORPORA:
-            raise ValueError(
-                f"data.corpus={corpus!r} is not a masked-LM corpus; choose one of {list(CORPORA)}"
-            )
-        if corpus != "toy" and data_dir is None:
-            raise ValueError(f"data.data_dir=None, but data.corpus={corpus!r} is read from files")
+        if isinstance(corpus, str):
+            if corpus not in names():
+                raise ValueError(
+                    f"data.corpus={corpus!r} is not a masked-LM corpus; choose one of {names()}"
+                )
+            if data_dir is None and needs_files(corpus):
+                raise ValueError(
+                    f"data.data_dir=None, but data.corpus={corpus!r} is read from files"
+                )
         shortest = 5 if nsp else 3  # [CLS] a [SEP] (b [SEP])
         if max_len < shortest:
             raise ValueError(f"data.max_len={max_len} must be at least {shortest} (nsp={nsp})")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"data.mlm_probability={mlm_probability} must be in (0, 1]")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be at least 1")
         if max_lines is not None and max_lines < 1:
             raise ValueError(f"data.max_lines={max_lines} must be at least 1 (or null for all)")
+        super().__init__(batch_size, num_workers, pin_memory)
         self.corpus = corpus
         self.data_dir = data_dir
         self.cache = TokenCache(cache_dir)
@@ -104,29 +98,26 @@ class MaskedLMDataModule(pl.LightningDataModule):
         self.max_len = max_len
         self.mlm_probability = mlm_probability
         self.nsp = nsp
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.max_lines = max_lines
         self.seed = seed
         self.toy_sizes = (toy_train_lines, toy_eval_lines)
         self.download = download
-        self.pin_memory = pin_memory
-        self._text: LineCorpus | None = None
+        self._text: TextSource | None = None if isinstance(corpus, str) else corpus
         self._tokenizer: WordPieceTokenizer | None = None
-        self.datasets: dict[str, Dataset | list] = {}
 
     @property
-    def text(self) -> LineCorpus:
+    def text(self) -> TextSource:
         """The corpus's lines (files are found or downloaded on first use)."""
         if self._text is None:
-            if self.corpus == "toy":
-                self._text = toy_corpus(self.seed, *self.toy_sizes)
-            elif self.corpus == "wikitext2":
-                self._text = wikitext2_corpus(self.data_dir, self.download)
-            elif self.corpus == "sst2":
-                self._text = sst2_corpus(self.data_dir)
-            else:
-                self._text = shakespeare_corpus(self.data_dir, self.download)
+            assert isinstance(self.corpus, str)
+            self._text = text_source(
+                self.corpus,
+                data_dir=self.data_dir,
+                download=self.download,
+                seed=self.seed,
+                toy_train_lines=self.toy_sizes[0],
+                toy_eval_lines=self.toy_sizes[1],
+            )
         return self._text
 
     def lines(self, split: str) -> list[str]:
@@ -136,8 +127,6 @@ class MaskedLMDataModule(pl.LightningDataModule):
     def tokenizer(self) -> WordPieceTokenizer:
         """The tokenizer in `tokenizer_path`, else WordPiece trained on the training lines and
         cached (see `wordpiece.cached_wordpiece`)."""
-        if self._tokenizer is None and self.tokenizer_path is not None:
-            self._tokenizer = WordPieceTokenizer.from_file(self.tokenizer_path)
         if self._tokenizer is None:
             self._tokenizer = cached_wordpiece(
                 self.cache,
@@ -146,20 +135,13 @@ class MaskedLMDataModule(pl.LightningDataModule):
                 lambda: self.lines("train"),
                 self.wordpiece_vocab_size,
                 self.text.whole_words,
+                self.tokenizer_path,
             )
         return self._tokenizer
 
     @property
     def spec(self) -> DataSpec:
-        tokenizer = self.tokenizer
-        return DataSpec(
-            task=self.task,
-            vocab_size=tokenizer.vocab_size,
-            decode=tokenizer.decode,
-            encode=tokenizer.encode,
-            max_len=self.max_len,
-            pad_id=PAD_ID,
-        )
+        return tokenizer_spec(self.task, self.tokenizer, self.max_len)
 
     @property
     def masker(self) -> TokenMasker:
@@ -186,25 +168,24 @@ class MaskedLMDataModule(pl.LightningDataModule):
         for split in SPLITS:  # downloads and tokenises once, on the first rank of each node
             self.token_stream(split)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:  # Lightning calls setup once per stage; the examples do not change
-            return
-        masker = self.masker
+    def build_datasets(self) -> dict[str, Dataset | list]:
+        masker, datasets = self.masker, {}
         for index, split in enumerate(SPLITS):
             if split == "test" and self.text.test_is_val:
-                self.datasets["test"] = self.datasets["val"]
+                datasets["test"] = datasets["val"]
                 continue
             # Each evaluation split gets its own fixed pairs and masks.
             seed = None if split == "train" else self.seed * len(SPLITS) + index
             examples = self._examples(split, seed)
             if len(examples) == 0:
                 raise ValueError(
-                    f"the {split} split of {self.corpus} gives no sequences "
+                    f"the {split} split of {self.text.name} gives no sequences "
                     f"(data.max_lines={self.max_lines})"
                 )
             if seed is not None:
                 examples = mask_once([examples[i] for i in range(len(examples))], masker, seed)
-            self.datasets[split] = examples
+            datasets[split] = examples
+        return datasets
 
     def _examples(self, split: str, seed: int | None) -> Dataset:
         lines = Lines.from_stream(self.token_stream(split), SEP_ID)
@@ -212,30 +193,8 @@ class MaskedLMDataModule(pl.LightningDataModule):
             return PackedSequences(lines.content, pack(lines.lengths, self.max_len - 2))
         return SegmentPairs(lines.content, pack(lines.lengths, (self.max_len - 3) // 2), seed)
 
-    def train_dataloader(self) -> DataLoader:
-        # Order from (seed, epoch) and a saved position, so a resumed run replays the epoch and
-        # skips what it has seen (resumable.py); the masks come from the global RNG, which
-        # ResumeState restores before the first resumed batch is collated.
-        dataset = self.datasets["train"]
-        return self._loader(
-            "train",
-            sampler=shard_by_rank(EpochShuffleSampler(len(dataset), run_seed())),
-            collate_fn=MaskingCollate(self.masker),
-            loader=ResumableDataLoader,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False, collate_fn=collate_padded)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False, collate_fn=collate_padded)
-
-    def _loader(self, split: str, loader: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
-        return loader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            **kwargs,
-        )
+    def loader(self, split: str) -> DataLoader:
+        # Training masks come from the global RNG, which ResumeState restores before the first
+        # resumed batch is collated; evaluation masks were drawn once in `build_datasets`.
+        collate = MaskingCollate(self.masker) if split == "train" else collate_padded
+        return self.shuffled_or_in_order(split, collate_fn=collate)

@@ -6,9 +6,8 @@ files are downloaded (gzipped, checked against the sha256 of the .gz) from `url_
 
 BPE (`translation_tokenizer`) is trained on the training split only: one vocabulary over both
 languages (`vocab="joint"`) or one per language (`"separate"`). Tokenizers and token arrays are
-cached under `cache_dir`. Batches hold `src` (B, S) = tokens `</s>`, `tgt` (B, T) = `<s>` tokens
-`</s>`, right-padded, and `index` (B,), each pair's line number; training batches are filled up
-to `max_tokens` padded tokens per side (`token_budget`).
+cached under `cache_dir`. Items are (tokens `</s>`, `<s>` tokens `</s>`, line number);
+`modules.seq2seq` batches them.
 """
 
 from __future__ import annotations
@@ -17,19 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import tokenizers
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from attnlab.data.download import ensure_file, read_lines
-from attnlab.data.packing import Lines
-from attnlab.data.padding import pad_batch
-from attnlab.data.resumable import ResumableDataLoader, SkippableBatches
+from attnlab.data.loading.download import ensure_file, read_lines
+from attnlab.data.loading.packing import Lines
+from attnlab.data.loading.token_cache import TokenCache, source_key, tokenizer_fingerprint
 from attnlab.data.spec import DataSpec
-from attnlab.data.token_budget import TokenBudgetBatchSampler
-from attnlab.data.token_cache import TokenCache, source_key, tokenizer_fingerprint
-from attnlab.data.translation_tokenizer import (
+from attnlab.data.tokenizers.translation import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
@@ -80,25 +74,7 @@ class TranslationPairs(Dataset):
         return [*src, EOS_ID], [BOS_ID, *tgt, EOS_ID], index
 
 
-def collate_pairs(items: Sequence[tuple[list[int], list[int], int]]) -> dict[str, torch.Tensor]:
-    return {
-        "src": pad_batch([src for src, _, _ in items], PAD_ID),
-        "tgt": pad_batch([tgt for _, tgt, _ in items], PAD_ID),
-        "index": torch.tensor([index for _, _, index in items], dtype=torch.long),
-    }
-
-
-def non_pad_share(batches: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Real tokens / padded tokens (src and tgt together) over `batches`."""
-    real = padded = 0
-    for batch in batches:
-        for key in ("src", "tgt"):
-            real += int((batch[key] != PAD_ID).sum())
-            padded += batch[key].numel()
-    return real / padded
-
-
-class Multi30kDataModule(pl.LightningDataModule):
+class Multi30k:
     """Multi30k `source_lang` -> `target_lang` ("de" -> "en" or "en" -> "de").
 
     `bpe_vocab_size` is the joint vocabulary, or each side's (`tgt_bpe_vocab_size` sets the
@@ -107,10 +83,7 @@ class Multi30kDataModule(pl.LightningDataModule):
     or `url_base=None` turns downloading off.
     """
 
-    task = "seq2seq"
-    # Its token-budget batch samplers shard DDP ranks themselves; Lightning cannot inject its
-    # DistributedSampler into them, so build_trainer turns that off (use_distributed_sampler).
-    shards_itself = True
+    pad_id = PAD_ID
 
     def __init__(
         self,
@@ -121,17 +94,12 @@ class Multi30kDataModule(pl.LightningDataModule):
         vocab: str = "joint",
         bpe_vocab_size: int = 8000,
         tgt_bpe_vocab_size: int | None = None,
-        max_tokens: int = 4096,
         max_len: int = 256,
         max_lines: int | None = None,
         tokenizer_path: str | Path | None = None,
-        seed: int = 1234,
-        num_workers: int = 0,
-        pin_memory: bool = False,
         download: bool = True,
         url_base: str | None = URL_BASE,
     ) -> None:
-        super().__init__()
         if {source_lang, target_lang} != set(LANGUAGES):
             raise ValueError(
                 f"data.source_lang={source_lang!r}, data.target_lang={target_lang!r}: "
@@ -141,8 +109,6 @@ class Multi30kDataModule(pl.LightningDataModule):
             raise ValueError(f"data.vocab={vocab!r}: choose one of {list(VOCABS)}")
         if max_len < 3:
             raise ValueError(f"data.max_len={max_len} must be at least 3: <s> a token </s>")
-        if max_tokens < max_len:
-            raise ValueError(f"data.max_tokens={max_tokens} must hold one sequence of max_len")
         if max_lines is not None and max_lines < 1:
             raise ValueError(f"data.max_lines={max_lines} must be positive (or null: all)")
         self.directory = Path(data_dir) / "multi30k"
@@ -151,16 +117,11 @@ class Multi30kDataModule(pl.LightningDataModule):
         self.vocab = vocab
         self.bpe_vocab_size = bpe_vocab_size
         self.tgt_bpe_vocab_size = tgt_bpe_vocab_size or bpe_vocab_size
-        self.max_tokens = max_tokens
         self.max_len = max_len
         self.max_lines = max_lines
         self.tokenizer_path = tokenizer_path
-        self.seed = seed
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
         self.url_base = url_base if download else None
         self._tokenizer: TranslationTokenizer | None = None
-        self.datasets: dict[str, TranslationPairs] = {}
 
     def file(self, split: str, lang: str) -> Path:
         return multi30k_file(self.directory, f"{FILE_SPLITS[split]}.{lang}", self.url_base)
@@ -208,7 +169,7 @@ class Multi30kDataModule(pl.LightningDataModule):
     def spec(self) -> DataSpec:
         tokenizer = self.tokenizer
         return DataSpec(
-            task=self.task,
+            task="seq2seq",
             vocab_size=tokenizer.src_vocab_size,
             tgt_vocab_size=tokenizer.tgt_vocab_size,
             decode=tokenizer.decode,
@@ -237,56 +198,16 @@ class Multi30kDataModule(pl.LightningDataModule):
         )
         return Lines.from_stream(stream, EOS_ID)
 
-    def prepare_data(self) -> None:
+    def prepare(self) -> None:
         for split in FILE_SPLITS:  # downloads once, on the first rank of each node
             for lang in LANGUAGES:
                 self.file(split, lang)
         self.tokenizer  # noqa: B018  # trains and caches it
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:  # Lightning calls setup once per stage; the splits do not change
-            return
-        self.datasets = {
+    def datasets(self) -> dict[str, TranslationPairs]:
+        return {
             split: TranslationPairs(
                 self._tokens(split, "source"), self._tokens(split, "target"), self.max_len
             )
             for split in FILE_SPLITS
         }
-
-    def batch_sampler(self, split: str) -> TokenBudgetBatchSampler:
-        dataset = self.datasets[split]
-        return TokenBudgetBatchSampler(
-            dataset.src_lengths,
-            dataset.tgt_lengths,
-            self.max_tokens,
-            shuffle=split == "train",
-            seed=self.seed,
-        )
-
-    def _loader(self, split: str) -> DataLoader:
-        if split == "train":  # batches from (seed, epoch) and a saved position (resumable.py)
-            loader, batches = ResumableDataLoader, SkippableBatches(self.batch_sampler(split))
-        else:
-            loader, batches = DataLoader, self.batch_sampler(split)
-        return loader(
-            self.datasets[split],
-            batch_sampler=batches,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_pairs,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def non_pad_share(self, split: str = "train") -> float:
-        """Share of real tokens in one epoch's padded batches of `split` (src and tgt)."""
-        self.setup()
-        return non_pad_share(list(self._loader(split)))

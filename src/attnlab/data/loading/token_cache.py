@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from attnlab.data.atomic import atomic_path
-from attnlab.data.download import file_sha256
+from attnlab.data.loading.atomic import atomic_path
+from attnlab.data.loading.download import file_sha256
 
 log = logging.getLogger(__name__)
 

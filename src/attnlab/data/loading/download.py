@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from attnlab.data.atomic import atomic_path
+from attnlab.data.loading.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Tokenizers: characters, WordPiece (BERT), line-level word or BPE, translation BPE."""

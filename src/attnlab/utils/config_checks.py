@@ -17,10 +17,8 @@ from typing import Any
 from hydra._internal.utils import _locate
 from omegaconf import DictConfig, OmegaConf
 
-# Sections built from a `_target_`, and keys of theirs that are attnlab's own settings, not
-# constructor arguments (builders.instantiate_section drops them).
+# Sections built from a `_target_`.
 SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
-NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
 
 # Sizes that must be positive, and other ranges, where a section has the key.
 POSITIVE = {
@@ -29,7 +27,7 @@ POSITIVE = {
     "optimizer": ("lr",),
 }
 NON_NEGATIVE = {"data": ("num_workers",), "optimizer": ("weight_decay",)}
-PROBABILITY = {"model": ("dropout", "attn_dropout")}
+PROBABILITY = {"model": ("dropout",)}
 
 
 class ValueCheckError(ValueError):
@@ -45,7 +43,7 @@ def check_values(cfg: DictConfig) -> None:
         values = OmegaConf.to_container(node, resolve=True)
         hints = _hints(values["_target_"])
         for name, value in values.items():
-            if name.startswith("_") or name in NOT_ARGUMENTS or name not in hints:
+            if name.startswith("_") or name not in hints:
                 continue
             if not _matches(value, hints[name]):
                 raise ValueCheckError(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.builders import ConfigError, check_compatibility, load_run_config
+from attnlab.build import ConfigError, check_compatibility, load_run_config
 from attnlab.train import train
 from attnlab.utils.config_errors import unknown_key_hints
 from tests.conftest import run_cli

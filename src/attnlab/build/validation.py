@@ -39,7 +39,7 @@ def check_moved_keys(cfg: DictConfig) -> None:
 
 
 def check_run_settings(cfg: DictConfig) -> None:
-    body_lr_scale = cfg.get("init", {}).get("body_lr_scale", 1.0)
+    body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
     if not body_lr_scale > 0:
         raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")
 

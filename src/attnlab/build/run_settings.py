@@ -69,7 +69,7 @@ def upgrade_run_config(cfg: DictConfig) -> DictConfig:
     with open_dict(cfg):
         for old, new in MOVED_KEYS.items():
             leaf = old.removeprefix("model.")
-            if leaf not in model.keys():  # noqa: SIM118
+            if leaf not in model.keys():  # noqa: SIM118 (`in model` skips a ??? value)
                 continue
             value = model.pop(leaf)
             section, _, key = new.rpartition(".")

@@ -71,7 +71,9 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(
+        prog="attnlab-compare", description=__doc__.splitlines()[0].strip("`")
+    )
     parser.add_argument("sweep_dir", type=Path, help="a multirun's sweep directory")
     parser.add_argument("--out", type=Path, default=None, help="default: SWEEP_DIR/compare")
     parser.add_argument(

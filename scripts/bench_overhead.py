@@ -25,7 +25,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from attnlab import builders
+from attnlab import build
 from attnlab.train import train
 
 
@@ -64,8 +64,8 @@ def attnlab_tokens_per_sec(cfg: DictConfig, warmup: int, steps: int) -> float:
 def hand_written_tokens_per_sec(cfg: DictConfig, warmup: int, steps: int) -> float:
     """The loop a researcher would write by hand: nothing but the training step."""
     pl.seed_everything(cfg.seed)
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_module(cfg, datamodule)  # same network, optimiser and schedule
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg, datamodule)  # same network, optimiser and schedule
     datamodule.setup("fit")
     model = module.network
     model.train()

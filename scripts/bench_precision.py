@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from attnlab import builders
+from attnlab import build
 
 MODES = {  # name -> (autocast to bf16, torch.compile the encoder)
     "fp32": (False, False),
@@ -36,7 +36,7 @@ def make_step(cfg: DictConfig, vocab: int, mode: str) -> Callable[[], None]:
     """One training step of a fresh network in `mode`, on fixed random tokens."""
     autocast, compiled = MODES[mode]
     torch.manual_seed(0)
-    network = builders.instantiate_section(cfg, "model", vocab_size=vocab)
+    network = build.instantiate_section(cfg, "model", vocab_size=vocab)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
     batch, seq_len = cfg.data.batch_size, cfg.data.max_len
     ids = torch.randint(5, vocab, (batch, seq_len))

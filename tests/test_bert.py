@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import builders
-from attnlab.builders import ConfigError
+from attnlab import build
+from attnlab.build import ConfigError
 from attnlab.train import train
 from tests.conftest import compose_config, run_cli
 
@@ -86,10 +86,10 @@ def test_bert_experiment_trains_a_few_steps(tmp_path: Path, overrides: list[str]
 def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
     tmp_path: Path, mlm_checkpoint: Path, pooling: str
 ) -> None:
-    overrides = [*FINETUNE, f"model.pretrained={mlm_checkpoint}", f"model.pooling={pooling}"]
+    overrides = [*FINETUNE, f"init.pretrained={mlm_checkpoint}", f"model.pooling={pooling}"]
     cfg = compose_config(tmp_path, overrides)
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_module(cfg, datamodule)
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg, datamodule)
     checkpoint = torch.load(mlm_checkpoint, weights_only=False)
     saved = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
     network = module.network
@@ -108,10 +108,10 @@ def test_finetune_loads_body_starts_heads_fresh_and_reuses_tokenizer(
 def test_continued_pretraining_starts_from_the_whole_masked_lm(
     tmp_path: Path, mlm_checkpoint: Path
 ) -> None:
-    overrides = ["experiment=bert_mlm_sst2_continued", f"model.pretrained={mlm_checkpoint}"]
+    overrides = ["experiment=bert_mlm_sst2_continued", f"init.pretrained={mlm_checkpoint}"]
     cfg = compose_config(tmp_path, [*overrides, *SMALL, "data.max_len=64", "data.max_lines=300"])
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_module(cfg, datamodule)
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg, datamodule)
     checkpoint = torch.load(mlm_checkpoint, weights_only=False)
     saved = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
     state = module.network.state_dict()
@@ -130,35 +130,35 @@ def test_finetune_with_a_different_shape_names_the_tensors(
         tmp_path,
         [
             *FINETUNE,
-            f"model.pretrained={mlm_checkpoint}",
+            f"init.pretrained={mlm_checkpoint}",
             "model.d_model=64",
         ],
     )
     with pytest.raises(ConfigError, match=r"tok_embed\.embedding\.weight: checkpoint \(\d+, 32\)"):
-        builders.build_module(cfg, builders.build_datamodule(cfg))
+        build.build_module(cfg, build.build_datamodule(cfg))
 
 
 def test_finetune_with_another_tokenizer_fails(tmp_path: Path, mlm_checkpoint: Path) -> None:
     other = compose_config(tmp_path, ["experiment=bert_sst2", *SMALL])
-    other_tokenizer = builders.build_datamodule(other).tokenizer  # SST-2's own WordPiece
+    other_tokenizer = build.build_datamodule(other).tokenizer  # SST-2's own WordPiece
     path = tmp_path / "other.json"
     other_tokenizer.save(path)
     cfg = compose_config(
         tmp_path,
         [
             *FINETUNE,
-            f"model.pretrained={mlm_checkpoint}",
+            f"init.pretrained={mlm_checkpoint}",
             f"data.tokenizer_path={path}",
         ],
     )
     with pytest.raises(ConfigError, match="tokenizer"):
-        builders.build_module(cfg, builders.build_datamodule(cfg))
+        build.build_module(cfg, build.build_datamodule(cfg))
 
 
 def test_finetune_experiment_requires_a_checkpoint(tmp_path: Path) -> None:
     result = run_cli("attnlab-train", "experiment=bert_sst2_finetune", cwd=tmp_path, check=False)
     assert result.returncode != 0
-    assert "model.pretrained" in result.stderr
+    assert "init.pretrained" in result.stderr
 
 
 def test_freeze_layers_stops_gradients(tmp_path: Path, mlm_checkpoint: Path) -> None:
@@ -166,11 +166,11 @@ def test_freeze_layers_stops_gradients(tmp_path: Path, mlm_checkpoint: Path) -> 
         tmp_path,
         [
             *FINETUNE,
-            f"model.pretrained={mlm_checkpoint}",
-            "model.freeze_layers=1",
+            f"init.pretrained={mlm_checkpoint}",
+            "init.freeze_layers=1",
         ],
     )
-    network = builders.build_module(cfg, builders.build_datamodule(cfg)).network
+    network = build.build_module(cfg, build.build_datamodule(cfg)).network
     assert not any(p.requires_grad for p in network.layers[0].parameters())
     assert all(p.requires_grad for p in network.layers[1].parameters())
     assert network.classifier.weight.requires_grad
@@ -181,9 +181,9 @@ def test_body_lr_scale_gives_the_pretrained_body_a_lower_lr(
 ) -> None:
     cfg = compose_config(
         tmp_path,
-        [*FINETUNE, f"model.pretrained={mlm_checkpoint}", "model.body_lr_scale=0.1"],
+        [*FINETUNE, f"init.pretrained={mlm_checkpoint}", "init.body_lr_scale=0.1"],
     )
-    module = builders.build_module(cfg, builders.build_datamodule(cfg))
+    module = build.build_module(cfg, build.build_datamodule(cfg))
     optimizer, _ = module.build_optimizer(total_steps=10)
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert groups["body/decay"]["initial_lr"] == pytest.approx(0.1 * cfg.optimizer.lr)

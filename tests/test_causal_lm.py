@@ -157,7 +157,7 @@ def test_throughput_reports_mfu_against_a_given_peak(train_config, tmp_path: Pat
 def test_torch_compile_on_cpu_matches_eager(train_config, tmp_path: Path) -> None:
     common = ["data=toy_lm", "model=gpt", *FAST_LM, "trainer.max_steps=2", "test=false", "seed=3"]
     eager = train(train_config(*common, base=[]))
-    compiled = train(train_config(*common, "model.compile=true", base=[]))
+    compiled = train(train_config(*common, "compile=true", base=[]))
     assert compiled["metrics"]["val/loss"] == pytest.approx(eager["metrics"]["val/loss"], abs=1e-4)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["metrics"]["val/loss"] == compiled["metrics"]["val/loss"]

@@ -10,13 +10,14 @@ import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from attnlab import builders
+from attnlab import build
 from tests.conftest import compose_config
 
 CONF = files("attnlab.conf")
 GROUPS = [
     "data",
     "model",
+    "init",
     "optimizer",
     "scheduler",
     "trainer",
@@ -100,17 +101,17 @@ def test_matched_sizes_apply_to_their_experiment_and_model(tmp_path: Path, name:
     cfg = compose_config(tmp_path, [f"experiment={experiment}", f"model={model}"])
     matched = OmegaConf.load(str(CONF.joinpath("experiment", "matched", f"{name}.yaml")))
     assert matched.model and all(cfg.model[k] == v for k, v in matched.model.items())
-    builders.check_compatibility(cfg)
+    build.check_compatibility(cfg)
     network_cls = get_class(cfg.model._target_)
-    kwargs = builders.network_arguments(builders.build_datamodule(cfg).spec)
-    network = builders.instantiate_section(cfg, "model", **kwargs)
+    kwargs = build.network_arguments(build.build_datamodule(cfg).spec)
+    network = build.instantiate_section(cfg, "model", **kwargs)
     assert isinstance(network, network_cls)
 
 
 def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
     cfg = compose_config(tmp_path, ["scheduler=none"])
-    datamodule = builders.build_datamodule(cfg)
-    assert builders.build_module(cfg, datamodule).scheduler_factory is None
+    datamodule = build.build_datamodule(cfg)
+    assert build.build_module(cfg, datamodule).scheduler_factory is None
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
@@ -118,15 +119,15 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
     cfg = compose_config(tmp_path, [*with_partner(group, option), "trainer.accelerator=cpu"])
     assert cfg.hydra.runtime.choices[group] == option
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    builders.check_compatibility(cfg)
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_module(cfg, datamodule)
+    build.check_compatibility(cfg)
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg, datamodule)
     assert sum(p.numel() for p in module.network.parameters()) > 0
-    callbacks = builders.build_callbacks(cfg)
-    loggers = builders.build_loggers(cfg) if group == "logger" else []
+    callbacks = build.build_callbacks(cfg)
+    loggers = build.build_loggers(cfg) if group == "logger" else []
     if group == "trainer" and option in ("gpu", "ddp", "fsdp"):
         return  # needs CUDA to build a Trainer; composition and resolution are checked above
-    trainer = builders.build_trainer(cfg, callbacks, loggers)
+    trainer = build.build_trainer(cfg, callbacks, loggers)
     assert trainer is not None
     if group == "scheduler" and cfg.scheduler is not None:
         scheduler = instantiate(cfg.scheduler)(
@@ -171,3 +172,23 @@ def test_data_dir_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     HydraConfig.instance().set_config(cfg)
     assert cfg.paths.data_dir == str(Path.cwd() / "data")
     GlobalHydra.instance().clear()
+
+
+def test_model_options_table_matches_the_model_group() -> None:
+    """build/model_options.py names each conf/model option and the class its YAML builds."""
+    targets = {
+        name: OmegaConf.load(str(CONF.joinpath("model", f"{name}.yaml")))._target_
+        for name in options("model")
+    }
+    assert targets == build.MODEL_OPTIONS
+    assert build.model_options() == {name: get_class(t) for name, t in sorted(targets.items())}
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_group_holds_network_arguments_only(tmp_path: Path, name: str) -> None:
+    """Every key of a model option is an argument of its network's constructor."""
+    import inspect
+
+    cfg = compose_config(tmp_path, [f"model={name}"])
+    parameters = inspect.signature(get_class(cfg.model._target_)).parameters
+    assert set(cfg.model) - {"_target_"} <= set(parameters)

@@ -22,8 +22,8 @@ from hydra.utils import instantiate
 from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-from attnlab import builders
-from attnlab.builders import ConfigError
+from attnlab import build
+from attnlab.build import ConfigError
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import EpochShuffleSampler
 from attnlab.data.loading.sharding import shard_by_rank
@@ -164,11 +164,11 @@ class SelfShardingData:
 
 def test_self_sharding_data_turns_lightnings_sampler_off(tmp_path: Path) -> None:
     cfg = compose_config(tmp_path, ["trainer=ddp_cpu"])
-    trainer = builders.build_trainer(cfg, [], [], SelfShardingData())
+    trainer = build.build_trainer(cfg, [], [], SelfShardingData())
     assert not trainer._accelerator_connector.use_distributed_sampler
-    assert builders.build_trainer(cfg, [], [])._accelerator_connector.use_distributed_sampler
+    assert build.build_trainer(cfg, [], [])._accelerator_connector.use_distributed_sampler
     cfg = compose_config(tmp_path, ["trainer=ddp_cpu", "+trainer.use_distributed_sampler=true"])
-    trainer = builders.build_trainer(cfg, [], [], SelfShardingData())
+    trainer = build.build_trainer(cfg, [], [], SelfShardingData())
     assert trainer._accelerator_connector.use_distributed_sampler  # the config has the last word
 
 
@@ -177,7 +177,7 @@ def test_self_sharding_data_turns_lightnings_sampler_off(tmp_path: Path) -> None
 
 def test_ddp_configs_build_a_strategy_with_the_configured_timeout(tmp_path: Path) -> None:
     cfg = compose_config(tmp_path, ["trainer=ddp_cpu", "trainer.strategy.timeout.minutes=2"])
-    trainer = builders.build_trainer(cfg, [], [])
+    trainer = build.build_trainer(cfg, [], [])
     assert isinstance(trainer.strategy, DDPStrategy)
     assert trainer.strategy._timeout.total_seconds() == 120
     assert trainer.world_size == 2 and trainer.num_nodes == 1
@@ -201,7 +201,7 @@ def test_fsdp_config_wraps_each_transformer_block(tmp_path: Path) -> None:
     assert strategy._timeout.total_seconds() == 30 * 60
     assert strategy._state_dict_type == "full"  # one checkpoint file, written by rank 0
     # The networks are built from that class, so the policy has units to wrap.
-    network = builders.build_module(cfg, builders.build_datamodule(cfg)).network
+    network = build.build_module(cfg, build.build_datamodule(cfg)).network
     assert any(isinstance(m, TransformerBlock) for m in network.modules())
     checkpointed = instantiate(
         cfg.trainer.strategy, activation_checkpointing=["attnlab.models.block.TransformerBlock"]
@@ -210,7 +210,7 @@ def test_fsdp_config_wraps_each_transformer_block(tmp_path: Path) -> None:
     # Lightning runs FSDP on GPUs only; on a CPU it says so when the Trainer is built.
     cfg = compose_config(tmp_path, ["trainer=fsdp", "trainer.accelerator=cpu"])
     with pytest.raises(ConfigError, match=r"trainer: .*requires a GPU"):
-        builders.build_trainer(cfg, [], [])
+        build.build_trainer(cfg, [], [])
 
 
 # --- the command of one multirun job --------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.builders import ConfigError, check_compatibility, load_run_config
+from attnlab.build import ConfigError, check_compatibility, load_run_config
 from attnlab.train import train
 from attnlab.utils.config_errors import unknown_key_hints
 from tests.conftest import run_cli
@@ -35,13 +35,11 @@ def test_misspelt_key_is_named_with_suggestion(tmp_path: Path) -> None:
 
 
 def test_key_set_to_a_required_value_is_not_called_unknown() -> None:
-    # bert_sst2_finetune declares model.pretrained: ??? ; filling it in is not a misspelling.
-    hints = unknown_key_hints("train", ["experiment=bert_sst2_finetune", "model.pretrained=a.ckpt"])
+    # bert_sst2_finetune declares init.pretrained: ??? ; filling it in is not a misspelling.
+    hints = unknown_key_hints("train", ["experiment=bert_sst2_finetune", "init.pretrained=a.ckpt"])
     assert hints == []
-    (hint,) = unknown_key_hints(
-        "train", ["experiment=bert_sst2_finetune", "model.pretraned=a.ckpt"]
-    )
-    assert "Unknown key model.pretraned" in hint and "model.pretrained" in hint
+    (hint,) = unknown_key_hints("train", ["experiment=bert_sst2_finetune", "init.pretraned=a.ckpt"])
+    assert "Unknown key init.pretraned" in hint and "init.pretrained" in hint
 
 
 def test_missing_checkpoint_file_is_named(train_config, tmp_path: Path) -> None:

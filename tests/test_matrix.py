@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
+from attnlab.builders import ConfigError, model_options
 from hydra.utils import get_class
 
 from attnlab import builders
-from attnlab.builders import ConfigError, model_options
 from attnlab.train import train
 from tests.conftest import ROOT, compose_config, run_cli
 from tests.test_configs import options, task_of_data

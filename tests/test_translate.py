@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab import builders
+from attnlab import build
 from attnlab.data.loading.download import read_lines
 from attnlab.train import train
 from tests.conftest import run_cli
@@ -45,7 +45,7 @@ def test_multi30k_smoke_run_then_translate(train_config, tmp_path: Path) -> None
     checkpoint = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=False)
     assert checkpoint["tokenizer"]["json"].startswith('{"format": "attnlab/translation-tokenizer')
     # A rebuilt run (attnlab-eval, attnlab-translate) reads text with the checkpoint's tokenizer.
-    _, datamodule, _ = builders.load_trained_module(result["best_checkpoint"])
+    _, datamodule, _ = build.load_trained_module(result["best_checkpoint"])
     assert datamodule.tokenizer.fingerprint == checkpoint["tokenizer"]["fingerprint"]
 
     out = run_cli(

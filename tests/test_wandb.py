@@ -14,7 +14,7 @@ import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 
-from attnlab import builders
+from attnlab import build
 from attnlab.loggers import (
     changed_knobs,
     finish_wandb,
@@ -216,7 +216,7 @@ def test_offline_without_credentials_and_sync_command_printed(
     tmp_path: Path, no_credentials: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = compose_config(tmp_path, [*TINY_SETUP, "logger=wandb"])
-    (logger,) = builders.build_loggers(cfg)
+    (logger,) = build.build_loggers(cfg)
     assert logger.experiment.offline
     logger.log_metrics({"val/loss": 1.0}, step=0)
     sync_dir = Path(logger.experiment.settings.sync_dir).resolve()

@@ -15,8 +15,8 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from attnlab import builders
-from attnlab.train import write_metrics
+from attnlab import build
+from attnlab.artefacts import write_metrics
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
 
@@ -26,13 +26,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    _, datamodule, module = builders.load_trained_module(cfg.ckpt_path, cfg.get("data"))
-    trainer = builders.build_trainer(cfg, callbacks=[], loggers=builders.build_loggers(cfg))
+    _, datamodule, module = build.load_trained_module(cfg.ckpt_path, cfg.get("data"))
+    trainer = build.build_trainer(cfg, callbacks=[], loggers=build.build_loggers(cfg))
     trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "parameters": builders.count_parameters(module.network),
+        "parameters": build.count_parameters(module.network),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)

@@ -11,7 +11,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from attnlab import builders
+from attnlab import build
 from attnlab.utils.config_errors import with_config_hints
 
 MASK = "[MASK]"
@@ -19,15 +19,15 @@ MASK = "[MASK]"
 
 def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
-    _, datamodule, module = builders.load_trained_module(cfg.ckpt_path)
+    _, datamodule, module = build.load_trained_module(cfg.ckpt_path)
     tokenizer = getattr(datamodule, "tokenizer", None)
     if module.task.name != "masked_lm" or tokenizer is None:
-        raise builders.ConfigError(
+        raise build.ConfigError(
             f"ckpt_path={cfg.ckpt_path} was trained on task {module.task.name!r}; "
             "attnlab-fill-mask needs a masked_lm checkpoint"
         )
     if MASK not in cfg.text:
-        raise builders.ConfigError(f"text={cfg.text!r} has no {MASK} to fill")
+        raise build.ConfigError(f"text={cfg.text!r} has no {MASK} to fill")
     # Encode the text between the masks; "[MASK]" itself would be read as plain characters.
     ids = [tokenizer.cls_id]
     for i, piece in enumerate(cfg.text.split(MASK)):

@@ -10,16 +10,16 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from attnlab import builders
+from attnlab import build
 from attnlab.utils.config_errors import with_config_hints
 
 
 def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
-    _, _, module = builders.load_trained_module(cfg.ckpt_path)
+    _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, spec = module.network, module.task.spec
     if not hasattr(network, "generate") or spec.encode is None:
-        raise builders.ConfigError(
+        raise build.ConfigError(
             f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
             "attnlab-generate needs a decoder-only network trained on text (causal_lm)"
         )

@@ -32,7 +32,6 @@ class AttnLabModule(pl.LightningModule):
         task: Task,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        decay_embeddings: bool = True,
         body_lr_scale: float = 1.0,
         config: dict[str, Any] | None = None,
     ) -> None:
@@ -42,7 +41,6 @@ class AttnLabModule(pl.LightningModule):
         self.task = task
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.decay_embeddings = decay_embeddings
         self.body_lr_scale = body_lr_scale
         self.tokens_seen = 0
         self._fit_start: float | None = None
@@ -114,9 +112,7 @@ class AttnLabModule(pl.LightningModule):
         body_lr = None
         if self.body_lr_scale != 1.0:  # a pretrained body learns more slowly than new heads
             body_lr = keywords["lr"] * self.body_lr_scale
-        groups = parameter_groups(
-            self.network, keywords.get("weight_decay", 0.0), self.decay_embeddings, body_lr
-        )
+        groups = parameter_groups(self.network, keywords.get("weight_decay", 0.0), body_lr=body_lr)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer, None

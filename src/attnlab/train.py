@@ -6,10 +6,8 @@ attnlab-train -m seed=1,2,3
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,12 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from attnlab import builders
-from attnlab.builders import chosen_options
-from attnlab.data.loading.atomic import atomic_path
+from attnlab import build
+from attnlab.artefacts import write_failure, write_metrics
+from attnlab.build import chosen_options
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import with_config_hints
 from attnlab.utils.config_report import print_config
@@ -38,30 +36,23 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in sorted(metrics.items())}
 
 
-@rank_zero_only
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Atomic write, so a crash never leaves a half-written metrics.json (or failure.json)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-
-
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
     """Run one training job from a composed config; returns what metrics.json holds.
 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     """
     start = time.perf_counter()
-    builders.check_required(cfg)
-    builders.check_compatibility(cfg)
-    ckpt_path = builders.resume_checkpoint(cfg)
+    build.check_required(cfg)
+    build.check_compatibility(cfg)
+    ckpt_path = build.resume_checkpoint(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = builders.build_datamodule(cfg)
-    module = builders.build_module(cfg, datamodule)
-    callbacks = [*builders.build_callbacks(cfg), *(extra_callbacks or [])]
-    loggers = builders.build_loggers(cfg)
-    trainer = builders.build_trainer(cfg, callbacks, loggers, datamodule)
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg, datamodule)
+    callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
+    loggers = build.build_loggers(cfg)
+    trainer = build.build_trainer(cfg, callbacks, loggers, datamodule)
 
     failed = True
     try:
@@ -96,7 +87,7 @@ def _fit_and_test(
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
-    parameters = builders.count_parameters(module.network)
+    parameters = build.count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": chosen_options(),
@@ -148,18 +139,6 @@ def _flops_per_token(module: Any, cfg: DictConfig) -> int | None:
     """Training FLOPs per token at the data's sequence length, for networks that estimate it."""
     seq_len = cfg.data.get("block_size") or cfg.data.get("max_len")
     return module.task.flops_per_token(module.network, seq_len) if seq_len else None
-
-
-@rank_zero_only
-def write_failure(run_dir: Path, error: BaseException) -> None:
-    """failure.json beside the logs, so attnlab-compare can show the run as failed; nothing
-    the run wrote before (metrics.json of an earlier attempt, checkpoints) is touched."""
-    report = {
-        "status": "failed",
-        "error": f"{type(error).__name__}: {error}",
-        "traceback": traceback.format_exception(error),
-    }
-    write_metrics(run_dir / "failure.json", report)
 
 
 def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:

@@ -13,7 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from attnlab import builders
+from attnlab import build
 from attnlab.data.loading.download import read_lines
 from attnlab.data.loading.padding import pad_batch
 from attnlab.tasks.decoding import strip_special
@@ -28,16 +28,16 @@ def source_texts(cfg: DictConfig) -> list[str]:
     if cfg.input_file:
         texts.extend(read_lines(Path(cfg.input_file)))
     if not texts:
-        raise builders.ConfigError("nothing to translate: give text=... or input_file=...")
+        raise build.ConfigError("nothing to translate: give text=... or input_file=...")
     return texts
 
 
 def translate(cfg: DictConfig) -> list[str]:
     """Translations of the source texts, one per text, in order."""
-    _, _, module = builders.load_trained_module(cfg.ckpt_path)
+    _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
-        raise builders.ConfigError(
+        raise build.ConfigError(
             f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
             "attnlab-translate needs a seq2seq model (encdec, or gpt as a prefix LM) on text"
         )

@@ -11,10 +11,11 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
+
+from attnlab.utils import lightning_compat as compat
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def save_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     if callback.save_last:
         # ModelCheckpoint's own naming: this run's last.ckpt, or last-v1.ckpt beside another
         # run's in a reused directory (a failed run never overwrites an earlier run's files).
-        callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+        compat.save_last(callback, trainer, compat.monitor_candidates(callback, trainer))
         return Path(callback.last_model_path)
     path = Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
     trainer.save_checkpoint(path)
@@ -73,27 +74,26 @@ class RunCheckpoint(ModelCheckpoint):
         return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
     def _periodic_save_due(self, trainer: pl.Trainer) -> bool:
-        n = self._every_n_train_steps
+        n = compat.every_n_train_steps(self)
         if n >= 1 and trainer.global_step % n == 0:
             return True
-        interval = self._train_time_interval
+        interval = compat.train_time_interval(self)
         if interval is None:
             return False
         now = time.monotonic()
-        due = self._last_time_checked is not None and (
-            now - self._last_time_checked >= interval.total_seconds()
-        )
+        last = compat.last_time_checked(self)
+        due = last is not None and now - last >= interval.total_seconds()
         # ranks may disagree on the time: rank 0 decides
         due = trainer.strategy.broadcast(due)
         if due:
-            self._last_time_checked = now
+            compat.set_last_time_checked(self, now)
         return due
 
     def _validation_follows(self, trainer: pl.Trainer) -> bool:
         epoch_loop = trainer.fit_loop.epoch_loop
         if epoch_loop.batch_progress.is_last_batch:
             return True  # the epoch end (and its validation, if any) comes next
-        return bool(epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+        return compat.validation_follows_batch(trainer)
 
     def on_train_batch_end(
         self,
@@ -103,37 +103,35 @@ class RunCheckpoint(ModelCheckpoint):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self._should_skip_saving_checkpoint(trainer) or not self._periodic_save_due(trainer):
+        if compat.skips_saving(self, trainer) or not self._periodic_save_due(trainer):
             return
         if self._validation_follows(trainer):
             self._due_at_epoch_end = True
             return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        compat.save_last(self, trainer, compat.monitor_candidates(self, trainer))
 
     def _save_ranked(self, trainer: pl.Trainer, rank: bool) -> None:
-        candidates = self._monitor_candidates(trainer)
+        candidates = compat.monitor_candidates(self, trainer)
         if rank:
-            self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+            compat.save_top_k(self, trainer, candidates)
+        compat.save_last(self, trainer, candidates)
         self._due_at_epoch_end = False
 
     def _epoch_due(self, trainer: pl.Trainer) -> bool:
         # Lightning turns every_n_epochs off when a step or time trigger is set; validations
         # are still ranked, every epoch.
-        n = self._every_n_epochs or 1
+        n = compat.every_n_epochs(self) or 1
         return (trainer.current_epoch + 1) % n == 0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(
-            trainer
-        ):
+        if compat.skips_saving(self, trainer) or compat.saves_on_train_epoch_end(self, trainer):
             return
         self._save_ranked(trainer, rank=self._epoch_due(trainer))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
+        if compat.skips_saving(self, trainer):
             return
-        if self._should_save_on_train_epoch_end(trainer):
+        if compat.saves_on_train_epoch_end(self, trainer):
             self._save_ranked(trainer, rank=self._epoch_due(trainer))
         elif self._due_at_epoch_end:
             self._save_ranked(trainer, rank=False)
@@ -159,7 +157,7 @@ class ResumeState(Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        states = compat.collect_rng_states(include_cuda=torch.cuda.is_available())
         # numpy's state holds an ndarray, which torch.load(weights_only=True) refuses: store lists.
         name, keys, *rest = states["numpy"]
         states["numpy"] = [name, keys.tolist(), *rest]
@@ -173,7 +171,7 @@ class ResumeState(Callback):
             if isinstance(value, torch.Tensor) and value.numel() == 1
         }
         checkpoint["metric_states"] = {
-            name: {**module.metric_state, "_update_count": module._update_count}
+            name: {**module.metric_state, "_update_count": compat.metric_update_count(module)}
             for name, module in pl_module.named_modules()
             if isinstance(module, Metric)
         }
@@ -191,13 +189,12 @@ class ResumeState(Callback):
         # training loader before the checkpoint is restored; Lightning then skips loading the
         # loader's saved position (fit_loop.setup_data returns early). Load it here, before the
         # first batch is drawn (ResumableDataLoader applies it lazily).
-        fit_loop = trainer.fit_loop
-        if fit_loop._combined_loader_states_to_load:
-            fit_loop._load_combined_loader_states()
+        compat.load_pending_loader_states(trainer)
         self._restore_metrics(trainer)  # after the sanity check, which resets them
         if self._pending is not None:
             name, keys, *rest = self._pending["numpy"]
-            _set_rng_states({**self._pending, "numpy": (name, np.asarray(keys, np.uint32), *rest)})
+            numpy_state = (name, np.asarray(keys, np.uint32), *rest)
+            compat.set_rng_states({**self._pending, "numpy": numpy_state})
             self._pending = None
         modules = dict(pl_module.named_modules())
         for name, state in self._metric_states.items():
@@ -207,13 +204,12 @@ class ResumeState(Callback):
                 for attr, value in state.items():
                     if attr != "_update_count":
                         setattr(module, attr, _to_device(value, device))
-                module._update_count = state.get("_update_count", 0)
-                module._computed = None
+                compat.restore_metric_update_count(module, state.get("_update_count", 0))
         self._metric_states = {}
 
     def _restore_metrics(self, trainer: pl.Trainer) -> None:
         for key, value in self._metrics.items():
-            trainer._logger_connector._callback_metrics.setdefault(key, torch.tensor(value))
+            compat.restore_callback_metric(trainer, key, value)
         self._metrics = {}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -20,10 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.models.registry import network_class_of
 from attnlab.protocols import ChecksArguments
 
-# Sections built from a `_target_`, and keys of theirs that are attnlab's own settings, not
-# constructor arguments (builders.instantiate_section drops them).
+# Sections built from a `_target_`.
 SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
-NOT_ARGUMENTS = ("compile", "pretrained", "freeze_layers", "body_lr_scale")
 
 # Sizes that must be positive, and other ranges, where a section has the key. The model's
 # width, heads, dropout, ... are the network's own checks (models/config.py), run by
@@ -49,7 +47,7 @@ def check_values(cfg: DictConfig) -> None:
         values = OmegaConf.to_container(node, resolve=True)
         hints = _hints(values["_target_"])
         for name, value in values.items():
-            if name.startswith("_") or name in NOT_ARGUMENTS or name not in hints:
+            if name.startswith("_") or name not in hints:
                 continue
             if not _matches(value, hints[name]):
                 raise ValueCheckError(

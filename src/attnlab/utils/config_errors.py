@@ -1,4 +1,5 @@
-"""Turn Hydra's "Key 'x' is not in struct" into a suggestion naming the valid keys."""
+"""Turn Hydra's "Key 'x' is not in struct" into a suggestion naming the valid keys, and a key
+that moved (`model.pretrained`) into one line naming its new place."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+
+from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
 
 
 def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
@@ -46,6 +49,8 @@ def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
 
 
 def _hint(cfg: DictConfig, key: str, value: object) -> str | None:
+    if key in MOVED_KEYS and OmegaConf.select(cfg, key, default=None) is None:
+        return moved_key_message(key, value)
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
     # keys(), not `in` or select(): both treat a key whose value is ??? as absent.
@@ -72,10 +77,21 @@ def explain_config_errors(config_name: str) -> Iterator[None]:
         raise
 
 
+def exit_on_moved_keys(args: Sequence[str]) -> None:
+    """A run-level key that left the `model` group (`model.pretrained=...`) stops the command
+    before Hydra composes anything: one line naming the new place, exit code 2 (usage)."""
+    moved = moved_keys_in_overrides(args)
+    for message in moved:
+        print(f"attnlab: {message}", file=sys.stderr)
+    if moved:
+        sys.exit(2)
+
+
 def with_config_hints(config_name: str, hydra_main: Callable[[], object]) -> Callable[[], None]:
     """Wrap a @hydra.main function as a console-script entry point."""
 
     def entry_point() -> None:
+        exit_on_moved_keys(sys.argv[1:])
         with explain_config_errors(config_name):
             hydra_main()
 

@@ -8,7 +8,17 @@ import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-ORDER = ("data", "task", "model", "optimizer", "scheduler", "trainer", "callbacks", "logger")
+ORDER = (
+    "data",
+    "task",
+    "model",
+    "init",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "callbacks",
+    "logger",
+)
 
 
 @rank_zero_only

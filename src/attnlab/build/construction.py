@@ -1,0 +1,137 @@
+"""Turn a checked config into the objects of a run: data, network + task (the module),
+callbacks, loggers and the Trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import Logger
+from torch import nn
+
+from attnlab.build.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
+from attnlab.build.validation import (
+    ConfigError,
+    check_data_fits_task,
+    check_moved_keys,
+    check_run_settings,
+    chosen_options,
+)
+from attnlab.checkpoint_io import AtomicCheckpointIO
+from attnlab.data import DataSpec
+from attnlab.loggers import is_wandb, wandb_arguments
+from attnlab.module import AttnLabModule
+
+
+def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """instantiate(cfg[key]); a bad value becomes a ConfigError that starts with the key."""
+    node = OmegaConf.to_container(cfg[key], resolve=True)
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ if isinstance(error.__cause__, ValueError | TypeError) else error
+        raise ConfigError(f"{key}: {cause}") from error
+
+
+def _init(cfg: DictConfig) -> DictConfig:
+    return cfg.get("init") or OmegaConf.create({})
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data; fine-tuning from `init.pretrained` reuses that checkpoint's tokenizer."""
+    pretrained = _init(cfg).get("pretrained")
+    if pretrained and "tokenizer_path" in cfg.data and cfg.data.tokenizer_path is None:
+        with open_dict(cfg):
+            cfg.data.tokenizer_path = pretrained_tokenizer_file(pretrained, cfg.paths.cache_dir)
+    return instantiate_section(cfg, "data")
+
+
+def network_arguments(spec: DataSpec) -> dict[str, Any]:
+    """What the network learns from the data: vocabulary size, and classes for classifiers."""
+    kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
+    if spec.num_classes is not None:
+        kwargs["num_classes"] = spec.num_classes
+    # Separate source/target vocabularies (only EncoderDecoder takes tgt_vocab_size).
+    if spec.tgt_vocab_size is not None and spec.tgt_vocab_size != spec.vocab_size:
+        kwargs["tgt_vocab_size"] = spec.tgt_vocab_size
+    return kwargs
+
+
+def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Module:
+    """The `model` group's network, sized by the data, started as `init` and `compile` say."""
+    check_moved_keys(cfg)
+    check_data_fits_task(cfg, datamodule)
+    network = instantiate_section(cfg, "model", **network_arguments(datamodule.spec))
+    init = _init(cfg)
+    if init.get("pretrained"):
+        load_pretrained_body(network, init.pretrained, datamodule)
+    if init.get("freeze_layers"):
+        freeze_layers(network, init.freeze_layers)
+    if cfg.get("compile", False):
+        # In place: the forward is compiled, parameter names (and checkpoints) stay the same.
+        network.compile()
+    return network
+
+
+def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
+    """Network + task + optimiser; the resolved config travels in every checkpoint."""
+    check_run_settings(cfg)
+    network = build_network(cfg, datamodule)
+    task = instantiate_section(cfg, "task", spec=datamodule.spec)
+    scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
+    return AttnLabModule(
+        network=network,
+        task=task,
+        optimizer=instantiate_section(cfg, "optimizer"),
+        scheduler=scheduler,
+        body_lr_scale=_init(cfg).get("body_lr_scale", 1.0),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def _instantiate_entries(group: DictConfig | None) -> list[Any]:
+    """Named entries (`callbacks.model_checkpoint`, `logger.csv`, ...); null ones are off."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    return _instantiate_entries(cfg.get("callbacks"))
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """The `logger.*` entries; W&B's name, group, tags and mode come from the run (loggers.py)."""
+    loggers = []
+    for entry in (cfg.get("logger") or {}).values():
+        if not entry or "_target_" not in entry:
+            continue
+        extra = wandb_arguments(cfg, entry, chosen_options()) if is_wandb(entry) else {}
+        loggers.append(instantiate(entry, **extra))
+    return loggers
+
+
+def build_trainer(
+    cfg: DictConfig,
+    callbacks: list[Callback],
+    loggers: list[Logger],
+    datamodule: pl.LightningDataModule | None = None,
+) -> pl.Trainer:
+    """The configured Trainer (`trainer.strategy` may be a strategy object's config)."""
+    # Atomic checkpoint files, unless the config brings its own plugins.
+    extra: dict[str, Any] = (
+        {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    )
+    # Data that shards DDP ranks itself (custom batch samplers) must not get Lightning's
+    # DistributedSampler, unless the config says otherwise.
+    if getattr(datamodule, "shards_itself", False) and "use_distributed_sampler" not in cfg.trainer:
+        extra["use_distributed_sampler"] = False
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    except InstantiationException as error:  # Lightning names the value and the valid ones
+        cause = error.__cause__ or error
+        raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error

@@ -1,0 +1,83 @@
+"""Run-level settings: how a run starts and runs its network, as opposed to what the network is.
+
+The `model` group holds the network's constructor arguments only. What used to sit beside them
+lives here now (conf/init/default.yaml and the top-level `compile` of conf/train.yaml):
+
+- `init.pretrained`: a checkpoint whose body (embeddings + blocks) the network starts from;
+- `init.freeze_layers`: freeze the embeddings and the first N blocks;
+- `init.body_lr_scale`: the body learns at lr * this (a pretrained body learns more slowly);
+- `compile`: torch.compile the network's forward.
+
+Old keys fail on the command line with one line naming the new place; old checkpoints, whose
+stored configs still have them under `model`, are translated when read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+# Old key -> new key.
+MOVED_KEYS = {
+    "model.pretrained": "init.pretrained",
+    "model.freeze_layers": "init.freeze_layers",
+    "model.body_lr_scale": "init.body_lr_scale",
+    "model.compile": "compile",
+}
+
+
+def moved_key_message(old: str, value: object = None) -> str:
+    shown = "<value>" if value is None else value
+    return f"{old} moved: use {MOVED_KEYS[old]}={shown}"
+
+
+def moved_keys_in_overrides(args: Sequence[str]) -> list[str]:
+    """A message for each command-line override (`model.pretrained=x`, `+model.compile=true`)
+    that sets a moved key."""
+    messages = []
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if key in MOVED_KEYS:
+            messages.append(moved_key_message(key, value or None))
+    return messages
+
+
+def moved_keys_in_config(cfg: DictConfig) -> list[str]:
+    """A message for each moved key a composed config still sets (an old experiment file, a
+    personal conf/local, a `+model.pretrained=...` from Python)."""
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig):
+        return []
+    values = OmegaConf.to_container(model, resolve=False)  # a ??? or ${...} value as written
+    return [
+        moved_key_message(old, values[old.removeprefix("model.")])
+        for old in MOVED_KEYS
+        if old.removeprefix("model.") in values
+    ]
+
+
+def upgrade_run_config(cfg: DictConfig) -> DictConfig:
+    """Move the run-level keys of a config stored by an older attnlab (inside
+    `hyper_parameters.config` of its checkpoints) to where they live now, in place."""
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig):
+        return cfg
+    with open_dict(cfg):
+        for old, new in MOVED_KEYS.items():
+            leaf = old.removeprefix("model.")
+            if leaf not in model.keys():  # noqa: SIM118 (`in model` skips a ??? value)
+                continue
+            value = model.pop(leaf)
+            section, _, key = new.rpartition(".")
+            target = cfg
+            if section:
+                if cfg.get(section) is None:
+                    cfg[section] = {}
+                target = cfg[section]
+            if key not in target:
+                target[key] = value
+    return cfg

@@ -1,0 +1,34 @@
+"""Rebuild a trained run from its checkpoint alone (attnlab-eval, -generate, -translate, ...)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from attnlab.artefacts import write_tokenizer_file
+from attnlab.build.checkpoints import load_checkpoint, load_run_config
+from attnlab.build.construction import build_datamodule, build_module
+from attnlab.module import AttnLabModule
+
+
+def load_trained_module(
+    ckpt_path: str, data_overrides: DictConfig | dict | None = None
+) -> tuple[DictConfig, pl.LightningDataModule, AttnLabModule]:
+    """Rebuild data and module from an attnlab checkpoint and load its weights (on CPU)."""
+    checkpoint = load_checkpoint(ckpt_path)
+    run_cfg = load_run_config(ckpt_path, checkpoint)
+    with open_dict(run_cfg):
+        if data_overrides:
+            run_cfg.data = OmegaConf.merge(run_cfg.data, data_overrides)
+        # The weights come from this checkpoint, not from where its training started ...
+        if run_cfg.get("init") is not None:
+            run_cfg.init.pretrained = None
+        # ... and so does the tokenizer, wherever the run kept its copy.
+        if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
+            run_cfg.data.tokenizer_path = write_tokenizer_file(
+                checkpoint["tokenizer"], run_cfg.paths.cache_dir
+            )
+    datamodule = build_datamodule(run_cfg)
+    module = build_module(run_cfg, datamodule)
+    module.load_state_dict(checkpoint["state_dict"])
+    return run_cfg, datamodule, module

@@ -1,0 +1,111 @@
+"""Check a composed config before any work: required values, moved keys, value types and
+ranges (utils/config_checks.py), and whether the chosen network can do the data's task."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.build.model_options import model_options
+from attnlab.build.run_settings import moved_keys_in_config
+from attnlab.models.decoder_only import DecoderOnly
+from attnlab.utils.config_checks import ValueCheckError, check_values
+
+
+class ConfigError(ValueError):
+    """A config that cannot work, reported before any work is done."""
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Fail early on a moved run-level key, and on values a config marks as required (`???`)
+    that nobody set."""
+    check_moved_keys(cfg)
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise ConfigError(
+            "required values not set: "
+            + ", ".join(missing)
+            + f" (e.g. `attnlab-train ... {missing[0]}=<value>`)"
+        )
+
+
+def check_moved_keys(cfg: DictConfig) -> None:
+    """`model.pretrained` and the other run-level keys left the model group (run_settings.py)."""
+    moved = moved_keys_in_config(cfg)
+    if moved:
+        raise ConfigError("; ".join(moved))
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
+    if not body_lr_scale > 0:
+        raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")
+
+
+def check_compatibility(cfg: DictConfig) -> None:
+    """Fail early when the chosen network cannot do the data's task (the architecture-task
+    matrix of the README), naming the pair and the models that can. Also fails on a value of
+    the wrong type or an impossible size (utils/config_checks.py)."""
+    try:
+        check_values(cfg)
+    except ValueCheckError as error:
+        raise ConfigError(str(error)) from None
+    check_run_settings(cfg)
+    network_cls = get_class(cfg.model._target_)
+    task_name = get_class(cfg.task._target_).name
+    supported = getattr(network_cls, "supported_tasks", ())
+    if task_name not in supported:
+        choices = chosen_options()
+        model = choices.get("model") or network_cls.__name__
+        data = f" of data={choices['data']}" if choices.get("data") else ""
+        able = [name for name, cls in model_options().items() if task_name in cls.supported_tasks]
+        raise ConfigError(
+            f"model={model} cannot do task {task_name!r}{data}; {network_cls.__name__} "
+            f"supports: {', '.join(supported) or 'nothing'}. For {task_name!r} choose "
+            f"model= one of {able}"
+        )
+
+
+def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """Sizes the data imposes: a decoder-only network doing seq2seq (a prefix LM) reads
+    source and target as one sequence, so they share one vocabulary and its positions."""
+    network_cls, spec = get_class(cfg.model._target_), datamodule.spec
+    if spec.task != "seq2seq" or not issubclass(network_cls, DecoderOnly):
+        return
+    separate = getattr(datamodule, "vocab", None) == "separate"
+    if separate or spec.tgt_vocab_size not in (None, spec.vocab_size):
+        model = chosen_options().get("model") or network_cls.__name__
+        raise ConfigError(
+            f"model={model} reads source and target as one sequence over one vocabulary, but "
+            f"data.vocab=separate gives each side its own; set data.vocab=joint"
+        )
+    needed = 2 * spec.max_len
+    if cfg.model.get("max_len", needed) < needed:
+        raise ConfigError(
+            f"model.max_len={cfg.model.max_len} is too short for source + target in one "
+            f"sequence: the data's pairs need up to {needed} positions; set model.max_len={needed}"
+        )
+
+
+def check_data_fits_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """The data's task is the configured task; separate vocabularies are not shared."""
+    spec = datamodule.spec
+    if spec.task != get_class(cfg.task._target_).name:
+        raise ConfigError(f"data feeds task {spec.task!r} but task is {cfg.task._target_}")
+    if getattr(datamodule, "vocab", None) == "separate" and cfg.model.get("share_embeddings"):
+        raise ConfigError(
+            "data.vocab=separate gives source and target their own vocabularies, but "
+            "model.share_embeddings=true would look both up in one table; set "
+            "model.share_embeddings=false"
+        )
+    check_network_fits_data(cfg, datamodule)
+
+
+def chosen_options() -> dict[str, str | None]:
+    """The option picked in every config group (`model: encdec`, ...), Hydra's own excluded."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {group: choice for group, choice in choices.items() if not group.startswith("hydra")}

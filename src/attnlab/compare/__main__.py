@@ -1,0 +1,3 @@
+from attnlab.compare.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""Every private Lightning and torchmetrics name attnlab relies on, behind named functions.
+
+Resuming a run exactly (callbacks/reliability.py) needs state that Lightning keeps to itself:
+RNG states, ModelCheckpoint's save decisions, the fit loop's data fetcher and pending loader
+states, the logged metrics, a Metric's update count. Private names change without notice, so
+they are reached only from here; tests/test_lightning_compat.py exercises each one against the
+installed versions, and pyproject.toml bounds pytorch-lightning and torchmetrics to the minor
+versions those tests passed on. A new Lightning minor: run that test file, fix what it names
+here, then raise the bound.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loops.fit_loop import _FitLoop
+from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
+from pytorch_lightning.trainer.connectors.logger_connector import _LoggerConnector
+from pytorch_lightning.utilities.seed import _collect_rng_states, _set_rng_states
+from torchmetrics import Metric
+
+# Class -> the private attributes (methods, or attributes set in __init__) used below.
+PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
+    ModelCheckpoint: (
+        "_save_last_checkpoint",
+        "_save_topk_checkpoint",
+        "_monitor_candidates",
+        "_should_skip_saving_checkpoint",
+        "_should_save_on_train_epoch_end",
+        "_every_n_train_steps",
+        "_every_n_epochs",
+        "_train_time_interval",
+        "_last_time_checked",
+    ),
+    _TrainingEpochLoop: ("_should_check_val_fx",),
+    _FitLoop: ("_data_fetcher", "_combined_loader_states_to_load", "_load_combined_loader_states"),
+    pl.Trainer: ("_logger_connector",),
+    _LoggerConnector: ("_callback_metrics",),
+    Metric: ("_update_count", "_computed"),
+}
+
+
+def missing_private_names() -> list[str]:
+    """`Class._name` for each name above that the installed versions lack, looked up on fresh
+    instances (attributes set in __init__ included)."""
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    instances = {
+        ModelCheckpoint: ModelCheckpoint(),
+        _TrainingEpochLoop: trainer.fit_loop.epoch_loop,
+        _FitLoop: trainer.fit_loop,
+        pl.Trainer: trainer,
+        _LoggerConnector: trainer._logger_connector,
+        Metric: _ProbeMetric(),
+    }
+    return [
+        f"{cls.__name__}.{name}"
+        for cls, names in PRIVATE_NAMES.items()
+        for name in names
+        if not hasattr(instances[cls], name)
+    ]
+
+
+class _ProbeMetric(Metric):
+    def update(self) -> None:
+        pass
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor(0.0)
+
+
+# RNG states (lightning_fabric.utilities.seed, re-exported by pytorch_lightning).
+
+
+def collect_rng_states(include_cuda: bool) -> dict[str, Any]:
+    """torch, CUDA, numpy and python RNG states, as Lightning's seed utilities hold them."""
+    return _collect_rng_states(include_cuda=include_cuda)
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    _set_rng_states(states)
+
+
+# ModelCheckpoint's decisions and saves.
+
+
+def monitor_candidates(callback: ModelCheckpoint, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+    """The metrics a checkpoint is ranked by (and named with), now."""
+    return callback._monitor_candidates(trainer)
+
+
+def save_last(
+    callback: ModelCheckpoint, trainer: pl.Trainer, candidates: dict[str, torch.Tensor]
+) -> None:
+    """last.ckpt in ModelCheckpoint's own naming (last-v1.ckpt beside another run's)."""
+    callback._save_last_checkpoint(trainer, candidates)
+
+
+def save_top_k(
+    callback: ModelCheckpoint, trainer: pl.Trainer, candidates: dict[str, torch.Tensor]
+) -> None:
+    """Rank the current weights by `candidates` and keep them if they are among the best."""
+    callback._save_topk_checkpoint(trainer, candidates)
+
+
+def skips_saving(callback: ModelCheckpoint, trainer: pl.Trainer) -> bool:
+    """True where ModelCheckpoint saves nothing (fast_dev_run, sanity check, a step saved)."""
+    return callback._should_skip_saving_checkpoint(trainer)
+
+
+def saves_on_train_epoch_end(callback: ModelCheckpoint, trainer: pl.Trainer) -> bool:
+    """True where ModelCheckpoint ranks at the training epoch's end (no validation runs)."""
+    return callback._should_save_on_train_epoch_end(trainer)
+
+
+def every_n_train_steps(callback: ModelCheckpoint) -> int:
+    return callback._every_n_train_steps
+
+
+def every_n_epochs(callback: ModelCheckpoint) -> int:
+    return callback._every_n_epochs
+
+
+def train_time_interval(callback: ModelCheckpoint) -> timedelta | None:
+    return callback._train_time_interval
+
+
+def last_time_checked(callback: ModelCheckpoint) -> float | None:
+    """When the time-interval trigger last fired (time.monotonic())."""
+    return callback._last_time_checked
+
+
+def set_last_time_checked(callback: ModelCheckpoint, now: float) -> None:
+    callback._last_time_checked = now
+
+
+# The fit loop and the logged metrics.
+
+
+def validation_follows_batch(trainer: pl.Trainer) -> bool:
+    """Whether a validation runs after the current training batch."""
+    fit_loop = trainer.fit_loop
+    return bool(fit_loop.epoch_loop._should_check_val_fx(fit_loop._data_fetcher))
+
+
+def load_pending_loader_states(trainer: pl.Trainer) -> None:
+    """Give the training loaders the positions a restored checkpoint holds, if Lightning has
+    not yet (it skips them when the loader was built before the checkpoint was restored)."""
+    fit_loop = trainer.fit_loop
+    if fit_loop._combined_loader_states_to_load:
+        fit_loop._load_combined_loader_states()
+
+
+def restore_callback_metric(trainer: pl.Trainer, key: str, value: float) -> None:
+    """Put a logged value back into `trainer.callback_metrics` unless one is logged already."""
+    trainer._logger_connector._callback_metrics.setdefault(key, torch.tensor(value))
+
+
+# torchmetrics.
+
+
+def metric_update_count(metric: Metric) -> int:
+    """How many times `update` ran since the last reset."""
+    return metric._update_count
+
+
+def restore_metric_update_count(metric: Metric, count: int) -> None:
+    """Set the update count of a Metric whose states were just restored; its cached result is
+    dropped, so `compute` reads the restored states."""
+    metric._update_count = count
+    metric._computed = None

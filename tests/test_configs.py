@@ -174,21 +174,24 @@ def test_data_dir_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     GlobalHydra.instance().clear()
 
 
-def test_model_options_table_matches_the_model_group() -> None:
-    """build/model_options.py names each conf/model option and the class its YAML builds."""
+def test_network_registry_matches_the_model_group() -> None:
+    """Each conf/model option is registered under its own name (models/registry.py) as the
+    class its YAML builds, so error messages name the options that exist."""
     targets = {
-        name: OmegaConf.load(str(CONF.joinpath("model", f"{name}.yaml")))._target_
+        name: get_class(OmegaConf.load(str(CONF.joinpath("model", f"{name}.yaml")))._target_)
         for name in options("model")
     }
-    assert targets == build.MODEL_OPTIONS
-    assert build.model_options() == {name: get_class(t) for name, t in sorted(targets.items())}
+    assert {name: build.model_options()[name] for name in targets} == targets
 
 
 @pytest.mark.parametrize("name", options("model"))
 def test_model_group_holds_network_arguments_only(tmp_path: Path, name: str) -> None:
-    """Every key of a model option is an argument of its network's constructor."""
+    """Every key of a model option is an argument of its network's constructor: its own, or
+    a block setting it passes to ModelConfig (**settings)."""
     import inspect
 
+    from attnlab.models.config import MODEL_SETTINGS
+
     cfg = compose_config(tmp_path, [f"model={name}"])
-    parameters = inspect.signature(get_class(cfg.model._target_)).parameters
-    assert set(cfg.model) - {"_target_"} <= set(parameters)
+    parameters = set(inspect.signature(get_class(cfg.model._target_)).parameters)
+    assert set(cfg.model) - {"_target_"} <= parameters | set(MODEL_SETTINGS)

@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from attnlab.builders import ConfigError, model_options
 from hydra.utils import get_class
 
-from attnlab import builders
+from attnlab import build
+from attnlab.build import ConfigError, model_options
 from attnlab.train import train
 from tests.conftest import ROOT, compose_config, run_cli
 from tests.test_configs import options, task_of_data
@@ -105,7 +105,7 @@ def test_unsupported_pair_fails_at_config_time_naming_pair_and_choices(
     task = get_class(cfg.task._target_).name
     able = [m for m, network in model_options().items() if task in network.supported_tasks]
     with pytest.raises(ConfigError) as error:
-        builders.check_compatibility(cfg)
+        build.check_compatibility(cfg)
     message = str(error.value)
     assert f"model={model} cannot do task '{task}' of data={data}" in message
     assert f"choose model= one of {able}" in message
@@ -155,10 +155,10 @@ def test_prefix_lm_needs_one_vocabulary_and_room_for_both_sides(tmp_path: Path) 
     base = ["model=gpt", "data=multi30k", *DATA["multi30k"]]
     cfg = compose_config(tmp_path, [*base, "data.vocab=separate"])
     with pytest.raises(ConfigError, match=r"one vocabulary.*set data\.vocab=joint"):
-        builders.build_module(cfg, builders.build_datamodule(cfg))
+        build.build_module(cfg, build.build_datamodule(cfg))
     cfg = compose_config(tmp_path, [*base, "model.max_len=100"])
     with pytest.raises(ConfigError, match=r"model\.max_len=100 is too short.*model\.max_len=256"):
-        builders.build_module(cfg, builders.build_datamodule(cfg))
+        build.build_module(cfg, build.build_datamodule(cfg))
 
 
 def compare_multirun(tmp_path: Path, experiment: str, models: str, extra: list[str]) -> list[dict]:

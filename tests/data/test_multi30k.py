@@ -139,7 +139,7 @@ def test_separate_vocabularies_feed_an_encoder_decoder(data_dir: Path) -> None:
     assert (spec.vocab_size, spec.tgt_vocab_size) == (700, 600)
     line = dm.lines("train", "de")[0]
     assert dm.tokenizer.decode_source(dm.tokenizer.encode_source(line)) == line
-    # What builders.network_arguments must pass for separate vocabularies.
+    # What build.network_arguments must pass for separate vocabularies.
     network = EncoderDecoder(
         vocab_size=spec.vocab_size,
         tgt_vocab_size=spec.tgt_vocab_size,
@@ -214,7 +214,7 @@ def test_download_from_local_server_checks_sha256(
 
 
 def test_separate_vocabularies_train_and_refuse_a_shared_table(tmp_path: Path) -> None:
-    from attnlab import builders
+    from attnlab import build
     from tests.conftest import compose_config
 
     overrides = [
@@ -228,11 +228,11 @@ def test_separate_vocabularies_train_and_refuse_a_shared_table(tmp_path: Path) -
         "model.d_ff=64",
     ]
     cfg = compose_config(tmp_path, overrides)
-    network = builders.build_module(cfg, builders.build_datamodule(cfg)).network
+    network = build.build_module(cfg, build.build_datamodule(cfg)).network
     assert network.src_embed.embedding.num_embeddings != network.lm_head.out_features
     cfg = compose_config(tmp_path, [*overrides, "model.share_embeddings=true"])
-    with pytest.raises(builders.ConfigError, match=r"model\.share_embeddings=false"):
-        builders.build_module(cfg, builders.build_datamodule(cfg))
+    with pytest.raises(build.ConfigError, match=r"model\.share_embeddings=false"):
+        build.build_module(cfg, build.build_datamodule(cfg))
 
 
 def test_training_loader_resumes_mid_epoch(data_dir: Path) -> None:

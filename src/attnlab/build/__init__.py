@@ -1,7 +1,6 @@
 """From a composed config to the objects of a run, by job:
 
 - validation.py: check a config before any work (ConfigError);
-- model_options.py: the `model` group's options and the network class of each;
 - run_settings.py: where run-level settings live (`init.*`, `compile`), old keys translated;
 - construction.py: data, network + task (the module), callbacks, loggers, Trainer;
 - checkpoints.py: the checkpoint to resume from, the run config stored in one;
@@ -27,7 +26,6 @@ from attnlab.build.construction import (
     instantiate_section,
     network_arguments,
 )
-from attnlab.build.model_options import MODEL_OPTIONS, model_options
 from attnlab.build.pretrained import load_pretrained_body, pretrained_tokenizer_file
 from attnlab.build.run_settings import MOVED_KEYS, upgrade_run_config
 from attnlab.build.trained import load_trained_module
@@ -37,11 +35,11 @@ from attnlab.build.validation import (
     check_network_fits_data,
     check_required,
     chosen_options,
+    model_options,
 )
 from attnlab.models.parameters import count_parameters
 
 __all__ = [
-    "MODEL_OPTIONS",
     "MOVED_KEYS",
     "ConfigError",
     "build_callbacks",

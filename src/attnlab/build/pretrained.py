@@ -9,6 +9,7 @@ import torch
 from attnlab.artefacts import write_tokenizer_file
 from attnlab.build.checkpoints import load_checkpoint
 from attnlab.build.validation import ConfigError
+from attnlab.protocols import PretrainedBody
 
 
 def pretrained_tokenizer_file(ckpt_path: str, cache_dir: str | None) -> str:
@@ -26,7 +27,7 @@ def load_pretrained_body(
 
     Heads start fresh. Fails, naming what differs, when the tokenizers or tensor shapes differ.
     """
-    if not hasattr(network, "load_body_state_dict"):
+    if not isinstance(network, PretrainedBody):
         raise ConfigError(f"init.pretrained: {type(network).__name__} cannot load a body")
     checkpoint = load_checkpoint(ckpt_path)
     saved = (checkpoint.get("tokenizer") or {}).get("fingerprint")
@@ -57,6 +58,6 @@ def load_pretrained_body(
 
 def freeze_layers(network: torch.nn.Module, n_layers: int) -> None:
     """`init.freeze_layers`: freeze the embeddings and the first `n_layers` blocks."""
-    if not hasattr(network, "freeze_layers"):
+    if not isinstance(network, PretrainedBody):
         raise ConfigError(f"init.freeze_layers: {type(network).__name__} cannot freeze layers")
     network.freeze_layers(n_layers)

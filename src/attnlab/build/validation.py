@@ -7,10 +7,10 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from attnlab.build.model_options import model_options
 from attnlab.build.run_settings import moved_keys_in_config
-from attnlab.models.decoder_only import DecoderOnly
+from attnlab.models.registry import NETWORKS, network_class_of
 from attnlab.utils.config_checks import ValueCheckError, check_values
 
 
@@ -53,9 +53,9 @@ def check_compatibility(cfg: DictConfig) -> None:
     except ValueCheckError as error:
         raise ConfigError(str(error)) from None
     check_run_settings(cfg)
-    network_cls = get_class(cfg.model._target_)
+    network_cls = network_class_of(cfg.model)
     task_name = get_class(cfg.task._target_).name
-    supported = getattr(network_cls, "supported_tasks", ())
+    supported = network_cls.supported_tasks  # the Network protocol (protocols.py)
     if task_name not in supported:
         choices = chosen_options()
         model = choices.get("model") or network_cls.__name__
@@ -71,8 +71,8 @@ def check_compatibility(cfg: DictConfig) -> None:
 def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
     """Sizes the data imposes: a decoder-only network doing seq2seq (a prefix LM) reads
     source and target as one sequence, so they share one vocabulary and its positions."""
-    network_cls, spec = get_class(cfg.model._target_), datamodule.spec
-    if spec.task != "seq2seq" or not issubclass(network_cls, DecoderOnly):
+    network_cls, spec = network_class_of(cfg.model), datamodule.spec
+    if spec.task != "seq2seq" or not network_cls.prefix_lm:  # the Seq2SeqNetwork protocol
         return
     separate = getattr(datamodule, "vocab", None) == "separate"
     if separate or spec.tgt_vocab_size not in (None, spec.vocab_size):
@@ -101,6 +101,12 @@ def check_data_fits_task(cfg: DictConfig, datamodule: pl.LightningDataModule) ->
             "model.share_embeddings=false"
         )
     check_network_fits_data(cfg, datamodule)
+
+
+def model_options() -> dict[str, type[nn.Module]]:
+    """The `model=` options and the network class each builds: the network registry
+    (models/registry.py), attnlab's architectures and any a user registered."""
+    return dict(sorted(NETWORKS.items()))
 
 
 def chosen_options() -> dict[str, str | None]:

@@ -4,6 +4,7 @@ registered in this file alone, train through the real training path (`attnlab.tr
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from attnlab.build import ConfigError
 from attnlab.models import (
     NETWORKS,
     POSITION_SCHEMES,
@@ -141,3 +143,35 @@ def test_registration_is_undone_and_unknown_names_are_refused(registered) -> Non
         register_position_scheme(PositionScheme("learned", "embeddings", ScaledLearnedPositions))
     with pytest.raises(ValueError, match=r"model\.pos='scaled_lerned' .*'scaled_learned'"):
         DecoderOnly(10, d_model=8, n_heads=2, n_layers=1, pos="scaled_lerned")
+
+
+EXTENSION_MODULE = """
+from attnlab.models import PositionScheme, register_position_scheme
+from tests.test_extension import ScaledLearnedPositions
+
+register_position_scheme(PositionScheme("ext_scaled", "embeddings", ScaledLearnedPositions))
+"""
+
+
+def test_extensions_key_imports_the_users_module_first(
+    train_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`extensions=[module]` on the command line registers a scheme before the config is
+    checked, so `model.pos=<its name>` is valid in the same run."""
+    package = tmp_path / "user_ext"
+    package.mkdir()
+    (package / "attnlab_positions.py").write_text(EXTENSION_MODULE)
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.delitem(sys.modules, "attnlab_positions", raising=False)
+    try:
+        overrides = ["extensions=[attnlab_positions]", "model.pos=ext_scaled"]
+        result = train(train_config(*SMALL_LM, *overrides, base=[]))
+        assert "network.pos.gate" in trained_state(tmp_path)
+        assert result["metrics"]["test/loss"] < UNIFORM_LOSS
+    finally:
+        POSITION_SCHEMES.pop("ext_scaled", None)
+
+
+def test_a_missing_extension_is_refused_naming_it(train_config) -> None:
+    with pytest.raises(ConfigError, match=r"extensions: cannot import 'no_such_ext_module'"):
+        train(train_config(*SMALL_LM, "extensions=[no_such_ext_module]", base=[]))

@@ -42,6 +42,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     """
     start = time.perf_counter()
+    build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
     build.check_required(cfg)
     build.check_compatibility(cfg)
     ckpt_path = build.resume_checkpoint(cfg)

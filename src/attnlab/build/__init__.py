@@ -1,6 +1,7 @@
 """From a composed config to the objects of a run, by job:
 
 - validation.py: check a config before any work (ConfigError);
+- extensions.py: the user's modules that register models, position schemes, corpora;
 - run_settings.py: where run-level settings live (`init.*`, `compile`), old keys translated;
 - construction.py: data, network + task (the module), callbacks, loggers, Trainer;
 - checkpoints.py: the checkpoint to resume from, the run config stored in one;
@@ -26,6 +27,7 @@ from attnlab.build.construction import (
     instantiate_section,
     network_arguments,
 )
+from attnlab.build.extensions import import_extensions
 from attnlab.build.pretrained import load_pretrained_body, pretrained_tokenizer_file
 from attnlab.build.run_settings import MOVED_KEYS, upgrade_run_config
 from attnlab.build.trained import load_trained_module
@@ -54,6 +56,7 @@ __all__ = [
     "check_required",
     "chosen_options",
     "count_parameters",
+    "import_extensions",
     "instantiate_section",
     "load_checkpoint",
     "load_pretrained_body",

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from attnlab.artefacts import write_tokenizer_file
 from attnlab.build.checkpoints import load_checkpoint, load_run_config
 from attnlab.build.construction import build_datamodule, build_module
+from attnlab.build.extensions import import_extensions
 from attnlab.module import AttnLabModule
 
 
@@ -17,6 +18,7 @@ def load_trained_module(
     """Rebuild data and module from an attnlab checkpoint and load its weights (on CPU)."""
     checkpoint = load_checkpoint(ckpt_path)
     run_cfg = load_run_config(ckpt_path, checkpoint)
+    import_extensions(run_cfg)  # the run's own registered models, schemes and corpora
     with open_dict(run_cfg):
         if data_overrides:
             run_cfg.data = OmegaConf.merge(run_cfg.data, data_overrides)

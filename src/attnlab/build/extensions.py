@@ -1,0 +1,27 @@
+"""`extensions=[my_pkg.attnlab_ext]`: the user's modules, imported before the config is
+checked, so that their `register_network` / `register_position_scheme` / `register_text_source`
+calls make new `model._target_`s, `model.pos` values and corpora valid (docs/extending.md).
+A checkpoint keeps the list in its run config, so attnlab-eval and -generate import them too."""
+
+from __future__ import annotations
+
+import importlib
+
+from omegaconf import DictConfig
+
+from attnlab.build.validation import ConfigError
+
+
+def import_extensions(cfg: DictConfig) -> None:
+    """Import every module named in `cfg.extensions` (a missing one is a ConfigError)."""
+    names = cfg.get("extensions") or []
+    if isinstance(names, str):
+        names = [names]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ConfigError(
+                f"extensions: cannot import {name!r} ({error}); give importable module names, "
+                "e.g. extensions=[my_pkg.attnlab_ext] with my_pkg on PYTHONPATH"
+            ) from error

@@ -175,3 +175,30 @@ def test_extensions_key_imports_the_users_module_first(
 def test_a_missing_extension_is_refused_naming_it(train_config) -> None:
     with pytest.raises(ConfigError, match=r"extensions: cannot import 'no_such_ext_module'"):
         train(train_config(*SMALL_LM, "extensions=[no_such_ext_module]", base=[]))
+
+
+class ClaimsMaskedLM(nn.Module):
+    """Says it does masked LM but implements none of the MaskedLM protocol."""
+
+    supported_tasks = ("masked_lm",)
+
+    def __init__(self, vocab_size: int, **unused: object):
+        super().__init__()
+        self.linear = nn.Linear(4, vocab_size)
+
+
+def test_a_network_without_its_tasks_protocol_is_refused_before_training(train_config) -> None:
+    target = f"{ClaimsMaskedLM.__module__}.{ClaimsMaskedLM.__qualname__}"
+    cfg = train_config(
+        "data=toy_mlm",
+        "model=bert",
+        f"model._target_={target}",
+        "data.toy_train_lines=200",
+        "data.toy_eval_lines=20",
+        "trainer.max_steps=1",
+        "trainer.accelerator=cpu",
+        "print_config=false",
+        base=[],
+    )
+    with pytest.raises(ConfigError, match=r"model: task 'masked_lm' needs a MaskedLM network"):
+        train(cfg)

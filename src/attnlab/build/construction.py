@@ -82,6 +82,10 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
     check_run_settings(cfg)
     network = build_network(cfg, datamodule)
     task = instantiate_section(cfg, "task", spec=datamodule.spec)
+    try:  # a network that does not implement its task's protocol (protocols.py)
+        task.check_network(network)
+    except TypeError as error:
+        raise ConfigError(f"model: {error}") from None
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(
         network=network,

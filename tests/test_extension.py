@@ -202,3 +202,24 @@ def test_a_network_without_its_tasks_protocol_is_refused_before_training(train_c
     )
     with pytest.raises(ConfigError, match=r"model: task 'masked_lm' needs a MaskedLM network"):
         train(cfg)
+
+
+def test_registered_architecture_by_name(registered, train_config) -> None:
+    """`model._target_: attnlab.models.build_network` with `model.name` builds a registered
+    network by its name (a YAML file can pick it so)."""
+    AttentionOnlyLM.blocks_built = 0
+    by_name = ["model._target_=attnlab.models.build_network", "+model.name=attention_only"]
+    result = train(train_config(*SMALL_LM, *by_name, base=[]))
+    assert AttentionOnlyLM.blocks_built >= 2
+    assert result["metrics"]["test/loss"] < UNIFORM_LOSS
+
+
+class DeclaresNothing(nn.Module):
+    def __init__(self, vocab_size: int, **unused: object):
+        super().__init__()
+
+
+def test_a_network_without_supported_tasks_is_refused_naming_the_protocol(train_config) -> None:
+    target = f"{DeclaresNothing.__module__}.{DeclaresNothing.__qualname__}"
+    with pytest.raises(ConfigError, match=r"declares no supported_tasks"):
+        train(train_config(*SMALL_LM, f"model._target_={target}", base=[]))

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from attnlab import build
+from attnlab.protocols import Generator
 from attnlab.utils.config_errors import with_config_hints
 
 
@@ -18,7 +19,7 @@ def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, spec = module.network, module.task.spec
-    if not hasattr(network, "generate") or spec.encode is None:
+    if not isinstance(network, Generator) or spec.encode is None:
         raise build.ConfigError(
             f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
             "attnlab-generate needs a decoder-only network trained on text (causal_lm)"

@@ -44,8 +44,9 @@ class MaskedLM(Protocol):
         """(B, T) -> hidden states (B, T, D)."""
         ...
 
-    def mlm_head(self, hidden: Tensor) -> Tensor:
-        """(..., D) -> logits (..., V); a module attribute in EncoderOnly."""
+    def mlm_logits(self, hidden: Tensor) -> Tensor:
+        """(..., D) -> logits (..., V). A method, not a module attribute: from Python 3.12
+        isinstance() looks members up statically, and nn.Module keeps submodules apart."""
         ...
 
 
@@ -136,7 +137,7 @@ class EstimatesFlops(Protocol):
 @runtime_checkable
 class ChecksArguments(Protocol):
     """A network class that validates its keyword arguments before it is built (called on
-    the `model` config before any work; see models/config.py ConfiguredNetwork)."""
+    the `model` config before any work; see models/network.py ConfiguredNetwork)."""
 
     @classmethod
     def check_arguments(cls, arguments: Mapping[str, Any]) -> Any: ...

@@ -71,6 +71,25 @@ def test_spec_is_known_before_setup(tmp_path: Path) -> None:
     assert not data.datasets
 
 
+def test_a_given_tokenizer_needs_no_corpus_files(toy: MaskedLMDataModule, tmp_path: Path) -> None:
+    """A checkpoint's tokenizer (attnlab-fill-mask, fine-tuning) gives the spec without reading
+    or downloading the corpus: WikiText-2 is absent from this data_dir."""
+    saved = tmp_path / "tokenizer.json"
+    saved.write_text(toy.tokenizer.to_json())
+    data = MaskedLMDataModule(
+        corpus="wikitext2",
+        data_dir=tmp_path / "no_data",
+        cache_dir=tmp_path / "cache",
+        tokenizer_path=str(saved),
+        download=False,
+        max_len=32,
+    )
+    assert data.spec.vocab_size == toy.tokenizer.vocab_size
+    assert data.spec.encode("the dogs chase the cat .") == toy.spec.encode(
+        "the dogs chase the cat ."
+    )
+
+
 def test_toy_batches(toy: MaskedLMDataModule) -> None:
     train, val = next(iter(toy.train_dataloader())), next(iter(toy.val_dataloader()))
     for batch in (train, val):

@@ -114,3 +114,27 @@ def test_an_attention_side_scheme_acts_inside_self_attention(distance_scheme: st
     steps = [ours(ids[:, :4], caches=caches)[:, -1]]
     steps += [ours(ids[:, t : t + 1], caches=caches, start=t)[:, -1] for t in range(4, T)]
     torch.testing.assert_close(torch.stack(steps, 1), ours(ids)[:, 3:], atol=1e-5, rtol=1e-5)
+
+
+def protocol_members(protocol: type) -> set[str]:
+    """The attributes and methods a protocol declares (its own, not object's)."""
+    methods = {
+        name
+        for name, value in vars(protocol).items()
+        if callable(value) and (not name.startswith("_") or name == "__call__")
+    }
+    return methods | set(getattr(protocol, "__annotations__", {}))
+
+
+@pytest.mark.parametrize("name", ["encdec", "gpt", "bert"])
+def test_protocol_members_are_found_statically(name: str) -> None:
+    """From Python 3.12, isinstance() against a runtime protocol looks members up with
+    inspect.getattr_static, which does not see nn.Module's submodules: every member a task
+    needs must be a method or a class attribute, not a module attribute."""
+    import inspect
+
+    cls = NETWORKS[name]
+    for task in cls.supported_tasks:
+        network = build(cls, task)
+        for member in protocol_members(TASK_PROTOCOLS[task]):
+            inspect.getattr_static(network, member)  # raises AttributeError when unseen

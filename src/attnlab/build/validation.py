@@ -55,7 +55,12 @@ def check_compatibility(cfg: DictConfig) -> None:
     check_run_settings(cfg)
     network_cls = network_class_of(cfg.model)
     task_name = get_class(cfg.task._target_).name
-    supported = network_cls.supported_tasks  # the Network protocol (protocols.py)
+    if not isinstance(getattr(network_cls, "supported_tasks", None), tuple):
+        raise ConfigError(
+            f"model._target_={cfg.model._target_}: {network_cls.__name__} declares no "
+            "supported_tasks, a tuple of task names (the Network protocol, protocols.py)"
+        )
+    supported = network_cls.supported_tasks
     if task_name not in supported:
         choices = chosen_options()
         model = choices.get("model") or network_cls.__name__
@@ -72,7 +77,8 @@ def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule)
     """Sizes the data imposes: a decoder-only network doing seq2seq (a prefix LM) reads
     source and target as one sequence, so they share one vocabulary and its positions."""
     network_cls, spec = network_class_of(cfg.model), datamodule.spec
-    if spec.task != "seq2seq" or not network_cls.prefix_lm:  # the Seq2SeqNetwork protocol
+    # A seq2seq network without `prefix_lm` is refused by its task's protocol check later.
+    if spec.task != "seq2seq" or not getattr(network_cls, "prefix_lm", False):
         return
     separate = getattr(datamodule, "vocab", None) == "separate"
     if separate or spec.tgt_vocab_size not in (None, spec.vocab_size):

@@ -115,6 +115,12 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
 
     # ---- body ----
 
+    def mlm_logits(self, hidden: Tensor) -> Tensor:
+        """Masked-LM logits (..., V) of hidden states (..., D) (the MaskedLM protocol)."""
+        if self.mlm_head is None:
+            raise ValueError("a classifier (num_classes set) has no masked-LM head")
+        return self.mlm_head(hidden)
+
     def encode(
         self,
         input_ids: Tensor,

@@ -20,7 +20,7 @@ class MaskedLMTask(Task):
     """Batches hold `input_ids` (B, T) already masked, `labels` (B, T) with the original ids at
     the selected positions and -100 elsewhere, and `padding_mask` (B, T), True at padding.
     The data does the (dynamic) masking, so the task only scores. The network provides
-    `encode` and `mlm_head` (see EncoderOnly).
+    `encode` and `mlm_logits` (see EncoderOnly).
     """
 
     name = "masked_lm"
@@ -47,7 +47,7 @@ class MaskedLMTask(Task):
         selected = labels != IGNORE_INDEX  # (B, T)
         # The vocabulary projection only where it is scored: ~15% of positions, and the
         # projection dominates the cost of a small model's step.
-        logits = network.mlm_head(hidden[selected])  # (N, V)
+        logits = network.mlm_logits(hidden[selected])  # (N, V)
         targets = labels[selected]  # (N,)
         loss = F.cross_entropy(logits, targets)
         metrics = self.metrics(stage)

@@ -127,6 +127,9 @@ class MaskedLMDataModule(TaskDataModule):
     def tokenizer(self) -> WordPieceTokenizer:
         """The tokenizer in `tokenizer_path`, else WordPiece trained on the training lines and
         cached (see `wordpiece.cached_wordpiece`)."""
+        if self._tokenizer is None and self.tokenizer_path is not None:
+            # A checkpoint's tokenizer: no corpus needed (attnlab-fill-mask works offline).
+            self._tokenizer = WordPieceTokenizer.from_file(self.tokenizer_path)
         if self._tokenizer is None:
             self._tokenizer = cached_wordpiece(
                 self.cache,

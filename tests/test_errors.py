@@ -85,6 +85,9 @@ class FakeTask:
         ("data.batch_size=abc", r"data\.batch_size='abc' is not valid: expected int"),
         ("data.batch_size=0", r"data\.batch_size=0 is not valid: must be a positive number"),
         ("data.num_workers=-1", r"data\.num_workers=-1 is not valid: must be 0 or more"),
+        # options a stable DataModule passes on to its source (data/stable.py)
+        ("data.vocab_size=abc", r"data\.vocab_size='abc' is not valid: expected int"),
+        ("data.transform=7", r"data\.transform=7 is not valid: expected str"),
         ("model.d_model=abc", r"model\.d_model='abc' is not valid: expected int"),
         ("model.n_heads=0", r"model\.n_heads=0 is not valid: must be a positive number"),
         (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from attnlab.data.modules.causal_lm import CausalLMDataModule
 from attnlab.data.modules.classification import ClassificationDataModule
@@ -33,6 +33,8 @@ def source_and_rest(source_cls: type, *args: Any, **options: Any) -> tuple[Any, 
 class ShakespeareCharDataModule(CausalLMDataModule):
     """Tiny Shakespeare characters: `sources.shakespeare.ShakespeareChars` (url, sha256)."""
 
+    source_class: ClassVar[type] = ShakespeareChars  # gets the other options
+
     def __init__(
         self,
         data_dir: str | Path,
@@ -41,7 +43,7 @@ class ShakespeareCharDataModule(CausalLMDataModule):
         train_samples_per_epoch: int | None = 100_000,
         **options: Any,
     ) -> None:
-        source, windows = source_and_rest(ShakespeareChars, data_dir, cache_dir, **options)
+        source, windows = source_and_rest(self.source_class, data_dir, cache_dir, **options)
         super().__init__(
             batch_size=batch_size,
             train_samples_per_epoch=train_samples_per_epoch,
@@ -54,6 +56,8 @@ class WikiText2DataModule(CausalLMDataModule):
     """WikiText-2 words or BPE: `sources.wikitext.WikiText2Tokens` (tokenizer, bpe_vocab_size,
     url_base)."""
 
+    source_class: ClassVar[type] = WikiText2Tokens  # gets the other options
+
     def __init__(
         self,
         data_dir: str | Path,
@@ -61,7 +65,7 @@ class WikiText2DataModule(CausalLMDataModule):
         train_samples_per_epoch: int | None = 100_000,
         **options: Any,
     ) -> None:
-        source, windows = source_and_rest(WikiText2Tokens, data_dir, cache_dir, **options)
+        source, windows = source_and_rest(self.source_class, data_dir, cache_dir, **options)
         super().__init__(train_samples_per_epoch=train_samples_per_epoch, **windows, source=source)
 
 
@@ -69,12 +73,14 @@ class ToyLMDataModule(CausalLMDataModule):
     """The toy Markov-chain language: `sources.toy_markov.ToyMarkov` (vocab_size, branching,
     num_train_tokens, num_val_tokens, num_test_tokens, seed)."""
 
+    source_class: ClassVar[type] = ToyMarkov  # gets the other options
+
     source: ToyMarkov
 
     def __init__(
         self, block_size: int = 32, train_samples_per_epoch: int | None = 10_000, **options: Any
     ) -> None:
-        source, windows = source_and_rest(ToyMarkov, **options)
+        source, windows = source_and_rest(self.source_class, **options)
         super().__init__(
             block_size, train_samples_per_epoch=train_samples_per_epoch, **windows, source=source
         )
@@ -88,10 +94,12 @@ class ToyLMDataModule(CausalLMDataModule):
 class SST2DataModule(ClassificationDataModule):
     """GLUE SST-2 sentiment: `sources.sst2.SST2` (val_size, split_seed, url_base)."""
 
+    source_class: ClassVar[type] = SST2  # gets the other options
+
     def __init__(
         self, data_dir: str | Path, cache_dir: str | Path | None = None, **options: Any
     ) -> None:
-        source, rest = source_and_rest(SST2, data_dir, **options)
+        source, rest = source_and_rest(self.source_class, data_dir, **options)
         super().__init__(source, cache_dir, **rest)
 
 
@@ -99,8 +107,12 @@ class ToySeq2SeqDataModule(Seq2SeqDataModule):
     """Copy, reverse or sort random symbols: `sources.toy_pairs.ToyPairs` (transform,
     vocab_size, min_len, max_len, num_train, num_val, num_test, seed)."""
 
+    source_class: ClassVar[type] = ToyPairs  # gets the other options
+
     def __init__(self, batch_size: int = 64, num_workers: int = 0, **options: Any) -> None:
-        super().__init__(ToyPairs(**options), batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            self.source_class(**options), batch_size=batch_size, num_workers=num_workers
+        )
         self.max_len = self.source.max_len
 
 
@@ -108,6 +120,8 @@ class Multi30kDataModule(Seq2SeqDataModule):
     """Multi30k translation: `sources.multi30k.Multi30k` (source_lang, target_lang, vocab,
     bpe_vocab_size, tgt_bpe_vocab_size, max_len, max_lines, tokenizer_path, download,
     url_base), in batches of up to `max_tokens` padded tokens per side."""
+
+    source_class: ClassVar[type] = Multi30k  # gets the other options
 
     source: Multi30k
 
@@ -118,7 +132,7 @@ class Multi30kDataModule(Seq2SeqDataModule):
         max_tokens: int = 4096,
         **options: Any,
     ) -> None:
-        source, rest = source_and_rest(Multi30k, data_dir, cache_dir, **options)
+        source, rest = source_and_rest(self.source_class, data_dir, cache_dir, **options)
         if max_tokens < source.max_len:
             raise ValueError(f"data.max_tokens={max_tokens} must hold one sequence of max_len")
         super().__init__(source, max_tokens=max_tokens, **rest)

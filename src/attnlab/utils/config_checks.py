@@ -101,11 +101,28 @@ def _hints(target: str) -> dict[str, Any]:
         obj = _locate(target)
     except Exception:
         return {}
-    function = obj.__init__ if inspect.isclass(obj) else obj
+    if not inspect.isclass(obj):
+        return _function_hints(obj)
+    # A class's own arguments, those its **options pass to its bases' constructors, and those
+    # they pass to its `source_class` (data/stable.py): the most specific hint wins.
+    classes = [
+        *reversed(obj.__mro__),
+        *([obj.source_class] if hasattr(obj, "source_class") else []),
+    ]
+    hints: dict[str, Any] = {}
+    for cls in classes:
+        if "__init__" in vars(cls) and cls is not object:
+            hints |= _function_hints(cls.__init__)
+    return hints
+
+
+def _function_hints(function: Any) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(function)
+        hints = typing.get_type_hints(function)
     except Exception:
         return {}
+    hints.pop("return", None)
+    return hints
 
 
 def _args(hint: Any) -> tuple[Any, ...]:

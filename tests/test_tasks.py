@@ -13,7 +13,7 @@ from attnlab.tasks import ClassificationTask, MaskedLMTask, Seq2SeqTask
 
 
 class Fixed(nn.Module):
-    """A stand-in network: `classify` returns given logits; `encode` + `mlm_head` return the
+    """A stand-in network: `classify` returns given logits; `encode` + `mlm_logits` return the
     given per-position logits (the head applied to the positions the task selects)."""
 
     def __init__(self, logits: torch.Tensor) -> None:
@@ -23,7 +23,7 @@ class Fixed(nn.Module):
     def encode(self, *args: object) -> torch.Tensor:
         return self.logits
 
-    def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden
 
     def classify(self, *args: object) -> torch.Tensor:

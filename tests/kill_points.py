@@ -5,12 +5,15 @@ written at global step <step> (e.g. `save:best.ckpt:16`, before last.ckpt of tha
 `validation_end:<step>` after a validation computed its metrics but before any checkpoint
 callback saw them, `batch_end:<step>` after a training step that wrote no checkpoint.
 Added with `+callbacks.kill._target_=tests.kill_points.KillAt` (the repo root on PYTHONPATH).
+`ATTNLAB_STEP_DELAY` (seconds) slows every training step from step `ATTNLAB_DELAY_FROM` on, so
+that a SIGKILL sent from outside lands in the window the test aims at even on a loaded machine.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,9 @@ class KillAt(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._at("batch_end", trainer)
+        delay = float(os.environ.get("ATTNLAB_STEP_DELAY") or 0)
+        if delay and trainer.global_step >= int(os.environ.get("ATTNLAB_DELAY_FROM") or 0):
+            time.sleep(delay)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning runs checkpoint callbacks after all others: nothing is saved yet.

@@ -54,8 +54,11 @@ def test_resumable_loader_replays_epoch_and_skips_seen_batches() -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_run(run_dir: Path, *extra: str, kill_at: str = "") -> subprocess.Popen:
-    """attnlab-train in a subprocess; `kill_at`: where tests/kill_points.py SIGKILLs it."""
+def start_run(
+    run_dir: Path, *extra: str, kill_at: str = "", slow_from: int | None = None
+) -> subprocess.Popen:
+    """attnlab-train in a subprocess; `kill_at`: where tests/kill_points.py SIGKILLs it;
+    `slow_from`: from this step on each step takes 0.5 s longer (for a kill from outside)."""
     executable = Path(sys.executable).parent / "attnlab-train"
     env = {
         **os.environ,
@@ -63,8 +66,10 @@ def start_run(run_dir: Path, *extra: str, kill_at: str = "") -> subprocess.Popen
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
         "ATTNLAB_KILL_AT": kill_at,
+        "ATTNLAB_STEP_DELAY": "0.5" if slow_from is not None else "",
+        "ATTNLAB_DELAY_FROM": str(slow_from or 0),
     }
-    if kill_at:
+    if kill_at or slow_from is not None:
         extra = (*extra, "+callbacks.kill._target_=tests.kill_points.KillAt")
     return subprocess.Popen(
         [str(executable), *RUN, f"hydra.run.dir={run_dir}", *extra],
@@ -121,7 +126,10 @@ def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> N
     run_dir = tmp_path / "killed"
     for attempt, point in enumerate(KILL_POINTS):
         extra = [f"resume={run_dir}"] if attempt else []
-        process = start_run(run_dir, *extra, kill_at="" if point == "external" else point)
+        if point == "external":  # steps from 27 on slowed: the kill lands before step 32
+            process = start_run(run_dir, *extra, slow_from=27)
+        else:
+            process = start_run(run_dir, *extra, kill_at=point)
         if point == "external":
             wait_for_step(run_dir, 27, process)
             process.send_signal(signal.SIGKILL)

@@ -76,19 +76,19 @@ def _intact_alternative(path: Path) -> str:
     return f"; the newest intact checkpoint beside it is {intact}" if intact else ""
 
 
-def check_checkpoint_path(ckpt_path: str | None) -> None:
+def check_checkpoint_path(ckpt_path: str | None, key: str = "ckpt_path") -> None:
     if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist (or is not a file)")
+        raise ConfigError(f"{key}={ckpt_path} does not exist (or is not a file)")
 
 
-def load_checkpoint(ckpt_path: str) -> dict[str, Any]:
+def load_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint's contents, on CPU; a ConfigError naming the file if it cannot be read or
     does not match its checksum (and naming the newest intact checkpoint beside it, if any)."""
-    check_checkpoint_path(ckpt_path)
+    check_checkpoint_path(ckpt_path, key)
     try:
         return read_checkpoint(ckpt_path)
     except DamagedCheckpointError as error:  # a truncated, damaged or foreign file: say which
-        raise ConfigError(f"ckpt_path={error}{_intact_alternative(Path(ckpt_path))}") from None
+        raise ConfigError(f"{key}={error}{_intact_alternative(Path(ckpt_path))}") from None
 
 
 def load_run_config(ckpt_path: str, checkpoint: dict[str, Any] | None = None) -> DictConfig:

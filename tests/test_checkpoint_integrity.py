@@ -5,6 +5,7 @@ defect 7's `ckpt_path=<a text file>`, defect 8's full disk)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -222,3 +223,32 @@ def test_unwritable_paths_are_one_line_naming_the_path(tmp_path: Path) -> None:
         assert message.startswith(f"cannot write {path}: ") and "\n" not in message
     with pytest.raises(ArtefactWriteError, match=str(blocker / "c.ckpt")):
         AtomicCheckpointIO().save_checkpoint({"x": torch.zeros(2)}, blocker / "c.ckpt")
+
+
+def test_resume_cli_with_truncated_last_ckpt_continues_from_best(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """`attnlab-train resume=<run>` with last.ckpt cut in half: one warning naming it, then
+    training continues from best.ckpt (epoch 1 of 2) and finishes. (The damaged file is left
+    as it is: the resumed run writes its checkpoints beside it.)"""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "metrics.json").unlink(missing_ok=True)
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    os.utime(best, (1, 1))
+    truncate(last)
+    result = run_cli(
+        "attnlab-train",
+        *TINY,
+        "model.d_model=128",
+        "model.d_ff=512",
+        "test=false",
+        "trainer.max_epochs=2",
+        f"resume={run}",
+        cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert f"resume: skipping {last} is not a readable checkpoint" in output, output[-3000:]
+    assert f"Resuming from {best}" in output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "done" and metrics["global_step"] == 16  # 8 steps an epoch

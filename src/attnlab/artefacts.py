@@ -6,8 +6,13 @@ All are written atomically (data/atomic.py): a crash never leaves half a file, a
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import shutil
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +21,52 @@ from pytorch_lightning.utilities import rank_zero_only
 from attnlab.data.loading.atomic import atomic_path
 from attnlab.data.loading.token_cache import default_cache_dir
 
+log = logging.getLogger(__name__)
+
+
+class ArtefactWriteError(OSError):
+    """A file a run writes (checkpoint, metrics.json, ...) could not be written: disk full, a
+    read-only or virtual file system, a file where a directory should be. One line, naming
+    the path."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _reason(path: Path, error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.strerror or errno.errorcode.get(error.errno, str(error.errno))
+    # torch.save reports a full disk as "RuntimeError: [enforce fail at inline_container.cc]"
+    try:
+        if shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free == 0:
+            return "No space left on device"
+    except (OSError, StopIteration):
+        pass
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def _is_write_failure(text: str) -> bool:
+    return "enforce fail" in text or "write" in text.lower()
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Around a write of `path`: an OSError (or torch's RuntimeError for a failed write)
+    becomes one ArtefactWriteError line naming the path and the reason."""
+    path = Path(path)
+    try:
+        yield
+    except ArtefactWriteError:
+        raise
+    except (OSError, RuntimeError) as error:
+        text = str(error)
+        if isinstance(error, RuntimeError) and not _is_write_failure(text):
+            raise
+        raise ArtefactWriteError(f"cannot write {path}: {_reason(path, error)}") from error
+
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content, indent=2) + "\n")
 
 
@@ -37,7 +85,10 @@ def write_failure(run_dir: Path, error: BaseException) -> None:
         "error": f"{type(error).__name__}: {error}",
         "traceback": traceback.format_exception(error),
     }
-    write_json(run_dir / "failure.json", report)
+    try:
+        write_json(run_dir / "failure.json", report)
+    except ArtefactWriteError as write_error:  # a full disk must not hide the run's own error
+        log.warning("%s", write_error)
 
 
 def write_tokenizer_file(tokenizer: dict[str, str], cache_dir: str | None) -> str:
@@ -46,6 +97,6 @@ def write_tokenizer_file(tokenizer: dict[str, str], cache_dir: str | None) -> st
     name = f"{tokenizer['fingerprint']}.json"
     path = Path(cache_dir or default_cache_dir()) / "pretrained_tokenizers" / name
     if not path.is_file():
-        with atomic_path(path) as tmp:
+        with writing(path), atomic_path(path) as tmp:
             tmp.write_text(tokenizer["json"])
     return str(path)

@@ -1,24 +1,126 @@
-"""Checkpoint files that are either complete or absent, never half-written."""
+"""Checkpoint files that are either complete or absent, never half-written, and that carry a
+checksum of their own payload, checked whenever they are read.
+
+The checksum (`attnlab_checksum`, a sha256) lives inside the checkpoint dict, so it travels in
+the same file and the same atomic rename as the payload: there is no second file that a kill
+between two writes could leave stale or missing. It covers every tensor's bytes, dtype and
+shape and every plain value (numbers, strings, dict keys, list lengths) of the checkpoint, in
+the order torch.save stores them; objects of other types count by their type name (their
+contents are not plain data). Damage to the pickled part makes the file unreadable, damage to
+the tensor data changes their bytes: either way the file is refused, by name.
+
+Checkpoints written before attnlab had checksums have no `attnlab_checksum`: they load as
+before, unverified (a debug log line says so).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from attnlab.artefacts import writing
 from attnlab.data.loading.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_KEY = "attnlab_checksum"
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose payload no longer matches its checksum.
+    The message is one line and starts with the file's path."""
+
+
+def payload_checksum(checkpoint: dict[str, Any]) -> str:
+    """sha256 over the checkpoint's contents (without its own checksum entry)."""
+    digest = hashlib.sha256()
+    _hash(digest, {k: v for k, v in checkpoint.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
+def _hash(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        try:
+            flat = tensor.cpu().contiguous().reshape(-1).view(torch.uint8)
+        except (RuntimeError, TypeError, NotImplementedError):  # sparse, quantized, meta
+            return
+        digest.update(flat.numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        digest.update(f"A{value.dtype}{value.shape}".encode())
+        if value.dtype != object:
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            for item in value.reshape(-1):
+                _hash(digest, item)
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _hash(digest, key)
+            _hash(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash(digest, item)
+    elif isinstance(value, _PLAIN):
+        digest.update(f"P{type(value).__name__}:{value!r};".encode())
+    else:  # sets, configs, user objects: their repr may hold addresses or unordered items
+        digest.update(f"O{type(value).__module__}.{type(value).__qualname__};".encode())
+
+
+def with_checksum(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of `checkpoint` with its checksum added (the caller's dict is untouched)."""
+    return {**checkpoint, CHECKSUM_KEY: payload_checksum(checkpoint)}
+
+
+def verify_checksum(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Raise DamagedCheckpointError if `checkpoint` (read from `path`) does not match the
+    checksum it carries; a checkpoint without one (older attnlab) passes unverified."""
+    stored = checkpoint.get(CHECKSUM_KEY) if isinstance(checkpoint, dict) else None
+    if stored is None:
+        log.debug("%s has no checksum (written before attnlab had them): not verified", path)
+        return
+    if payload_checksum(checkpoint) != stored:
+        raise DamagedCheckpointError(
+            f"{path} is damaged: its contents no longer match the checksum stored in it"
+        )
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """torch.load + verify_checksum; any failure is one DamagedCheckpointError naming `path`."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # truncated, overwritten, or not a checkpoint at all
+        reason = " ".join(str(error).split()).split(". ")[0][:160] or type(error).__name__
+        raise DamagedCheckpointError(
+            f"{path} is not a readable checkpoint: damaged, truncated or not a checkpoint "
+            f"({type(error).__name__}: {reason})"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise DamagedCheckpointError(f"{path} is not a checkpoint (it holds a {type(checkpoint)})")
+    verify_checksum(checkpoint, path)
+    return checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a temporary file beside the target, fsyncs it and renames it over the target.
+    """Writes a temporary file beside the target, fsyncs it and renames it over the target;
+    adds the payload's checksum on save and checks it on load.
 
     Lightning's own save goes through an fsspec transaction that stages the file in the system
     temp directory and `shutil.move`s it: a copy, not an atomic rename, whenever /tmp is another
     filesystem (the usual case on clusters), so a kill mid-save could leave a truncated
-    last.ckpt. Remote URLs keep Lightning's behaviour.
+    last.ckpt. Remote URLs keep Lightning's behaviour (and get no checksum).
     """
 
     def save_checkpoint(
@@ -26,7 +128,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if "://" in str(path) or storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as file:
-            torch.save(checkpoint, file)
+        content = with_checksum(checkpoint)
+        with writing(path), atomic_path(Path(path)) as tmp, open(tmp, "wb") as file:
+            torch.save(content, file)
             file.flush()
             os.fsync(file.fileno())
+
+    def load_checkpoint(
+        self,
+        path: str | Path,
+        map_location: Any = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location, weights_only)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        return read_checkpoint(path, map_location)

@@ -6,24 +6,26 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.build.run_settings import upgrade_run_config
 from attnlab.build.validation import ConfigError
+from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint `fit` starts from: `ckpt_path`, or with `resume` (or `ckpt_path=last`)
-    the newest `*.ckpt` in this run's checkpoint directory (None, with a log line, if there is
-    none yet: a requeued job that was stopped before its first checkpoint starts afresh)."""
+    the newest intact `*.ckpt` in this run's checkpoint directory (None, with a log line, if
+    there is none yet: a requeued job that was stopped before its first checkpoint starts
+    afresh). Each candidate is read and its checksum checked before any work: a damaged one is
+    skipped with a warning naming it; if all are damaged, a ConfigError names each."""
     resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
     if ckpt_path not in (None, "last"):
         if resume is not None:
             raise ConfigError(f"set either resume={resume} or ckpt_path={ckpt_path}, not both")
-        check_checkpoint_path(ckpt_path)
+        load_checkpoint(ckpt_path)  # a damaged or foreign file fails here, before any work
         return ckpt_path
     if resume is None and ckpt_path is None:
         return None
@@ -37,24 +39,56 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if not found:
         log.warning("resume: no checkpoint in %s yet; starting from scratch", directory)
         return None
-    # last.ckpt wins a tie: it is written after best.ckpt in the same step.
-    newest = max(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"))
-    log.info("Resuming from %s", newest)
-    return str(newest)
+    intact, damaged = newest_intact(found)
+    if intact is None:
+        raise ConfigError(
+            f"resume: every checkpoint in {directory} is damaged: " + "; ".join(damaged)
+        )
+    for message in damaged:
+        log.warning("resume: skipping %s", message)
+    log.info("Resuming from %s", intact)
+    return str(intact)
 
 
-def check_checkpoint_path(ckpt_path: str | None) -> None:
+def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:
+    """The newest of `candidates` that reads and matches its checksum, and one message for
+    each newer one that does not. last.ckpt wins a tie: it is written after best.ckpt in the
+    same step."""
+    damaged: list[str] = []
+    for path in sorted(
+        candidates, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True
+    ):
+        try:
+            read_checkpoint(path)
+        except DamagedCheckpointError as error:
+            damaged.append(str(error))
+            continue
+        return path, damaged
+    return None, damaged
+
+
+def _intact_alternative(path: Path) -> str:
+    """' The newest intact checkpoint beside it is X.' (or '') for a damaged `path`."""
+    others = [
+        p for p in path.parent.glob("*.ckpt") if p.is_file() and p.resolve() != path.resolve()
+    ]
+    intact, _ = newest_intact(others)
+    return f"; the newest intact checkpoint beside it is {intact}" if intact else ""
+
+
+def check_checkpoint_path(ckpt_path: str | None, key: str = "ckpt_path") -> None:
     if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist (or is not a file)")
+        raise ConfigError(f"{key}={ckpt_path} does not exist (or is not a file)")
 
 
-def load_checkpoint(ckpt_path: str) -> dict[str, Any]:
-    """The checkpoint's contents, on CPU; a ConfigError naming the file if it cannot be read."""
-    check_checkpoint_path(ckpt_path)
+def load_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint's contents, on CPU; a ConfigError naming the file if it cannot be read or
+    does not match its checksum (and naming the newest intact checkpoint beside it, if any)."""
+    check_checkpoint_path(ckpt_path, key)
     try:
-        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a truncated or foreign file: say which one
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a readable checkpoint: {error}") from error
+        return read_checkpoint(ckpt_path)
+    except DamagedCheckpointError as error:  # a truncated, damaged or foreign file: say which
+        raise ConfigError(f"{key}={error}{_intact_alternative(Path(ckpt_path))}") from None
 
 
 def load_run_config(ckpt_path: str, checkpoint: dict[str, Any] | None = None) -> DictConfig:

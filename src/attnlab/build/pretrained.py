@@ -14,7 +14,7 @@ from attnlab.protocols import PretrainedBody
 
 def pretrained_tokenizer_file(ckpt_path: str, cache_dir: str | None) -> str:
     """Write the tokenizer saved in a checkpoint to the cache; returns its path."""
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path, key="init.pretrained")
     if checkpoint.get("tokenizer") is None:
         raise ConfigError(f"init.pretrained={ckpt_path} holds no tokenizer to fine-tune with")
     return write_tokenizer_file(checkpoint["tokenizer"], cache_dir)
@@ -29,7 +29,7 @@ def load_pretrained_body(
     """
     if not isinstance(network, PretrainedBody):
         raise ConfigError(f"init.pretrained: {type(network).__name__} cannot load a body")
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path, key="init.pretrained")
     saved = (checkpoint.get("tokenizer") or {}).get("fingerprint")
     ours = getattr(getattr(datamodule, "tokenizer", None), "fingerprint", None)
     if saved != ours:

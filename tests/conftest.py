@@ -37,6 +37,42 @@ TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
 ROOT = Path(__file__).resolve().parents[1]
 # Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data itself.
 DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+# Tests that need a real dataset skip when it is missing (a fresh clone, offline), one line naming
+# the file; with ATTNLAB_REQUIRE_DATA=1 (CI) they fail instead, so nothing is skipped unseen.
+REQUIRE_DATA = os.environ.get("ATTNLAB_REQUIRE_DATA", "") not in ("", "0")
+GET_DATA = "get it with `make data` (attnlab-data download {names}) or set ATTNLAB_DATA_DIR"
+
+
+def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
+    """DATA_DIR when the named datasets (attnlab.data.catalog: shakespeare, wikitext2, sst2,
+    multi30k) and `files` (relative to it; a .gz variant counts) are there; else skip the test
+    with one line naming the first missing file, or fail under ATTNLAB_REQUIRE_DATA=1."""
+    from attnlab.data.catalog import DATASETS, missing
+
+    lost = [str(path) for path in missing(names, DATA_DIR)]
+    lost += [
+        str(DATA_DIR / f)
+        for f in files
+        if not ((DATA_DIR / f).is_file() or (DATA_DIR / f"{f}.gz").is_file())
+    ]
+    if lost:
+        wanted = " ".join(names) or " ".join(
+            name
+            for name, entries in DATASETS.items()
+            if any(f.startswith(e.path.split("/")[0] + "/") for e in entries for f in files)
+        )
+        more = f" (+{len(lost) - 1} more)" if len(lost) > 1 else ""
+        message = f"real data missing: {lost[0]}{more}; {GET_DATA.format(names=wanted)}"
+        if REQUIRE_DATA:
+            pytest.fail(f"ATTNLAB_REQUIRE_DATA=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return DATA_DIR
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs_data("sst2", ...)`: the test runs only with those datasets present."""
+    for marker in item.iter_markers("needs_data"):
+        require_data(*marker.args, files=tuple(marker.kwargs.get("files", ())))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
 
-data: $(STAMP) ## download the real datasets (sha256-checked) into $$ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
+data: $(STAMP) ## download the real datasets (sha256-checked) into ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
 	$(BIN)/attnlab-data download $(NAMES)
 
 train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequences (ARGS=... for overrides)

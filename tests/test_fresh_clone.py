@@ -101,7 +101,7 @@ def test_fresh_clone_trains_and_skips_real_data_tests(clone: Path, tmp_path: Pat
     result = _make(clone, env, "test", f"PYTEST_ARGS={args}")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    summary = out.strip().splitlines()[-1]
+    summary = result.stdout.strip().splitlines()[-1]
     assert re.search(rf"\b{len(SUBSET) - NEED_DATA} passed, {NEED_DATA} skipped\b", summary), out
     assert "failed" not in summary and "error" not in summary
     skips = [line for line in out.splitlines() if line.startswith("SKIPPED")]
@@ -114,7 +114,7 @@ def test_fresh_clone_trains_and_skips_real_data_tests(clone: Path, tmp_path: Pat
     required = _make(clone, _env(clone, empty, require=True), "test", f"PYTEST_ARGS={args}")
     out = required.stdout + required.stderr
     assert required.returncode != 0, out[-4000:]
-    summary = out.strip().splitlines()[-1]
+    summary = required.stdout.strip().splitlines()[-1]
     assert f"{len(SUBSET) - NEED_DATA} passed" in summary and "skipped" not in summary, summary
     failed = re.findall(r"(\d+) (?:failed|errors?)", summary)
     assert sum(map(int, failed)) == NEED_DATA, summary

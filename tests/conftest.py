@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,44 @@ def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
             pytest.fail(f"ATTNLAB_REQUIRE_DATA=1 but {message}", pytrace=False)
         pytest.skip(message)
     return DATA_DIR
+
+
+def _missing_real_file(error: BaseException | None) -> Path | None:
+    """The file under DATA_DIR that a MissingDataError (in `error`'s chain) says is missing."""
+    from attnlab.data.loading.download import MissingDataError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        path = getattr(error, "path", None)
+        if isinstance(error, MissingDataError) and path is not None:
+            path = Path(path).resolve()
+            if path.is_relative_to(DATA_DIR) and not path.is_file():
+                return path
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A test (or fixture) that stops on a real data file missing from DATA_DIR skips with one
+    line naming it, as require_data does; under ATTNLAB_REQUIRE_DATA=1 it fails, saying so. Tests
+    that build data from configs (experiments, the model x data matrix) need no marker."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or report.skipped:
+        return
+    path = _missing_real_file(call.excinfo.value)
+    if path is None:
+        return
+    top = path.relative_to(DATA_DIR).parts[0]
+    names = {"tinyshakespeare": "shakespeare", "wikitext-2": "wikitext2"}.get(top, top)
+    message = f"real data missing: {path}; {GET_DATA.format(names=names)}"
+    if REQUIRE_DATA:
+        report.longrepr = f"ATTNLAB_REQUIRE_DATA=1 but {message}\n\n{report.longreprtext}"
+        return
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {message}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

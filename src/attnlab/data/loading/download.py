@@ -25,7 +25,11 @@ CHUNK = 1 << 20
 
 
 class MissingDataError(FileNotFoundError):
-    """A data file is not on disk and could not be downloaded."""
+    """A data file is not on disk and could not be downloaded; `path`: the file, when known."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ChecksumError(ValueError):
@@ -85,7 +89,8 @@ def ensure_file(
             _check_present(candidate, sha256)
             return candidate
     if url is None:
-        raise MissingDataError(_missing_message(path, source, sha256, reason="no URL to fetch"))
+        message = _missing_message(path, source, sha256, reason="no URL to fetch")
+        raise MissingDataError(message, path)
     log.info("Downloading %s to %s", url, path)
     try:
         _download(url, path, sha256, decompress, timeout, member)
@@ -96,7 +101,8 @@ def ensure_file(
         if isinstance(error, (zipfile.BadZipFile, KeyError)):
             detail = f"not a zip archive with member {member} ({error})"
         reason = f"downloading {url} failed: {detail}"
-        raise MissingDataError(_missing_message(path, source or url, sha256, reason)) from error
+        message = _missing_message(path, source or url, sha256, reason)
+        raise MissingDataError(message, path) from error
     return path
 
 

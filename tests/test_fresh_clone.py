@@ -15,9 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-# One test of each way a test asks for real data: a fixture (sst2_data, shakespeare_data), the
-# needs_data marker, require() inside the test body, and a module-scoped fixture (Multi30k),
-# plus tests in the same files that need no data and must still pass.
+# One test of each way a test meets real data: a fixture (sst2_data, shakespeare_data), the
+# needs_data marker, require() inside the test body, a module-scoped fixture (Multi30k), and a
+# config whose data module stops on MissingDataError (the makereport hook), plus tests in the
+# same files that need no data and must still pass.
 SUBSET = [
     "tests/data/test_sst2.py::test_missing_files_are_named",
     "tests/data/test_sst2.py::test_a_file_without_the_header_is_refused",
@@ -26,8 +27,10 @@ SUBSET = [
     "tests/data/test_download.py::test_catalog_checksums_match_the_real_data",
     "tests/data/test_download.py::test_zip_member_is_extracted_and_checked",
     "tests/test_translate.py::test_multi30k_smoke_run_then_translate",
+    "tests/test_configs.py::test_option_composes_and_instantiates[data=wikitext2]",
+    "tests/test_configs.py::test_option_composes_and_instantiates[data=sort]",
 ]
-NEED_DATA = 4
+NEED_DATA = 5
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +123,4 @@ def test_fresh_clone_trains_and_skips_real_data_tests(clone: Path, tmp_path: Pat
     assert sum(map(int, failed)) == NEED_DATA, summary
     assert f"ATTNLAB_REQUIRE_DATA=1 but real data missing: {empty}/sst2/train.tsv" in out
     assert f"ATTNLAB_REQUIRE_DATA=1 but real data missing: {empty}/multi30k/" in out
+    assert f"ATTNLAB_REQUIRE_DATA=1 but real data missing: {empty}/wikitext-2/train.txt" in out

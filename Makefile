@@ -10,10 +10,11 @@ TORCH_INDEX ?=
 STAMP := $(VENV)/.install-stamp
 ARGS ?=
 PYTEST_ARGS ?=
+NAMES ?=
 
 .DEFAULT_GOAL := help
 COMPARE_DIR ?= logs/compare_example
-.PHONY: help install train compare-example test test-slow test-all lint format clean
+.PHONY: help install data train compare-example test test-slow test-all lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
+
+data: $(STAMP) ## download the real datasets (sha256-checked) into ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
+	$(BIN)/attnlab-data download $(NAMES)
 
 train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequences (ARGS=... for overrides)
 	$(BIN)/attnlab-train experiment=encdec_reverse $(ARGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,80 @@ TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
 ROOT = Path(__file__).resolve().parents[1]
 # Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data itself.
 DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+# Tests that need a real dataset skip when it is missing (a fresh clone, offline), one line naming
+# the file; with ATTNLAB_REQUIRE_DATA=1 (CI) they fail instead, so nothing is skipped unseen.
+REQUIRE_DATA = os.environ.get("ATTNLAB_REQUIRE_DATA", "") not in ("", "0")
+GET_DATA = "get it with `make data` (attnlab-data download {names}) or set ATTNLAB_DATA_DIR"
+
+
+def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
+    """DATA_DIR when the named datasets (attnlab.data.catalog: shakespeare, wikitext2, sst2,
+    multi30k) and `files` (relative to it; a .gz variant counts) are there; else skip the test
+    with one line naming the first missing file, or fail under ATTNLAB_REQUIRE_DATA=1."""
+    from attnlab.data.catalog import DATASETS, missing
+
+    lost = [str(path) for path in missing(names, DATA_DIR)]
+    lost += [
+        str(DATA_DIR / f)
+        for f in files
+        if not ((DATA_DIR / f).is_file() or (DATA_DIR / f"{f}.gz").is_file())
+    ]
+    if lost:
+        wanted = " ".join(names) or " ".join(
+            name
+            for name, entries in DATASETS.items()
+            if any(f.startswith(e.path.split("/")[0] + "/") for e in entries for f in files)
+        )
+        more = f" (+{len(lost) - 1} more)" if len(lost) > 1 else ""
+        message = f"real data missing: {lost[0]}{more}; {GET_DATA.format(names=wanted)}"
+        if REQUIRE_DATA:
+            pytest.fail(f"ATTNLAB_REQUIRE_DATA=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return DATA_DIR
+
+
+def _missing_real_file(error: BaseException | None) -> Path | None:
+    """The file under DATA_DIR that a MissingDataError (in `error`'s chain) says is missing."""
+    from attnlab.data.loading.download import MissingDataError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        path = getattr(error, "path", None)
+        if isinstance(error, MissingDataError) and path is not None:
+            path = Path(path).resolve()
+            if path.is_relative_to(DATA_DIR) and not path.is_file():
+                return path
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A test (or fixture) that stops on a real data file missing from DATA_DIR skips with one
+    line naming it, as require_data does; under ATTNLAB_REQUIRE_DATA=1 it fails, saying so. Tests
+    that build data from configs (experiments, the model x data matrix) need no marker."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or report.skipped:
+        return
+    path = _missing_real_file(call.excinfo.value)
+    if path is None:
+        return
+    top = path.relative_to(DATA_DIR).parts[0]
+    names = {"tinyshakespeare": "shakespeare", "wikitext-2": "wikitext2"}.get(top, top)
+    message = f"real data missing: {path}; {GET_DATA.format(names=names)}"
+    if REQUIRE_DATA:
+        report.longrepr = f"ATTNLAB_REQUIRE_DATA=1 but {message}\n\n{report.longreprtext}"
+        return
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {message}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs_data("sst2", ...)`: the test runs only with those datasets present."""
+    for marker in item.iter_markers("needs_data"):
+        require_data(*marker.args, files=tuple(marker.kwargs.get("files", ())))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -14,29 +13,19 @@ import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import DATA_DIR, require_data
 
 
 def shared_data_dir() -> Path:
     """$ATTNLAB_DATA_DIR (CI: ../shared/data), else shared/data beside the checkout."""
-    value = os.environ.get("ATTNLAB_DATA_DIR")
-    return Path(value).resolve() if value else ROOT.parent / "shared" / "data"
+    return DATA_DIR
 
 
 def require(*relative: str) -> Path:
-    """The shared data directory; skip (naming what is missing) when a file is not there.
-
-    A file counts as there when it or its .gz variant is.
-    """
-    root = shared_data_dir()
-    missing = [
-        name
-        for name in relative
-        if not ((root / name).is_file() or (root / f"{name}.gz").is_file())
-    ]
-    if missing:
-        pytest.skip(f"real data not found: {', '.join(str(root / m) for m in missing)}")
-    return root
+    """The shared data directory when these files (relative to it; a .gz variant counts) are
+    there; else skip naming the missing file, or fail under ATTNLAB_REQUIRE_DATA=1
+    (tests/conftest.py's require_data)."""
+    return require_data(files=relative)
 
 
 def assert_resumes_mid_epoch(
@@ -76,17 +65,17 @@ def assert_resumes_mid_epoch(
 
 @pytest.fixture
 def shakespeare_data() -> Path:
-    return require("tinyshakespeare/input.txt")
+    return require_data("shakespeare")
 
 
 @pytest.fixture(scope="module")
 def wikitext_data() -> Path:
-    return require(*(f"wikitext-2/{split}.txt" for split in ("train", "valid", "test")))
+    return require_data("wikitext2")
 
 
 @pytest.fixture(scope="module")
 def sst2_data() -> Path:
-    return require("sst2/train.tsv", "sst2/dev.tsv")
+    return require_data("sst2")
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

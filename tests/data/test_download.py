@@ -5,11 +5,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import socket
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from attnlab import data_cli
+from attnlab.data import catalog
 from attnlab.data.loading.download import ChecksumError, MissingDataError, ensure_file, read_text
+from tests.conftest import DATA_DIR
 
 CONTENT = b"To be, or not to be, that is the question.\n" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -110,3 +114,101 @@ def test_damaged_file_on_disk_is_reported_and_left_alone(
         ensure_file(tmp_path / "input.txt", url="http://127.0.0.1:9/never", sha256=SHA)
     assert path.read_bytes() == stored  # nothing replaced, nothing downloaded
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_zip_member_is_extracted_and_checked(http_server, tmp_path: Path) -> None:
+    """SST-2 comes as GLUE's SST-2.zip: the file is a member, checked after extraction."""
+    base, served = http_server
+    _zip(served / "SST-2.zip", {"SST-2/train.tsv": CONTENT, "SST-2/dev.tsv": b"other\n"})
+    target = tmp_path / "sst2" / "train.tsv"
+    url = f"{base}/SST-2.zip"
+    assert ensure_file(target, url, SHA, member="SST-2/train.tsv") == target
+    assert target.read_bytes() == CONTENT
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train.tsv"]  # no zip left
+    with pytest.raises(ChecksumError, match=r"expected 0{64}"):
+        ensure_file(tmp_path / "sst2" / "dev.tsv", url, "0" * 64, member="SST-2/dev.tsv")
+    with pytest.raises(MissingDataError, match=r"not a zip archive with member SST-2/nope\.tsv"):
+        ensure_file(tmp_path / "sst2" / "nope.tsv", url, SHA, member="SST-2/nope.tsv")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train.tsv"]
+
+
+def _local_catalog(base: str, served: Path) -> dict[str, tuple[catalog.DataFile, ...]]:
+    """Every kind of catalog entry (plain, .gz kept, zip member), served from 127.0.0.1."""
+    (served / "input.txt").write_bytes(CONTENT)
+    (served / "train.de.gz").write_bytes(gzip.compress(CONTENT))
+    _zip(served / "SST-2.zip", {"SST-2/train.tsv": CONTENT, "SST-2/dev.tsv": CONTENT[:50]})
+    gz_sha = hashlib.sha256((served / "train.de.gz").read_bytes()).hexdigest()
+    return {
+        "shakespeare": (catalog.DataFile("tinyshakespeare/input.txt", f"{base}/input.txt", SHA),),
+        "multi30k": (catalog.DataFile("multi30k/train.de.gz", f"{base}/train.de.gz", gz_sha),),
+        "sst2": tuple(
+            catalog.DataFile(f"sst2/{name}", f"{base}/SST-2.zip", sha, member=f"SST-2/{name}")
+            for name, sha in [
+                ("train.tsv", SHA),
+                ("dev.tsv", hashlib.sha256(CONTENT[:50]).hexdigest()),
+            ]
+        ),
+    }
+
+
+def test_attnlab_data_download_fetches_every_dataset(
+    http_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    base, served = http_server
+    local = _local_catalog(base, served)
+    monkeypatch.setattr(catalog, "DATASETS", local)
+    monkeypatch.setattr(data_cli, "DATASETS", local)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("ATTNLAB_DATA_DIR", str(data_dir))
+    assert catalog.missing(local, data_dir) == [data_dir / f.path for f in catalog.files_of(local)]
+    assert data_cli.main(["download"]) == 0
+    assert catalog.missing(local, data_dir) == []
+    assert (data_dir / "sst2" / "train.tsv").read_bytes() == CONTENT
+    assert gzip.decompress((data_dir / "multi30k" / "train.de.gz").read_bytes()) == CONTENT
+    # Present now: checked, not fetched again (the server is gone for these).
+    for path in served.iterdir():
+        path.unlink()
+    assert data_cli.main(["download", "sst2"]) == 0
+    assert data_cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "missing" not in out and f"present {data_dir / 'sst2' / 'dev.tsv'}" in out
+
+
+def test_attnlab_data_download_names_the_failure(
+    http_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    base, served = http_server
+    local = _local_catalog(base, served)
+    (served / "input.txt").write_bytes(b"changed upstream\n")
+    monkeypatch.setattr(catalog, "DATASETS", local)
+    monkeypatch.setattr(data_cli, "DATASETS", local)
+    data_dir = tmp_path / "data"
+    assert data_cli.main(["--data-dir", str(data_dir), "download", "shakespeare"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("attnlab-data: shakespeare: ") and f"expected {SHA}" in err
+    assert not (data_dir / "tinyshakespeare" / "input.txt").exists()
+    with pytest.raises(SystemExit):
+        data_cli.main(["--data-dir", str(data_dir), "download", "imagenet"])
+    assert "unknown dataset(s) ['imagenet']" in capsys.readouterr().err
+
+
+def test_catalog_covers_every_dataset_with_a_url_and_sha256() -> None:
+    assert set(catalog.DATASETS) == {"shakespeare", "wikitext2", "sst2", "multi30k"}
+    for file in catalog.files_of(catalog.DATASETS):
+        assert file.url.startswith("https://") and len(file.sha256) == 64, file
+    sst2_files = catalog.DATASETS["sst2"]
+    assert {f.url for f in sst2_files} == {"https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"}
+    assert [f.member for f in sst2_files] == ["SST-2/train.tsv", "SST-2/dev.tsv"]
+
+
+@pytest.mark.needs_data("shakespeare", "wikitext2", "sst2", "multi30k")
+def test_catalog_checksums_match_the_real_data() -> None:
+    """What `make data` would fetch is what the tests read: every file present checks out."""
+    paths = catalog.fetch(catalog.DATASETS, DATA_DIR)
+    assert len(paths) == len(catalog.files_of(catalog.DATASETS))

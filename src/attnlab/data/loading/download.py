@@ -13,6 +13,7 @@ import hashlib
 import logging
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +25,11 @@ CHUNK = 1 << 20
 
 
 class MissingDataError(FileNotFoundError):
-    """A data file is not on disk and could not be downloaded."""
+    """A data file is not on disk and could not be downloaded; `path`: the file, when known."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ChecksumError(ValueError):
@@ -65,15 +70,18 @@ def ensure_file(
     sha256: str | None = None,
     *,
     decompress: bool = False,
+    member: str | None = None,
     source: str | None = None,
     timeout: float = 60.0,
 ) -> Path:
     """The path of `path` or of its .gz variant if either exists; else download `url` to `path`.
 
     sha256 is that of the content as used (uncompressed). `decompress=True` means the URL serves
-    gzip and the file is stored decompressed. `source` says where the file comes from when there
-    is no URL (it defaults to the URL). Raises MissingDataError when the file is neither on disk
-    nor downloadable, ChecksumError when a download has the wrong sha256; neither leaves a file.
+    gzip and the file is stored decompressed; `member`: the URL serves a zip archive and the file
+    is that member of it, extracted (the sha256 is the member's). `source` says where the file
+    comes from when there is no URL (it defaults to the URL). Raises MissingDataError when the
+    file is neither on disk nor downloadable, ChecksumError when a download has the wrong sha256;
+    neither leaves a file.
     """
     path = Path(path)
     for candidate in (path, gz_variant(path)):
@@ -81,26 +89,44 @@ def ensure_file(
             _check_present(candidate, sha256)
             return candidate
     if url is None:
-        raise MissingDataError(_missing_message(path, source, sha256, reason="no URL to fetch"))
+        message = _missing_message(path, source, sha256, reason="no URL to fetch")
+        raise MissingDataError(message, path)
     log.info("Downloading %s to %s", url, path)
     try:
-        _download(url, path, sha256, decompress, timeout)
-    except (urllib.error.URLError, OSError) as error:  # offline, 404, read-only data dir, ...
+        _download(url, path, sha256, decompress, timeout, member)
+    # offline, 404, read-only data dir, not a zip or no such member, ...
+    except (urllib.error.URLError, OSError, zipfile.BadZipFile, KeyError) as error:
         # HTTPError reads "HTTP Error 404: ..."; a plain URLError's reason is the socket error.
         detail = error.reason if type(error) is urllib.error.URLError else error
+        if isinstance(error, (zipfile.BadZipFile, KeyError)):
+            detail = f"not a zip archive with member {member} ({error})"
         reason = f"downloading {url} failed: {detail}"
-        raise MissingDataError(_missing_message(path, source or url, sha256, reason)) from error
+        message = _missing_message(path, source or url, sha256, reason)
+        raise MissingDataError(message, path) from error
     return path
 
 
-def _download(url: str, path: Path, sha256: str | None, decompress: bool, timeout: float) -> None:
+def _download(
+    url: str,
+    path: Path,
+    sha256: str | None,
+    decompress: bool,
+    timeout: float,
+    member: str | None = None,
+) -> None:
     digest = hashlib.sha256()
     with atomic_path(path) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             stream = gzip.GzipFile(fileobj=response) if decompress else response
             while chunk := stream.read(CHUNK):
-                digest.update(chunk)
+                if member is None:
+                    digest.update(chunk)
                 out.write(chunk)
+        if member is not None:  # tmp holds the whole archive: extract the member over it
+            with zipfile.ZipFile(tmp) as archive:
+                content = archive.read(member)
+            digest.update(content)
+            tmp.write_bytes(content)
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             # Raised inside atomic_path, so the temporary file is removed and `path` never made.
             raise ChecksumError(

@@ -26,7 +26,10 @@ SHA256 = {
     "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
     "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
 }
-SOURCE = "GLUE SST-2 (glue_data/SST-2)"  # no stable public URL to download from
+# GLUE's distribution of SST-2: a zip whose SST-2/{train,dev,test}.tsv are the files above.
+ZIP_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
+ZIP_MEMBER = "SST-2/{file}"
+SOURCE = f"the GLUE SST-2 zip {ZIP_URL} (`attnlab-data download sst2` fetches it)"
 HEADER = "sentence\tlabel"
 LABELS = ("0", "1")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -26,8 +27,11 @@ RUN = [
     "trainer.deterministic=true",
     "model.dropout=0",
     "+callbacks.model_checkpoint.every_n_train_steps=3",
+    "trainer.log_every_n_steps=1",  # a metrics.csv row every step: the history to compare
     "seed=0",
 ]
+# Columns that measure the machine, not the run.
+TIMING_COLUMNS = {"progress/wall_time_s", "train/tokens_per_sec"}
 
 
 def test_resumable_loader_replays_epoch_and_skips_seen_batches() -> None:
@@ -100,14 +104,28 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    """metrics.csv's rows in order, each as its non-empty values, timing columns left out."""
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        return [
+            {key: float(value) for key, value in row.items() if value and key not in TIMING_COLUMNS}
+            for row in csv.DictReader(file)
+        ]
+
+
 # Where each attempt dies, in order; the run has 8 steps an epoch, validation and best.ckpt at
 # each epoch end, last.ckpt every 3 steps and after each validation. "external" is a SIGKILL
 # from this test once last.ckpt reaches step 27 (whenever the poll sees it).
 KILL_POINTS = [
     "save:last.ckpt:3",  # the first checkpoint, mid-epoch 0
     "validation_end:8",  # a new best computed, nothing saved: resumes at step 6
+    # The epoch-end save, before the epoch's train/acc is logged: resumes at epoch 1, which
+    # must log epoch 0's row and start its own metrics afresh.
+    "save:last.ckpt:8",
     "save:best.ckpt:16",  # between best.ckpt and last.ckpt: resumes from best.ckpt
     "batch_end:24",  # an epoch's last step, before its validation: resumes at step 21
+    # Mid-epoch 3, after epoch 2 ended and was logged: resumes from the epoch-end save at 24.
+    "batch_end:26",
     "external",
     "save:last.ckpt:32",  # training done, metrics.json not written: resumes to test only
 ]
@@ -117,8 +135,9 @@ KILL_POINTS = [
 def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> None:
     """SIGKILL at several points, the hard ones included, resuming each time with
     resume=<run dir>: metrics.json matches an uninterrupted run's (every metric within 1e-6
-    absolute; in practice bit-identical), as do the global step, tokens seen and the chosen
-    best checkpoint's step; after every kill no metrics.json and every checkpoint loads."""
+    absolute; in practice bit-identical), as do the global step, tokens seen, the chosen
+    best checkpoint's step and the whole metrics.csv history, each row exactly once; after
+    every kill no metrics.json and every checkpoint loads."""
     reference = tmp_path / "reference"
     run_cli("attnlab-train", *RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
     expected = read_metrics(reference)
@@ -142,16 +161,19 @@ def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> N
     got = read_metrics(run_dir)
     assert got["global_step"] == expected["global_step"] == 32
     assert got["tokens_seen"] == expected["tokens_seen"]
-    timing = {"progress/wall_time_s"}
     assert set(got["metrics"]) == set(expected["metrics"])
     for name, value in expected["metrics"].items():
-        if name not in timing:
+        if name not in TIMING_COLUMNS:
             assert got["metrics"][name] == pytest.approx(value, abs=1e-6), name
     best = [
         torch.load(d / "checkpoints" / "best.ckpt", weights_only=False)
         for d in (reference, run_dir)
     ]
     assert best[0]["global_step"] == best[1]["global_step"]
+    history, expected_history = read_history(run_dir), read_history(reference)
+    assert len(history) == len(expected_history)
+    for row, expected_row in zip(history, expected_history, strict=True):
+        assert row == pytest.approx(expected_row, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -12,9 +12,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
+from attnlab.csv_logger import RunCSVLogger
 from attnlab.utils import lightning_compat as compat
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,31 @@ def save_last_checkpoint(trainer: pl.Trainer) -> Path | None:
     path = Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+def _epoch_finished(trainer: pl.Trainer) -> bool:
+    """True from the end of an epoch's last batch until the next epoch starts."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return progress.is_last_batch and progress.current.completed == progress.current.ready
+
+
+def _pending_log_rows(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, float]]:
+    """The rows Lightning logs for the current step after a checkpoint written now: the step's
+    own row (a save in `on_train_batch_end`), or the epoch's training metrics (a save at the
+    epoch's end, after its validation). Each with its `epoch` and `step`, as loggers get them."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    if progress.current.completed < progress.current.processed:  # inside on_train_batch_end
+        values = compat.pending_step_metrics(trainer)
+    elif _epoch_finished(trainer):
+        task = getattr(pl_module, "task", None)  # what module.py logs with on_epoch=True
+        metrics = task.metrics("train") if task is not None else {}
+        values = {key: float(metric.compute()) for key, metric in metrics.items()}
+    else:
+        return []
+    if not values:
+        return []
+    # Both are logged at the step just taken: global_step counts it already.
+    return [{"epoch": trainer.current_epoch, **values, "step": trainer.global_step - 1}]
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -170,6 +197,15 @@ class ResumeState(Callback):
             for key, value in trainer.callback_metrics.items()
             if isinstance(value, torch.Tensor) and value.numel() == 1
         }
+        # Rows Lightning logs for this step after the checkpoint is written: a resumed run
+        # starts at the next step and would never write them (csv_logger.py).
+        checkpoint["pending_log_rows"] = _pending_log_rows(trainer, pl_module)
+        for logger in trainer.loggers:
+            if isinstance(logger, RunCSVLogger):
+                logger.save()  # rows logged without a save (LearningRateMonitor's) reach disk
+        if _epoch_finished(trainer):  # the resumed run starts the next epoch afresh
+            checkpoint["metric_states"] = {}
+            return
         checkpoint["metric_states"] = {
             name: {**module.metric_state, "_update_count": compat.metric_update_count(module)}
             for name, module in pl_module.named_modules()
@@ -180,7 +216,14 @@ class ResumeState(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         self._pending = checkpoint.get("rng_states")
-        self._metrics = checkpoint.get("callback_metrics", {})
+        pending = checkpoint.get("pending_log_rows", [])
+        self._metrics = dict(checkpoint.get("callback_metrics", {}))
+        for row in pending:
+            self._metrics |= {k: v for k, v in row.items() if k not in ("epoch", "step")}
+        if trainer.state.fn == TrainerFn.FITTING:  # not when testing a checkpoint
+            for logger in trainer.loggers:
+                if isinstance(logger, RunCSVLogger):
+                    logger.resume_at(checkpoint["global_step"], pending)
         # Each rank accumulates its own share; the checkpoint holds rank 0's only.
         self._metric_states = checkpoint.get("metric_states", {}) if trainer.world_size == 1 else {}
 

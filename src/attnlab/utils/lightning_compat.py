@@ -37,7 +37,12 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
         "_last_time_checked",
     ),
     _TrainingEpochLoop: ("_should_check_val_fx",),
-    _FitLoop: ("_data_fetcher", "_combined_loader_states_to_load", "_load_combined_loader_states"),
+    _FitLoop: (
+        "_data_fetcher",
+        "_combined_loader_states_to_load",
+        "_load_combined_loader_states",
+        "_should_accumulate",
+    ),
     pl.Trainer: ("_logger_connector",),
     _LoggerConnector: ("_callback_metrics",),
     Metric: ("_update_count", "_computed"),
@@ -154,6 +159,17 @@ def load_pending_loader_states(trainer: pl.Trainer) -> None:
     fit_loop = trainer.fit_loop
     if fit_loop._combined_loader_states_to_load:
         fit_loop._load_combined_loader_states()
+
+
+def pending_step_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """What Lightning will log for the current training step once its `on_train_batch_end`
+    hooks are done (`update_train_step_metrics`); {} where this step logs nothing."""
+    connector = trainer._logger_connector
+    if trainer.fit_loop._should_accumulate():
+        return {}
+    if not (connector.should_update_logs or trainer.fast_dev_run):
+        return {}
+    return {key: float(value) for key, value in connector.metrics["log"].items()}
 
 
 def restore_callback_metric(trainer: pl.Trainer, key: str, value: float) -> None:

@@ -54,7 +54,7 @@ def _hash(digest: Any, value: Any) -> None:
             flat = tensor.cpu().contiguous().reshape(-1).view(torch.uint8)
         except (RuntimeError, TypeError, NotImplementedError):  # sparse, quantized, meta
             return
-        digest.update(flat.numpy().tobytes())
+        digest.update(memoryview(flat.numpy()))  # the tensor's own bytes, not a copy
     elif isinstance(value, np.ndarray):
         digest.update(f"A{value.dtype}{value.shape}".encode())
         if value.dtype != object:

@@ -49,6 +49,14 @@ def test_missing_checkpoint_file_is_named(train_config, tmp_path: Path) -> None:
     assert not (tmp_path / "checkpoints").exists()  # failed before any work
 
 
+def test_text_file_as_checkpoint_is_refused_by_name(train_config, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ConfigError, match=r"ckpt_path=.*notes\.txt"):
+        train(train_config(f"ckpt_path={text}"))
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_eval_missing_checkpoint_cli(tmp_path: Path) -> None:
     result = run_cli("attnlab-eval", "ckpt_path=missing.ckpt", cwd=tmp_path, check=False)
     assert result.returncode != 0
@@ -105,6 +113,20 @@ class FakeTask:
         ("model.norm=batchnorm", r"model\.norm='batchnorm' .*layernorm"),
         ("data.transform=shuffle", r"data: .*'shuffle'.*copy.*reverse.*sort"),
         ("data.min_len=9", r"data: .*min_len.*max_len"),
+        # issue 18: refused before any work, naming the key and what is valid
+        (
+            "optimized_metric=val/accuracy",
+            r"optimized_metric=val/accuracy .*logs .*val/exact_match",
+        ),
+        ("data.num_train=0", r"data\.num_train=0 is not valid: must be a positive number"),
+        ("model.max_len=4", r"model\.max_len=4 is not valid: data\.max_len=8 needs at least 8"),
+        ("trainer.precision=16-true", r"trainer\.precision=16-true is not valid .*16-mixed"),
+        ("trainer.accumulate_grad_batches=0", r"accumulate_grad_batches=0 .*a positive number"),
+        ("trainer.gradient_clip_val=-1", r"gradient_clip_val=-1 is not valid: must be 0 or more"),
+        ("optimizer.betas=[0.9]", r"optimizer\.betas=\[0\.9\] .*expected a list of 2: \[float"),
+        ("seed=abc", r"seed='abc' is not valid: expected int or null"),
+        ("model.n_kv_heads=0", r"model\.n_kv_heads=0 .*n_kv_heads can be 1, 2"),
+        ("model.n_kv_heads=-2", r"model\.n_kv_heads=-2 .*n_kv_heads can be 1, 2"),
         ("scheduler=inverse_sqrt", None),
     ],
 )

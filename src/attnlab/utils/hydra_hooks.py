@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from typing import Any
 
+from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -13,6 +15,8 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
 
 
 def register_plugins() -> None:
@@ -49,42 +53,50 @@ class CheckJobsFirst(Callback):
     """Checks the config of every job of a multirun before the first starts: a typo in one
     sweep value (`-m model.pos=rope,alibii`) would otherwise be found when its job runs, after
     the others. `check` names the function run on each job's composed config (it raises
-    ConfigError). A sampling sweeper (Optuna) has no list of jobs: each value of a `choice`
-    is checked with the other keys as configured; intervals are left to the trials."""
+    ConfigError). A sampling sweeper (Optuna) has no list of jobs: its fixed settings are
+    checked, and a `choice` value that fails gets a warning only (its trials fail in
+    milliseconds, and a failed trial does not stop the search); intervals are left to trials."""
 
     def __init__(self, check: str) -> None:
         self.check = check
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra import compose
-
         from attnlab.build.validation import ConfigError
         from attnlab.utils.config_errors import INPUT_ERRORS, exit_on_input_error
 
-        check = get_method(self.check)
-        jobs = sweep_jobs(config)
+        jobs, sampled = sweep_jobs(config)
         previous = HydraConfig.instance().cfg
         try:
             for number, overrides in enumerate(jobs):
                 where = f"multirun job {number} of {len(jobs)} ({' '.join(overrides)})"
                 try:
-                    cfg = compose(kwargs.get("config_name"), overrides, return_hydra_config=True)
-                    with open_dict(cfg):  # set by Hydra per job; checks write nothing there
-                        cfg.hydra.job.num = number
-                        cfg.hydra.runtime.output_dir = os.getcwd()
-                    HydraConfig.instance().set_config(cfg)  # chosen_options() names its choices
-                    check(cfg)
+                    self._check_job(kwargs.get("config_name"), overrides, number)
                 except INPUT_ERRORS as error:
                     exit_on_input_error(type(error)(f"{where}: {error}"))
                 except HydraException as error:  # an unknown option or key in one job
                     exit_on_input_error(ConfigError(f"{where}: {error}"))
+            for value in sampled:
+                try:
+                    self._check_job(kwargs.get("config_name"), [*jobs[0], value], 0)
+                except (*INPUT_ERRORS, HydraException) as error:
+                    log.warning("sweep value %s: its trials will fail: %s", value, error)
         finally:
             HydraConfig.instance().cfg = previous
 
+    def _check_job(self, config_name: str | None, overrides: list[str], number: int) -> None:
+        cfg = compose(config_name, overrides, return_hydra_config=True)
+        with open_dict(cfg):  # set by Hydra per job; checks write nothing there
+            cfg.hydra.job.num = number
+            cfg.hydra.runtime.output_dir = os.getcwd()
+        HydraConfig.instance().set_config(cfg)  # chosen_options() names the job's choices
+        get_method(self.check)(cfg)
 
-def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The overrides of each job of a multirun: all of them for Hydra's BasicSweeper; for a
-    sampling sweeper, one job per listed value (sweeper params, then the command line's)."""
+
+def sweep_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]]:
+    """The overrides of each job of a multirun, and values a sampling sweeper may draw.
+
+    Hydra's BasicSweeper: every job (the cartesian product), nothing sampled. Another sweeper
+    (Optuna): one job of the fixed settings, and each `key=value` of its `choice`s."""
     params = config.hydra.sweeper.get("params") or {}
     lines = [f"{key}={value}" for key, value in params.items()]
     lines += list(config.hydra.overrides.task)
@@ -93,11 +105,12 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     # By name: Hydra's plugin scan imports the module again, so the classes differ.
     if config.hydra.sweeper._target_ == f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         (jobs,) = BasicSweeper.split_arguments(list(last.values()), max_batch_size=None)
-        return jobs
+        return jobs, []
     fixed = [o.input_line for o in last.values() if not o.is_sweep_override()]
-    jobs = [fixed]
-    for override in last.values():
-        if override.is_discrete_sweep():
-            key = override.get_key_element()
-            jobs += [[*fixed, f"{key}={value}"] for value in override.sweep_string_iterator()]
-    return jobs
+    sampled = [
+        f"{o.get_key_element()}={value}"
+        for o in last.values()
+        if o.is_discrete_sweep()
+        for value in o.sweep_string_iterator()
+    ]
+    return [fixed], sampled

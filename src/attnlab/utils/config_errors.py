@@ -14,7 +14,9 @@ from typing import NoReturn, TypeVar
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
@@ -108,9 +110,15 @@ def exits_on_input_error(task_function: Callable[..., R]) -> Callable[..., R]:
         try:
             return task_function(*args, **kwargs)
         except INPUT_ERRORS as error:
+            if _in_multirun():  # the sweeper decides: Optuna records a failed trial, goes on
+                raise
             exit_on_input_error(error)
 
     return wrapper
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def exit_on_moved_keys(args: Sequence[str]) -> None:

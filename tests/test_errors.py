@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra import initialize_config_module
+from omegaconf import OmegaConf
 
 from attnlab.build import ConfigError, check_compatibility, load_run_config
+from attnlab.data.loading.download import UnreadableDataError, read_lines
+from attnlab.generate import generate
 from attnlab.train import train
+from attnlab.translate import translate
 from attnlab.utils.config_errors import unknown_key_hints
-from tests.conftest import run_cli
+from attnlab.utils.hydra_hooks import CheckJobsFirst, sweep_jobs
+from tests.conftest import TINY_SETUP, compose_config, run_cli
 
 
 def test_unknown_model_option_lists_choices(tmp_path: Path) -> None:
@@ -47,6 +53,14 @@ def test_missing_checkpoint_file_is_named(train_config, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"ckpt_path=.*nope/last\.ckpt does not exist"):
         train(train_config(f"ckpt_path={missing}"))
     assert not (tmp_path / "checkpoints").exists()  # failed before any work
+
+
+def test_text_file_as_checkpoint_is_refused_by_name(train_config, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ConfigError, match=r"ckpt_path=.*notes\.txt"):
+        train(train_config(f"ckpt_path={text}"))
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_eval_missing_checkpoint_cli(tmp_path: Path) -> None:
@@ -105,6 +119,20 @@ class FakeTask:
         ("model.norm=batchnorm", r"model\.norm='batchnorm' .*layernorm"),
         ("data.transform=shuffle", r"data: .*'shuffle'.*copy.*reverse.*sort"),
         ("data.min_len=9", r"data: .*min_len.*max_len"),
+        # issue 18: refused before any work, naming the key and what is valid
+        (
+            "optimized_metric=val/accuracy",
+            r"optimized_metric=val/accuracy .*logs .*val/exact_match",
+        ),
+        ("data.num_train=0", r"data\.num_train=0 is not valid: must be a positive number"),
+        ("model.max_len=4", r"model\.max_len=4 is not valid: data\.max_len=8 needs at least 8"),
+        ("trainer.precision=16-true", r"trainer\.precision=16-true is not valid .*16-mixed"),
+        ("trainer.accumulate_grad_batches=0", r"accumulate_grad_batches=0 .*a positive number"),
+        ("trainer.gradient_clip_val=-1", r"gradient_clip_val=-1 is not valid: must be 0 or more"),
+        ("optimizer.betas=[0.9]", r"optimizer\.betas=\[0\.9\] .*expected a list of 2: \[float"),
+        ("seed=abc", r"seed='abc' is not valid: expected int or null"),
+        ("model.n_kv_heads=0", r"model\.n_kv_heads=0 .*n_kv_heads can be 1, 2"),
+        ("model.n_kv_heads=-2", r"model\.n_kv_heads=-2 .*n_kv_heads can be 1, 2"),
         ("scheduler=inverse_sqrt", None),
     ],
 )
@@ -117,3 +145,89 @@ def test_bad_values_name_key_and_choices(
     with pytest.raises(ConfigError, match=expected):
         train(train_config(override))
     assert not (tmp_path / "checkpoints").exists()
+
+
+# --- issue 18: the CLI refuses bad input with one line, before any work ---------------------
+
+SHORT = [*TINY_SETUP, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+
+
+def test_config_error_is_one_line_after_no_config_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [*SHORT, "print_config=true", "optimized_metric=val/accuracy"]
+    result = run_cli("attnlab-train", *args, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "attnlab: optimized_metric=val/accuracy is not valid: task 'seq2seq' logs train/loss, "
+        "train/acc, val/loss, val/acc, val/exact_match, val/bleu"
+    ]
+    assert "_target_" not in result.stdout  # the config tree comes after the checks
+    assert not list(tmp_path.rglob("*.ckpt"))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the traceback, when asked for
+    result = run_cli("attnlab-train", *args, cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_multirun_checks_every_job_before_the_first(tmp_path: Path) -> None:
+    result = run_cli(
+        "attnlab-train", "-m", "model.pos=rope,alibii", *SHORT, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2
+    assert "attnlab: multirun job 1 of 2 (model.pos=alibii" in result.stderr
+    assert "model.pos='alibii' is not valid" in result.stderr
+    assert not (tmp_path / "logs" / "train" / "multiruns").exists()  # job 0 never ran
+
+
+def test_missing_resume_directory_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_run"
+    result = run_cli("attnlab-train", f"resume={missing}", *SHORT, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"attnlab: resume={missing} is not valid: no such run directory"
+    assert not missing.exists()  # no fresh run trained in its place
+
+
+def test_optuna_choices_are_checked_without_stopping_the_search(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sampled value that fails is a failed trial (test_sweeps.py); it is named at start."""
+    cfg = compose_config(tmp_path, ["hparams_search=optuna", *TINY_SETUP])
+    check = CheckJobsFirst("attnlab.train.check_config")
+    OmegaConf.set_readonly(cfg.hydra, False)
+    cfg.hydra.overrides.task = [*TINY_SETUP, "model.n_heads=choice(2,3)"]
+    jobs, sampled = sweep_jobs(cfg)
+    assert len(jobs) == 1 and "model.n_heads=3" in sampled and "model.pos=rope" not in sampled
+    with initialize_config_module("attnlab.conf", version_base="1.3"):
+        with caplog.at_level("WARNING"):
+            check.on_multirun_start(cfg, config_name="train")
+        assert "sweep value model.n_heads=3: its trials will fail" in caplog.text
+        cfg.hydra.overrides.task = [*TINY_SETUP, "model.pos=rop"]  # fixed for every trial
+        with pytest.raises(SystemExit):
+            check.on_multirun_start(cfg, config_name="train")
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "expected"),
+    [
+        ("generate", "num_samples=0", r"num_samples=0 is not valid: must be a positive number"),
+        ("generate", "max_new_tokens=-5", r"max_new_tokens=-5 is not valid: must be a positive"),
+        ("translate", "batch_size=0", r"batch_size=0 is not valid: must be a positive number"),
+        ("translate", "text=''", r"text='' is not valid: give non-empty sentences"),
+    ],
+)
+def test_command_settings_are_checked_before_loading(
+    tmp_path: Path, command: str, override: str, expected: str
+) -> None:
+    function = {"generate": generate, "translate": translate}[command]
+    missing = tmp_path / "never_read.ckpt"  # the check comes before the checkpoint is read
+    text = ["text=Ein Hund."] if command == "translate" else []
+    cfg = compose_config(tmp_path, [f"ckpt_path={missing}", *text, override], command)
+    with pytest.raises(ConfigError, match=expected):
+        function(cfg)
+
+
+def test_binary_data_file_is_named(tmp_path: Path) -> None:
+    binary = tmp_path / "train.de"
+    binary.write_bytes(b"Ein Hund\n\xff\xfe\x00binary")
+    with pytest.raises(UnreadableDataError, match=r"train\.de is not UTF-8 text \(byte 0xff"):
+        read_lines(binary)

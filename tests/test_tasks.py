@@ -9,7 +9,7 @@ from torch import nn
 
 from attnlab.data.spec import DataSpec
 from attnlab.models import DecoderOnly, EncoderDecoder
-from attnlab.tasks import ClassificationTask, MaskedLMTask, Seq2SeqTask
+from attnlab.tasks import CausalLMTask, ClassificationTask, MaskedLMTask, Seq2SeqTask
 
 
 class Fixed(nn.Module):
@@ -101,3 +101,14 @@ def test_seq2seq_flops_count_a_prefix_lm_over_source_and_target() -> None:
     encdec = EncoderDecoder(20, d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1)
     assert task.flops_per_token(gpt, 8) == gpt.flops_per_token(16)  # attends over 2 * 8 keys
     assert task.flops_per_token(encdec, 8) == encdec.flops_per_token(8)
+
+
+def test_declared_metric_names_are_what_each_task_logs() -> None:
+    """optimized_metric is checked against `metric_names` before a run: they must agree."""
+    spec = DataSpec(task="x", vocab_size=11, decode=str, max_len=5, num_classes=3, pad_id=0)
+    for task_cls in (CausalLMTask, ClassificationTask, MaskedLMTask, Seq2SeqTask):
+        task = task_cls(spec)
+        for stage in ("train", "val", "test"):
+            logged = sorted(task.metrics(stage).keys())
+            declared = sorted(f"{stage}/{n}" for n in task_cls.metric_names.get(stage, ()))
+            assert logged == declared, (task_cls.name, stage)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.artefacts import write_metrics
-from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
 
 
@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="eval")
+@exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     print_config(cfg)
     evaluate(cfg)

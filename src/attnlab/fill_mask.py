@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from attnlab import build
-from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 MASK = "[MASK]"
 
@@ -52,6 +52,7 @@ def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="fill_mask")
+@exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     for n, candidates in enumerate(fill_mask(cfg), start=1):
         print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))

@@ -11,12 +11,14 @@ import torch
 from omegaconf import DictConfig
 
 from attnlab import build
+from attnlab.build.validation import check_command
 from attnlab.protocols import Generator
-from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 
 def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
+    check_command("generate", cfg)
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, spec = module.network, module.task.spec
     if not isinstance(network, Generator) or spec.encode is None:
@@ -41,6 +43,7 @@ def generate(cfg: DictConfig) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="generate")
+@exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     for i, text in enumerate(generate(cfg)):
         if cfg.num_samples > 1:

@@ -22,7 +22,7 @@ from attnlab import build
 from attnlab.artefacts import write_failure, write_metrics
 from attnlab.build import chosen_options
 from attnlab.loggers import finish_wandb, log_hyperparams
-from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
 from attnlab.utils.distributed import multirun_job, stop_launched_ranks
 
@@ -42,9 +42,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     """
     start = time.perf_counter()
-    build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
-    build.check_required(cfg)
-    build.check_compatibility(cfg)
+    check_config(cfg)
     ckpt_path = build.resume_checkpoint(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
@@ -77,6 +75,13 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
     rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
     return result
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every check of a training config that needs no data: a ConfigError before any work."""
+    build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    build.check_required(cfg)
+    build.check_compatibility(cfg)
 
 
 def _fit_and_test(
@@ -155,9 +160,11 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="train")
+@exits_on_input_error
 def hydra_main(cfg: DictConfig) -> float | None:
-    print_config(cfg)
     try:
+        check_config(cfg)
+        print_config(cfg)  # after the checks: an error is not buried under the config tree
         with multirun_job():  # DDP ranks that Lightning launches run this job only
             result = train(cfg)
     except Exception as error:

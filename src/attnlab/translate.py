@@ -14,10 +14,11 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from attnlab import build
+from attnlab.build.validation import check_command
 from attnlab.data.loading.download import read_lines
 from attnlab.data.loading.padding import pad_batch
 from attnlab.tasks.decoding import strip_special
-from attnlab.utils.config_errors import with_config_hints
+from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 
 def source_texts(cfg: DictConfig) -> list[str]:
@@ -25,6 +26,8 @@ def source_texts(cfg: DictConfig) -> list[str]:
     texts = list(cfg.text) if isinstance(cfg.text, ListConfig) else []
     if isinstance(cfg.text, str):
         texts.append(cfg.text)
+    if any(not text.strip() for text in texts):  # decodes from nothing: garbage, exit 0
+        raise build.ConfigError(f"text={cfg.text!r} is not valid: give non-empty sentences")
     if cfg.input_file:
         texts.extend(read_lines(Path(cfg.input_file)))
     if not texts:
@@ -34,6 +37,8 @@ def source_texts(cfg: DictConfig) -> list[str]:
 
 def translate(cfg: DictConfig) -> list[str]:
     """Translations of the source texts, one per text, in order."""
+    check_command("translate", cfg)
+    texts = source_texts(cfg)  # before loading the checkpoint: bad input costs nothing
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
@@ -46,7 +51,6 @@ def translate(cfg: DictConfig) -> list[str]:
     beam_size = cfg.beam_size or task.beam_size
     device = torch.device(cfg.device)
     network.to(device).eval()
-    texts = source_texts(cfg)
     special = (spec.bos_id, spec.eos_id, spec.pad_id)
     out: list[str] = []
     with torch.inference_mode():
@@ -62,6 +66,7 @@ def translate(cfg: DictConfig) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="translate")
+@exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     for line in translate(cfg):
         print(line)

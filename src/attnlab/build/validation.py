@@ -11,7 +11,7 @@ from torch import nn
 
 from attnlab.build.run_settings import moved_keys_in_config
 from attnlab.models.registry import NETWORKS, network_class_of
-from attnlab.utils.config_checks import ValueCheckError, check_values
+from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
 
 
 class ConfigError(ValueError):
@@ -42,12 +42,48 @@ def check_run_settings(cfg: DictConfig) -> None:
     body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
     if not body_lr_scale > 0:
         raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")
+    precision = str((cfg.get("trainer") or {}).get("precision"))
+    if cfg.get("train", True) and precision in ("16-true", "16"):
+        # fp16 weights and Adam state without loss scaling: the loss overflows at step 0
+        raise ConfigError(
+            f"trainer.precision={precision} is not valid for training: pure fp16 has no loss "
+            "scaling and overflows; use 16-mixed, bf16-mixed (or bf16-true) or 32-true"
+        )
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """`optimized_metric` (what checkpointing, early stopping and sweepers monitor) is one the
+    task logs while fitting; Lightning would only find out after the first epoch."""
+    name = cfg.get("optimized_metric")
+    task_cls = get_class(cfg.task._target_)
+    logged = task_cls.fit_metrics() if hasattr(task_cls, "fit_metrics") else []
+    if name is not None and logged and name not in logged:
+        raise ConfigError(
+            f"optimized_metric={name} is not valid: task {task_cls.name!r} logs "
+            + ", ".join(logged)
+        )
+
+
+def check_max_len(cfg: DictConfig, network_cls: type) -> None:
+    """The network has a position for every token of the data's longest sequence (a prefix LM
+    doing seq2seq needs source + target: check_network_fits_data)."""
+    data, model = cfg.get("data") or {}, cfg.get("model") or {}
+    data_key = "block_size" if "block_size" in data else "max_len"
+    needed, max_len = data.get(data_key), model.get("max_len")
+    if getattr(network_cls, "prefix_lm", False) and get_class(cfg.task._target_).name == "seq2seq":
+        return
+    if isinstance(needed, int) and isinstance(max_len, int) and max_len < needed:
+        raise ConfigError(
+            f"model.max_len={max_len} is not valid: data.{data_key}={needed} needs at least "
+            f"{needed} positions; set model.max_len>={needed}"
+        )
 
 
 def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task (the architecture-task
     matrix of the README), naming the pair and the models that can. Also fails on a value of
-    the wrong type or an impossible size (utils/config_checks.py)."""
+    the wrong type or an impossible size (utils/config_checks.py), an optimized_metric the task
+    does not log, and a model.max_len shorter than the data's sequences."""
     try:
         check_values(cfg)
     except ValueCheckError as error:
@@ -71,6 +107,16 @@ def check_compatibility(cfg: DictConfig) -> None:
             f"supports: {', '.join(supported) or 'nothing'}. For {task_name!r} choose "
             f"model= one of {able}"
         )
+    check_optimized_metric(cfg)
+    check_max_len(cfg, network_cls)
+
+
+def check_command(command: str, cfg: DictConfig) -> None:
+    """The ranges of a command's own settings (utils/config_checks.py), before any work."""
+    try:
+        check_command_values(command, cfg)
+    except ValueCheckError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:

@@ -23,6 +23,9 @@ class Task(nn.Module):
     """
 
     name: ClassVar[str]
+    # What make_metrics logs besides `{stage}/loss`, per stage: `optimized_metric` is checked
+    # against these before a run starts (build/validation.py).
+    metric_names: ClassVar[dict[str, tuple[str, ...]]] = {}
     # What the task needs from a network (attnlab/protocols.py); step's `network` is one.
     network_protocol: ClassVar[type]
 
@@ -36,6 +39,16 @@ class Task(nn.Module):
 
     def make_metrics(self, stage: str) -> MetricCollection:
         raise NotImplementedError
+
+    @classmethod
+    def fit_metrics(cls) -> list[str]:
+        """What this task logs while fitting (`train/...`, `val/...`): what checkpointing,
+        early stopping and sweepers can monitor."""
+        return [
+            f"{stage}/{name}"
+            for stage in ("train", "val")
+            for name in ("loss", *cls.metric_names.get(stage, ()))
+        ]
 
     def metrics(self, stage: str) -> MetricCollection:
         return self.stage_metrics[f"{stage}_metrics"]

@@ -22,6 +22,7 @@ class CausalLMTask(Task):
     """
 
     name = "causal_lm"
+    metric_names = {"val": ("ppl",), "test": ("ppl",)}
     network_protocol = CausalLM
 
     def __init__(self, spec: DataSpec) -> None:

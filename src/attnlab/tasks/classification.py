@@ -18,6 +18,7 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
+    metric_names = {stage: ("acc", "f1") for stage in ("train", "val", "test")}
     network_protocol = Classifier
 
     def __init__(self, spec: DataSpec) -> None:

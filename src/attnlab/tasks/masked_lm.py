@@ -24,6 +24,7 @@ class MaskedLMTask(Task):
     """
 
     name = "masked_lm"
+    metric_names = {"train": ("acc",), "val": ("acc", "ppl"), "test": ("acc", "ppl")}
     network_protocol = MaskedLM
 
     def __init__(self, spec: DataSpec) -> None:

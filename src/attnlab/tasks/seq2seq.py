@@ -48,6 +48,11 @@ class Seq2SeqTask(Task):
     """
 
     name = "seq2seq"
+    metric_names = {
+        "train": ("acc",),
+        "val": ("acc", "exact_match", "bleu"),
+        "test": ("acc", "exact_match", "bleu"),
+    }
     network_protocol = Seq2SeqNetwork
 
     def __init__(

@@ -28,10 +28,31 @@ SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
 # _check_model; a run needs at least one layer even where a network could be built without.
 POSITIVE = {
     "model": ("n_layers", "n_encoder_layers", "n_decoder_layers"),
-    "data": ("batch_size", "max_len", "max_tokens"),
+    # an empty training or validation split trains nothing or leaves optimized_metric unlogged
+    "data": (
+        "batch_size",
+        "max_len",
+        "max_tokens",
+        "num_train",
+        "num_val",
+        "num_train_tokens",
+        "num_val_tokens",
+    ),
     "optimizer": ("lr",),
+    "trainer": ("accumulate_grad_batches",),  # 0 divides by zero in the fit loop
 }
-NON_NEGATIVE = {"data": ("num_workers",), "optimizer": ("weight_decay",)}
+NON_NEGATIVE = {
+    "data": ("num_workers",),
+    "optimizer": ("weight_decay",),
+    # torch scales gradients by max_norm / norm: a negative max_norm turns descent into ascent
+    "trainer": ("gradient_clip_val",),
+}
+# The same for the top-level settings of a command (conf/<command>.yaml).
+COMMAND_POSITIVE = {
+    "generate": ("num_samples", "max_new_tokens"),
+    "translate": ("batch_size", "beam_size"),
+}
+COMMAND_NON_NEGATIVE = {"generate": ("temperature",)}
 
 
 class ValueCheckError(ValueError):
@@ -53,19 +74,34 @@ def check_values(cfg: DictConfig) -> None:
                 raise ValueCheckError(
                     f"{section}.{name}={value!r} is not valid: expected {_describe(hints[name])}"
                 )
-        _check_ranges(section, values)
+        _check_ranges(
+            f"{section}.", values, POSITIVE.get(section, ()), NON_NEGATIVE.get(section, ())
+        )
     _check_model(cfg)
+    seed = cfg.get("seed")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise ValueCheckError(f"seed={seed!r} is not valid: expected int or null (no seeding)")
 
 
-def _check_ranges(section: str, values: Mapping[str, Any]) -> None:
+def check_command_values(command: str, cfg: DictConfig) -> None:
+    """The ranges of a command's own settings (`attnlab-generate num_samples=0`)."""
+    values = OmegaConf.to_container(cfg, resolve=False)
+    _check_ranges(
+        "", values, COMMAND_POSITIVE.get(command, ()), COMMAND_NON_NEGATIVE.get(command, ())
+    )
+
+
+def _check_ranges(
+    prefix: str, values: Mapping[str, Any], positive: Sequence[str], non_negative: Sequence[str]
+) -> None:
     def bad(name: str, valid: str) -> ValueCheckError:
-        return ValueCheckError(f"{section}.{name}={values[name]!r} is not valid: {valid}")
+        return ValueCheckError(f"{prefix}{name}={values[name]!r} is not valid: {valid}")
 
-    for name in POSITIVE.get(section, ()):
+    for name in positive:
         value = values.get(name)
         if value is not None and not (_is_number(value) and value > 0):
             raise bad(name, "must be a positive number")
-    for name in NON_NEGATIVE.get(section, ()):
+    for name in non_negative:
         value = values.get(name)
         if _is_number(value) and value < 0:
             raise bad(name, "must be 0 or more")
@@ -151,6 +187,12 @@ def _matches(value: Any, hint: Any) -> bool:
         return _is_number(value)
     if hint is str:
         return isinstance(value, str)
+    if origin is tuple and _args(hint) and ... not in _args(hint):  # tuple[float, float]
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(_args(hint))
+            and all(_matches(v, h) for v, h in zip(value, _args(hint), strict=True))
+        )
     container = origin or hint
     if inspect.isclass(container):
         if issubclass(container, str | bytes):
@@ -176,6 +218,8 @@ def _describe(hint: Any) -> str:
         return "null"
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(repr(v) for v in _args(hint))
+    if typing.get_origin(hint) is tuple and _args(hint) and ... not in _args(hint):
+        return f"a list of {len(_args(hint))}: [{', '.join(_describe(a) for a in _args(hint))}]"
     if typing.get_origin(hint) is not None:
         return getattr(typing.get_origin(hint), "__name__", str(hint))
     return getattr(hint, "__name__", str(hint))

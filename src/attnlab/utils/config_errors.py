@@ -1,19 +1,34 @@
-"""Turn Hydra's "Key 'x' is not in struct" into a suggestion naming the valid keys, and a key
-that moved (`model.pretrained`) into one line naming its new place."""
+"""Turn Hydra's "Key 'x' is not in struct" into a suggestion naming the valid keys, a key
+that moved (`model.pretrained`) into one line naming its new place, and a ConfigError into one
+line without a traceback (HYDRA_FULL_ERROR=1 shows it)."""
 
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn, TypeVar
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
+from attnlab.build.validation import ConfigError
+from attnlab.data.loading.download import UnreadableDataError
+
+# Bad input, reported as one line; anything else is a bug or an accident: traceback.
+INPUT_ERRORS = (ConfigError, UnreadableDataError)
+# The exit code of a refused input, as for a moved key (a usage error).
+INPUT_ERROR_EXIT = 2
+
+R = TypeVar("R")
 
 
 def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
@@ -75,6 +90,35 @@ def explain_config_errors(config_name: str) -> Iterator[None]:
             for hint in unknown_key_hints(config_name, sys.argv[1:]):
                 print(f"attnlab: {hint}", file=sys.stderr)
         raise
+
+
+def exit_on_input_error(error: Exception) -> NoReturn:
+    """One line `attnlab: <message>` on stderr and exit 2; with HYDRA_FULL_ERROR=1 (as Hydra
+    does for its own errors) the traceback instead."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"attnlab: {error}", file=sys.stderr)
+    sys.exit(INPUT_ERROR_EXIT)
+
+
+def exits_on_input_error(task_function: Callable[..., R]) -> Callable[..., R]:
+    """Put under @hydra.main: Hydra prints a traceback for any exception of the task function,
+    so a refused input exits here first, with one line."""
+
+    @functools.wraps(task_function)
+    def wrapper(*args: object, **kwargs: object) -> R:
+        try:
+            return task_function(*args, **kwargs)
+        except INPUT_ERRORS as error:
+            if _in_multirun():  # the sweeper decides: Optuna records a failed trial, goes on
+                raise
+            exit_on_input_error(error)
+
+    return wrapper
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def exit_on_moved_keys(args: Sequence[str]) -> None:

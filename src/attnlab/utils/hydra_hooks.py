@@ -1,13 +1,22 @@
-"""attnlab's additions to Hydra itself: our plugin, and a callback that multiruns need."""
+"""attnlab's additions to Hydra itself: our plugin, and callbacks that multiruns need."""
 
 from __future__ import annotations
 
 import copy
+import logging
+import os
 from typing import Any
 
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.utils import get_method
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
 
 
 def register_plugins() -> None:
@@ -38,3 +47,70 @@ class HydraConfigInMultirun(Callback):
         if not HydraConfig.initialized():
             # A copy: set_config makes the hydra node read-only, and sweepers still use it.
             HydraConfig.instance().set_config(copy.deepcopy(config))
+
+
+class CheckJobsFirst(Callback):
+    """Checks the config of every job of a multirun before the first starts: a typo in one
+    sweep value (`-m model.pos=rope,alibii`) would otherwise be found when its job runs, after
+    the others. `check` names the function run on each job's composed config (it raises
+    ConfigError). A sampling sweeper (Optuna) has no list of jobs: its fixed settings are
+    checked, and a `choice` value that fails gets a warning only (its trials fail in
+    milliseconds, and a failed trial does not stop the search); intervals are left to trials."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from attnlab.build.validation import ConfigError
+        from attnlab.utils.config_errors import INPUT_ERRORS, exit_on_input_error
+
+        jobs, sampled = sweep_jobs(config)
+        previous = HydraConfig.instance().cfg
+        try:
+            for number, overrides in enumerate(jobs):
+                where = f"multirun job {number} of {len(jobs)} ({' '.join(overrides)})"
+                try:
+                    self._check_job(kwargs.get("config_name"), overrides, number)
+                except INPUT_ERRORS as error:
+                    exit_on_input_error(type(error)(f"{where}: {error}"))
+                except HydraException as error:  # an unknown option or key in one job
+                    exit_on_input_error(ConfigError(f"{where}: {error}"))
+            for value in sampled:
+                try:
+                    self._check_job(kwargs.get("config_name"), [*jobs[0], value], 0)
+                except (*INPUT_ERRORS, HydraException) as error:
+                    log.warning("sweep value %s: its trials will fail: %s", value, error)
+        finally:
+            HydraConfig.instance().cfg = previous
+
+    def _check_job(self, config_name: str | None, overrides: list[str], number: int) -> None:
+        cfg = compose(config_name, overrides, return_hydra_config=True)
+        with open_dict(cfg):  # set by Hydra per job; checks write nothing there
+            cfg.hydra.job.num = number
+            cfg.hydra.runtime.output_dir = os.getcwd()
+        HydraConfig.instance().set_config(cfg)  # chosen_options() names the job's choices
+        get_method(self.check)(cfg)
+
+
+def sweep_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]]:
+    """The overrides of each job of a multirun, and values a sampling sweeper may draw.
+
+    Hydra's BasicSweeper: every job (the cartesian product), nothing sampled. Another sweeper
+    (Optuna): one job of the fixed settings, and each `key=value` of its `choice`s."""
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{key}={value}" for key, value in params.items()]
+    lines += list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(lines)
+    last = {override.get_key_element(): override for override in parsed}  # later ones win
+    # By name: Hydra's plugin scan imports the module again, so the classes differ.
+    if config.hydra.sweeper._target_ == f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        (jobs,) = BasicSweeper.split_arguments(list(last.values()), max_batch_size=None)
+        return jobs, []
+    fixed = [o.input_line for o in last.values() if not o.is_sweep_override()]
+    sampled = [
+        f"{o.get_key_element()}={value}"
+        for o in last.values()
+        if o.is_discrete_sweep()
+        for value in o.sweep_string_iterator()
+    ]
+    return [fixed], sampled

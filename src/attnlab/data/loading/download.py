@@ -32,6 +32,10 @@ class MissingDataError(FileNotFoundError):
         self.path = path
 
 
+class UnreadableDataError(ValueError):
+    """A data file that is not what its reader expects (not UTF-8 text, ...), named."""
+
+
 class ChecksumError(ValueError):
     """A data file (downloaded, or found on disk) does not have the expected sha256."""
 
@@ -49,7 +53,13 @@ def open_binary(path: Path) -> BinaryIO:
 def read_text(path: Path) -> str:
     """The UTF-8 text of a plain or gzipped file."""
     with open_binary(path) as file:
-        return file.read().decode("utf-8")
+        data = file.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:  # Python's message names no file
+        raise UnreadableDataError(
+            f"{path} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start})"
+        ) from None
 
 
 def read_lines(path: Path) -> list[str]:

@@ -231,3 +231,17 @@ def test_binary_data_file_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"Ein Hund\n\xff\xfe\x00binary")
     with pytest.raises(UnreadableDataError, match=r"train\.de is not UTF-8 text \(byte 0xff"):
         read_lines(binary)
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_unwritable_output_directory_is_one_line_before_hydra(tmp_path: Path, where: str) -> None:
+    if where == "proc" and not Path("/proc/self").exists():
+        pytest.skip("no /proc on this system")
+    (tmp_path / "a_file").write_text("in the way")
+    target = tmp_path / "a_file" / "run" if where == "file" else Path("/proc/attnlab/run")
+    result = run_cli("attnlab-train", f"hydra.run.dir={target}", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"attnlab: hydra.run.dir={target}: cannot write there "
+        f"({'Not a directory' if where == 'file' else 'No such file or directory'})"
+    ]

@@ -5,11 +5,13 @@ line without a traceback (HYDRA_FULL_ERROR=1 shows it)."""
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra import compose, initialize_config_module
@@ -131,11 +133,38 @@ def exit_on_moved_keys(args: Sequence[str]) -> None:
         sys.exit(2)
 
 
+# Where a run writes: Hydra creates these before any attnlab code runs.
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir", "paths.output_dir")
+
+
+def exit_on_unwritable_output(args: Sequence[str]) -> None:
+    """An output directory given on the command line that cannot be created (a read-only or
+    virtual filesystem such as /proc, a file in the way) stops the command before Hydra tries:
+    one line naming the key, the path and the reason, exit code 2."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") not in OUTPUT_KEYS or not value or "${" in value:
+            continue
+        path = Path(value).expanduser()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except OSError as error:
+            print(
+                f"attnlab: {key.lstrip('+')}={value}: cannot write there "
+                f"({error.strerror or error})",
+                file=sys.stderr,
+            )
+            sys.exit(INPUT_ERROR_EXIT)
+
+
 def with_config_hints(config_name: str, hydra_main: Callable[[], object]) -> Callable[[], None]:
     """Wrap a @hydra.main function as a console-script entry point."""
 
     def entry_point() -> None:
         exit_on_moved_keys(sys.argv[1:])
+        exit_on_unwritable_output(sys.argv[1:])
         with explain_config_errors(config_name):
             hydra_main()
 

@@ -1,4 +1,5 @@
-"""A callback that SIGKILLs its own training process at a chosen point (for resume tests).
+"""Callbacks that SIGKILL their own training process at a chosen point (for resume tests), or
+fill the disk (DiskFullOnSave).
 
 `ATTNLAB_KILL_AT` names the point: `save:<file>:<step>` right after checkpoint <file> was
 written at global step <step> (e.g. `save:best.ckpt:16`, before last.ckpt of that step),
@@ -53,3 +54,17 @@ class KillAt(pl.Callback):
         # Lightning runs checkpoint callbacks after all others: nothing is saved yet.
         if not trainer.sanity_checking:
             self._at("validation_end", trainer)
+
+
+class DiskFullOnSave(pl.Callback):
+    """Every checkpoint write fails as on a full disk (ENOSPC), from inside torch.save."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import errno
+
+        from attnlab import checkpoint_io
+
+        def full(*args: Any, **kwargs: Any) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        checkpoint_io.torch.save = full  # the module's torch: this process only, it dies next

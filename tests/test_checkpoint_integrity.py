@@ -8,6 +8,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from attnlab.checkpoint_io import (
     DamagedCheckpointError,
     read_checkpoint,
 )
-from tests.conftest import TINY, run_cli
+from tests.conftest import ROOT, TINY, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
 
@@ -252,3 +254,26 @@ def test_resume_cli_with_truncated_last_ckpt_continues_from_best(
     assert f"Resuming from {best}" in output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "done" and metrics["global_step"] == 16  # 8 steps an epoch
+
+
+def test_full_disk_cli_is_one_line_naming_the_checkpoint(tmp_path: Path) -> None:
+    """attnlab-train on a disk that fills at the first checkpoint: one line naming the file
+    and the reason, exit 1, no traceback."""
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "attnlab-train"),
+            *TINY,
+            f"hydra.run.dir={run}",
+            "+callbacks.disk_full._target_=tests.kill_points.DiskFullOnSave",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("attnlab:")]
+    assert line.startswith(f"attnlab: cannot write {run / 'checkpoints'}")
+    assert line.endswith("No space left on device")

@@ -21,12 +21,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.artefacts import ArtefactWriteError
 from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
 from attnlab.build.validation import ConfigError
 from attnlab.data.loading.download import UnreadableDataError
 
-# Bad input, reported as one line; anything else is a bug or an accident: traceback.
-INPUT_ERRORS = (ConfigError, UnreadableDataError)
+# Bad input, and a full disk or unwritable path, reported as one line; anything else is a bug
+# or an accident: traceback.
+INPUT_ERRORS = (ConfigError, UnreadableDataError, ArtefactWriteError)
 # The exit code of a refused input, as for a moved key (a usage error).
 INPUT_ERROR_EXIT = 2
 
@@ -95,12 +97,12 @@ def explain_config_errors(config_name: str) -> Iterator[None]:
 
 
 def exit_on_input_error(error: Exception) -> NoReturn:
-    """One line `attnlab: <message>` on stderr and exit 2; with HYDRA_FULL_ERROR=1 (as Hydra
-    does for its own errors) the traceback instead."""
+    """One line `attnlab: <message>` on stderr and exit 2 (1 for a file that could not be
+    written); with HYDRA_FULL_ERROR=1 (as Hydra does for its own errors) the traceback instead."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
     print(f"attnlab: {error}", file=sys.stderr)
-    sys.exit(INPUT_ERROR_EXIT)
+    sys.exit(1 if isinstance(error, ArtefactWriteError) else INPUT_ERROR_EXIT)
 
 
 def exits_on_input_error(task_function: Callable[..., R]) -> Callable[..., R]:

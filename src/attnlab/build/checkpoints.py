@@ -75,7 +75,8 @@ def _fixed_values(config: DictConfig) -> dict[str, Any]:
         if isinstance(node, DictConfig):
             values.update(_flat(OmegaConf.to_container(node, resolve=True), section))
     for key in _FIXED_KEYS:
-        values[key] = OmegaConf.select(config, key, default=None)
+        if key.split(".")[0] in config:  # a section set to null (scheduler=none) counts
+            values[key] = OmegaConf.select(config, key, default=None)
     return {k: v for k, v in values.items() if "dropout" not in k.rsplit(".", 1)[-1]}
 
 
@@ -90,7 +91,7 @@ def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
         return
     before, now = _fixed_values(saved), _fixed_values(cfg)
     # keys the build adds to a section (or a newer attnlab's defaults) are not changes
-    for key in sorted((before.keys() & now.keys()) | set(_FIXED_KEYS)):
+    for key in sorted(before.keys() & now.keys()):
         if before.get(key) != now.get(key):
             raise RunFolderError(
                 f"resume: {key} was {before.get(key)!r} in the run ({ckpt_path}) but is "

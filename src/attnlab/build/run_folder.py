@@ -126,8 +126,8 @@ def _rank() -> int:
 
 @contextmanager
 def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
-    """Around a training run: refuse a folder that holds another run (unless this resumes it),
-    then hold its lock. DDP ranks other than 0 (which Lightning launches by re-running the
+    """Around a training run: hold the folder's lock, and refuse a folder that holds another
+    run (unless this resumes it). DDP ranks other than 0 (which Lightning launches by re-running the
     command) neither check nor lock: rank 0 does both for them."""
     folder = Path(cfg.paths.output_dir)
     if _rank() != 0:
@@ -135,13 +135,12 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
         return
     claim = _CLAIMS.pop(str(folder.resolve()), None)
     used = claim.used if claim is not None else holds_run(folder)
-    resume = cfg.get("resume")
-    if used and not _resumes(resume, folder):
-        raise RunFolderError(
-            f"hydra.run.dir={folder} already holds a run; continue it with "
-            f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
-        )
-    with folder_lock(folder):
+    with folder_lock(folder):  # first: a run writing there now is named as such
+        if used and not _resumes(cfg.get("resume"), folder):
+            raise RunFolderError(
+                f"hydra.run.dir={folder} already holds a run; continue it with "
+                f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
+            )
         yield
 
 

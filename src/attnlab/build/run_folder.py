@@ -80,6 +80,8 @@ def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     `.hydra/attempt-<n>` for a resume of the run there, None (Hydra writes nothing) for an
     attempt that claim_run_folder will refuse. The subfolder is made here, with mkdir, which
     fails for all but one of two processes starting in one folder at once."""
+    if _rank() != 0:  # torchrun starts every rank with the same command: rank 0 writes
+        return None
     folder = Path(output_dir).resolve()
     if (claim := _CLAIMS.get(str(folder))) is not None:
         return claim.subdir

@@ -116,6 +116,7 @@ def test_train_twice_in_one_folder_is_refused_but_resume_auto_continues(
         train(train_config("seed=2"))
     assert files(tmp_path) == before
     assert train(train_config("resume=auto", "trainer.max_epochs=2"))["global_step"] == 16
+    assert not (tmp_path / ".hydra").exists()  # the Python API writes no Hydra configs
 
 
 def test_resume_changing_the_scheduler_class_is_refused(train_config) -> None:

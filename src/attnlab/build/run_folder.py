@@ -73,6 +73,9 @@ class _Claim:
 
 
 _CLAIMS: dict[str, _Claim] = {}
+# Folders whose run is under way in this process, with their attempt's subfolder: resolving the
+# whole config again (the Python API logs it with its hydra node) must not claim another.
+_RUNNING: dict[str, str | None] = {}
 
 
 def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
@@ -83,6 +86,8 @@ def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     if _rank() != 0:  # torchrun starts every rank with the same command: rank 0 writes
         return None
     folder = Path(output_dir).resolve()
+    if str(folder) in _RUNNING:
+        return _RUNNING[str(folder)]
     if (claim := _CLAIMS.get(str(folder))) is not None:
         return claim.subdir
     try:
@@ -135,7 +140,8 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
     if _rank() != 0:
         yield
         return
-    claim = _CLAIMS.pop(str(folder.resolve()), None)
+    key = str(folder.resolve())
+    claim = _CLAIMS.pop(key, None)
     used = claim.used if claim is not None else holds_run(folder)
     with folder_lock(folder):  # first: a run writing there now is named as such
         if used and not _resumes(cfg.get("resume"), folder):
@@ -143,7 +149,11 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
                 f"hydra.run.dir={folder} already holds a run; continue it with "
                 f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
             )
-        yield
+        _RUNNING[key] = claim.subdir if claim is not None else None
+        try:
+            yield
+        finally:
+            _RUNNING.pop(key, None)
 
 
 def _holder() -> str:

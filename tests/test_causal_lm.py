@@ -14,7 +14,7 @@ from torch import nn
 from attnlab.data.spec import DataSpec
 from attnlab.tasks import CausalLMTask
 from attnlab.train import train
-from tests.conftest import TINY_SETUP, run_cli
+from tests.conftest import TINY_SETUP, compose_config, run_cli
 
 # A small GPT on real data for a few steps.
 FAST_LM = [
@@ -156,7 +156,7 @@ def test_throughput_reports_mfu_against_a_given_peak(train_config, tmp_path: Pat
 @pytest.mark.slow
 def test_torch_compile_on_cpu_matches_eager(train_config, tmp_path: Path) -> None:
     common = ["data=toy_lm", "model=gpt", *FAST_LM, "trainer.max_steps=2", "test=false", "seed=3"]
-    eager = train(train_config(*common, base=[]))
+    eager = train(compose_config(tmp_path / "eager", common))  # a folder of its own
     compiled = train(train_config(*common, "compile=true", base=[]))
     assert compiled["metrics"]["val/loss"] == pytest.approx(eager["metrics"]["val/loss"], abs=1e-4)
     saved = json.loads((tmp_path / "metrics.json").read_text())

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnlab.build.run_folder import RunFolderError
 from attnlab.callbacks import NonFiniteLossError
 from attnlab.data.loading.resumable import EpochShuffleSampler, ResumableDataLoader
 from attnlab.tasks.seq2seq import Seq2SeqTask
@@ -157,7 +158,9 @@ def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> N
         assert not (run_dir / "metrics.json").exists()
         for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
             torch.load(ckpt, weights_only=False)  # complete, never half-written
-    run_cli("attnlab-train", *RUN, f"resume={run_dir}", cwd=tmp_path)
+    # resume=<run> alone: the run's original overrides (RUN, and the kill callback, dropped
+    # here) are read back from its .hydra/overrides.yaml
+    run_cli("attnlab-train", f"resume={run_dir}", "~callbacks.kill", cwd=tmp_path)
     got = read_metrics(run_dir)
     assert got["global_step"] == expected["global_step"] == 32
     assert got["tokens_seen"] == expected["tokens_seen"]
@@ -234,19 +237,13 @@ def test_resume_auto_without_checkpoint_starts_fresh_and_rejects_both(train_conf
         train(train_config("resume=auto", "ckpt_path=/nonexistent.ckpt"))
 
 
-def test_failed_run_in_a_finished_run_dir_overwrites_nothing(
-    train_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A second, failing run started (without resume) in a finished run's directory leaves
-    that run's checkpoints and metrics.json byte for byte; its own state goes to last-v1.ckpt."""
+def test_failed_run_in_a_finished_run_dir_overwrites_nothing(train_config, tmp_path: Path) -> None:
+    """A second run started (without resume) in a finished run's directory is refused before
+    any work, and every file of the first run stays byte for byte (docs/reliability.md, "A
+    run folder is append-only")."""
     train(train_config())
-    kept = [tmp_path / "metrics.json", *sorted((tmp_path / "checkpoints").glob("*.ckpt"))]
-    before = {path: path.read_bytes() for path in kept}
-    nan_at_step(monkeypatch, {2})
-    with pytest.raises(NonFiniteLossError, match=r"last-v1\.ckpt"):
-        train(train_config())
-    assert {path: path.read_bytes() for path in kept} == before
-    assert (
-        torch.load(tmp_path / "checkpoints" / "last-v1.ckpt", weights_only=False)["global_step"]
-        == 2
-    )
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert tmp_path / "metrics.json" in before
+    with pytest.raises(RunFolderError, match=r"already holds a run.*resume="):
+        train(train_config("optimizer.lr=1e10"))
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before

@@ -56,11 +56,14 @@ def test_debug_presets_run(train_config, tmp_path: Path, preset: str) -> None:
     assert result["global_step"] == expected_steps
 
 
-def test_seed_zero_is_honoured(train_config) -> None:
-    first = train(train_config("seed=0", "debug=fast"))
-    second = train(train_config("seed=0", "debug=fast"))
+def test_seed_zero_is_honoured(tmp_path: Path) -> None:
+    def run(name: str, seed: int) -> dict:  # each run in a folder of its own
+        return train(compose_config(tmp_path / name, [*TINY, f"seed={seed}", "debug=fast"]))
+
+    first = run("first", 0)
+    second = run("second", 0)
     assert first["metrics"]["train/loss"] == second["metrics"]["train/loss"]
-    third = train(train_config("seed=1", "debug=fast"))
+    third = run("third", 1)
     assert third["metrics"]["train/loss"] != first["metrics"]["train/loss"]
 
 

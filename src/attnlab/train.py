@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from attnlab import build
 from attnlab.artefacts import write_failure, write_metrics
 from attnlab.build import chosen_options
+from attnlab.build.run_folder import RunFolderError, claim_run_folder, with_original_overrides
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
@@ -40,7 +41,14 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     """Run one training job from a composed config; returns what metrics.json holds.
 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
+    A folder that holds another run is refused unless this resumes it; the folder is locked
+    while the run writes to it (attnlab/build/run_folder.py).
     """
+    with claim_run_folder(cfg):
+        return _train(cfg, extra_callbacks)
+
+
+def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:
     start = time.perf_counter()
     check_config(cfg)
     ckpt_path = build.resume_checkpoint(cfg)
@@ -168,12 +176,13 @@ def hydra_main(cfg: DictConfig) -> float | None:
         with multirun_job():  # DDP ranks that Lightning launches run this job only
             result = train(cfg)
     except Exception as error:
-        write_failure(Path(cfg.paths.output_dir), error)
+        if not isinstance(error, RunFolderError):  # a refused run writes nothing in the folder
+            write_failure(Path(cfg.paths.output_dir), error)
         raise
     return optimized_value(cfg, result)
 
 
-main = with_config_hints("train", hydra_main)
+main = with_config_hints("train", hydra_main, rewrite_args=with_original_overrides)
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,8 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         return ckpt_path
     if resume is None and ckpt_path is None:
         return None
+    if resume not in (None, "auto") and not Path(resume).is_dir():
+        raise ConfigError(f"resume={resume} does not exist (no such run folder)")
     if (
         resume not in (None, "auto")
         and Path(resume).resolve() != Path(cfg.paths.output_dir).resolve()
@@ -46,8 +48,56 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         )
     for message in damaged:
         log.warning("resume: skipping %s", message)
+    check_resume_keeps_run(cfg, str(intact))
     log.info("Resuming from %s", intact)
     return str(intact)
+
+
+# What a resume cannot change: the network's shape (model, but not its dropout), the task, the
+# data, and the optimizer's and scheduler's classes (their saved states fit only their own).
+_FIXED_SECTIONS = ("model",)
+_FIXED_KEYS = ("task._target_", "data._target_", "optimizer._target_", "scheduler._target_")
+
+
+def _flat(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: node}
+
+
+def _fixed_values(config: DictConfig) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for section in _FIXED_SECTIONS:
+        node = OmegaConf.select(config, section, default=None)
+        if isinstance(node, DictConfig):
+            values.update(_flat(OmegaConf.to_container(node, resolve=True), section))
+    for key in _FIXED_KEYS:
+        if key.split(".")[0] in config:  # a section set to null (scheduler=none) counts
+            values[key] = OmegaConf.select(config, key, default=None)
+    return {k: v for k, v in values.items() if "dropout" not in k.rsplit(".", 1)[-1]}
+
+
+def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
+    """A resume that changes what cannot change (see _FIXED_KEYS) is refused, naming the key and
+    both values, before the checkpoint's states meet a network or scheduler they do not fit."""
+    from attnlab.build.run_folder import RunFolderError
+
+    try:
+        saved = load_run_config(ckpt_path)
+    except ConfigError:  # a checkpoint without an attnlab config: nothing to compare
+        return
+    before, now = _fixed_values(saved), _fixed_values(cfg)
+    # keys the build adds to a section (or a newer attnlab's defaults) are not changes
+    for key in sorted(before.keys() & now.keys()):
+        if before.get(key) != now.get(key):
+            raise RunFolderError(
+                f"resume: {key} was {before.get(key)!r} in the run ({ckpt_path}) but is "
+                f"{now.get(key)!r} now; a resume cannot change the model, task, data or "
+                "optimizer/scheduler class: leave the override out, or start a fresh run"
+            )
 
 
 def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:

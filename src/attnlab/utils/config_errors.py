@@ -161,10 +161,17 @@ def exit_on_unwritable_output(args: Sequence[str]) -> None:
             sys.exit(INPUT_ERROR_EXIT)
 
 
-def with_config_hints(config_name: str, hydra_main: Callable[[], object]) -> Callable[[], None]:
-    """Wrap a @hydra.main function as a console-script entry point."""
+def with_config_hints(
+    config_name: str,
+    hydra_main: Callable[[], object],
+    rewrite_args: Callable[[list[str]], list[str]] | None = None,
+) -> Callable[[], None]:
+    """Wrap a @hydra.main function as a console-script entry point. `rewrite_args` may change
+    the command line's arguments first (attnlab-train: a resumed run's original overrides)."""
 
     def entry_point() -> None:
+        if rewrite_args is not None:
+            sys.argv = [sys.argv[0], *rewrite_args(sys.argv[1:])]
         exit_on_moved_keys(sys.argv[1:])
         exit_on_unwritable_output(sys.argv[1:])
         with explain_config_errors(config_name):

@@ -30,8 +30,18 @@ def _run_dir(resume: str | None, new_dir: str) -> str:
     return str(resume)
 
 
+def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
+    # hydra.output_subdir: `.hydra` for a folder's first run, `.hydra/attempt-<n>` for a resume,
+    # None (nothing written) for a run that will be refused (attnlab/build/run_folder.py).
+    from attnlab.build.run_folder import attempt_subdir
+
+    return attempt_subdir(output_dir, resume)
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("attempt_subdir"):
+        OmegaConf.register_new_resolver("attempt_subdir", _attempt_subdir)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("run_dir"):

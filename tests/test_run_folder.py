@@ -1,0 +1,214 @@
+"""A run folder is append-only (docs/reliability.md): a second run in a used folder is refused,
+each attempt's configs are kept, `resume=<run>` alone is enough, a lock stops two writers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attnlab.build.run_folder import (
+    RunFolderError,
+    attempt_subdir,
+    merge_overrides,
+    with_original_overrides,
+)
+from attnlab.train import train
+from tests.conftest import TINY, run_cli
+
+
+def files(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder`, with its bytes."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def overrides(path: Path) -> list[str]:
+    return yaml.safe_load(path.read_text())
+
+
+# ---- the command line: refused, extended, refused again ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run, with overrides a resume must read back (scheduler=cosine:
+    without it a resume gave `KeyError: 'lr_lambdas'`)."""
+    run = tmp_path_factory.mktemp("folders") / "run"
+    run_cli("attnlab-train", *TINY, "scheduler=cosine", f"hydra.run.dir={run}", cwd=run.parent)
+    return run
+
+
+def test_second_run_in_a_used_folder_is_refused_and_replaces_nothing(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """Defect 1: a second run in a finished run's folder replaced .hydra/*.yaml and
+    csv/hparams.yaml and deleted csv/metrics.csv."""
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(run)], check=True)
+    before = files(run)
+    assert {run / ".hydra" / "config.yaml", run / "csv" / "metrics.csv"} <= set(before)
+    result = run_cli(
+        "attnlab-train", *TINY, "optimizer.lr=1e10", f"hydra.run.dir={run}", cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"hydra.run.dir={run} already holds a run" in result.stderr
+    assert f"attnlab-train resume={run}" in result.stderr
+    assert files(run) == before  # byte for byte; no failure.json, no .hydra/attempt-2
+
+
+def test_resume_alone_extends_a_run_and_keeps_each_attempts_configs(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """`resume=<run>` alone reads the run's original overrides; `trainer.max_epochs=2` given
+    now extends it. The first attempt's .hydra/ stays as it was; the resume's configs go to
+    .hydra/attempt-2/."""
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(run)], check=True)
+    original = {p: b for p, b in files(run).items() if p.parent == run / ".hydra"}
+    run_cli("attnlab-train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 16
+    assert {p: p.read_bytes() for p in original} == original
+    attempt = overrides(run / ".hydra" / "attempt-2" / "overrides.yaml")
+    assert "scheduler=cosine" in attempt and "model.d_model=32" in attempt
+    assert attempt[-2:] == [f"resume={run}", "trainer.max_epochs=2"]
+    assert "trainer.max_epochs=1" not in attempt
+
+    # A resume that changes the model is refused, naming the key and both values; it adds
+    # its own attempt's configs and nothing else.
+    before = files(run)
+    result = run_cli(
+        "attnlab-train", f"resume={run}", "model.d_model=64", cwd=tmp_path, check=False
+    )
+    assert result.returncode != 0
+    assert "model.d_model was 32 in the run" in result.stderr and "is 64 now" in result.stderr
+    after = files(run)
+    assert {p: after[p] for p in before} == before
+    assert {p.relative_to(run).parent for p in set(after) - set(before)} == {
+        Path(".hydra/attempt-3")
+    }
+
+
+def test_resume_of_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """Defect 7: a mistyped resume=<dir> warned and trained a fresh run there."""
+    missing = tmp_path / "no_such_run"
+    result = run_cli("attnlab-train", *TINY, f"resume={missing}", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert f"resume={missing} does not exist" in result.stderr
+    assert not missing.exists()
+
+
+# ---- the Python API: the same rules --------------------------------------------------------------
+
+
+def test_train_twice_in_one_folder_is_refused_but_resume_auto_continues(
+    train_config, tmp_path: Path
+) -> None:
+    train(train_config())
+    before = files(tmp_path)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(train_config("seed=2"))
+    assert files(tmp_path) == before
+    assert train(train_config("resume=auto", "trainer.max_epochs=2"))["global_step"] == 16
+    assert not (tmp_path / ".hydra").exists()  # the Python API writes no Hydra configs
+
+
+def test_resume_changing_the_scheduler_class_is_refused(train_config) -> None:
+    """Was `KeyError: 'lr_lambdas'` from deep inside Lightning."""
+    train(train_config("scheduler=cosine"))
+    with pytest.raises(RunFolderError, match=r"scheduler\._target_ was .*cosine.* now"):
+        train(train_config("resume=auto", "scheduler=constant", "trainer.max_epochs=2"))
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from attnlab.build.run_folder import folder_lock
+with folder_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_refuses_a_folder_another_process_writes(train_config, tmp_path: Path) -> None:
+    """Defect 6: two runs in one folder at once mixed their records."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderError, match=rf"in use by another run \(pid {holder.pid} on"):
+            train(train_config())
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: the next run takes its lock over, with a warning.
+    assert f"pid {holder.pid}" in (tmp_path / ".lock").read_text()
+
+
+def test_a_dead_holders_lock_is_taken_over_with_a_warning(
+    train_config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".lock").write_text(f"pid {dead.pid} on host {socket.gethostname()}\n")
+    with caplog.at_level(logging.WARNING):
+        train(train_config("resume=auto"))  # the .lock alone marks the folder as used
+    assert any(f"taking over the lock of pid {dead.pid}" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / ".lock").read_text() == ""  # released
+
+
+# ---- the pieces --------------------------------------------------------------------------------
+
+
+def test_attempt_subdirs(tmp_path: Path) -> None:
+    fresh, used = tmp_path / "fresh", tmp_path / "used"
+    assert attempt_subdir(str(fresh), None) == ".hydra"
+    assert attempt_subdir(str(fresh), None) == ".hydra"  # Hydra asks twice: same answer
+    (used / ".hydra").mkdir(parents=True)
+    (used / ".hydra" / "config.yaml").write_text("{}")
+    assert attempt_subdir(str(used), None) is None  # refused: nothing written
+    from attnlab.build import run_folder
+
+    run_folder._CLAIMS.clear()
+    assert attempt_subdir(str(used), str(used)) == ".hydra/attempt-2"
+    run_folder._CLAIMS.clear()
+    assert attempt_subdir(str(used), "auto") == ".hydra/attempt-3"
+    run_folder._CLAIMS.clear()
+    # a folder with checkpoints but no .hydra (a Python API run): refused, and left as it was
+    api = tmp_path / "api"
+    (api / "checkpoints").mkdir(parents=True)
+    assert attempt_subdir(str(api), None) is None and not (api / ".hydra").exists()
+    run_folder._CLAIMS.clear()
+
+
+def test_merge_overrides_keeps_originals_unless_given_again() -> None:
+    original = ["experiment=encdec_reverse", "trainer.max_epochs=1", "+callbacks.x.y=1", "seed=3"]
+    given = ["resume=/r", "trainer.max_epochs=5", "callbacks.x.y=2"]
+    merged = merge_overrides([*original, "resume=auto"], given)
+    kept = ["experiment=encdec_reverse", "seed=3"]
+    assert merged == [*kept, "resume=/r", "trainer.max_epochs=5", "+callbacks.x.y=2"]
+    assert merge_overrides(original, merged) == merged  # DDP ranks re-run the command
+
+
+def test_resume_of_a_multirun_job_reads_its_sweep_values(tmp_path: Path) -> None:
+    job = tmp_path / "multiruns" / "sweep" / "1"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- model.pos=rope\n- seed=2\n")
+    args = ["--config-name", "train", f"resume={job}", "trainer.max_epochs=3"]
+    assert with_original_overrides(args) == [
+        "--config-name",
+        "train",
+        "model.pos=rope",
+        "seed=2",
+        f"resume={job}",
+        "trainer.max_epochs=3",
+    ]
+    assert with_original_overrides(["-m", f"resume={job}"]) == ["-m", f"resume={job}"]

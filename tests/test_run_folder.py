@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attnlab.artefacts import write_failure
 from attnlab.build.run_folder import (
     RunFolderError,
     attempt_subdir,
     merge_overrides,
+    original_overrides,
     with_original_overrides,
 )
 from attnlab.train import train
@@ -93,6 +95,41 @@ def test_resume_alone_extends_a_run_and_keeps_each_attempts_configs(
     assert {p.relative_to(run).parent for p in set(after) - set(before)} == {
         Path(".hydra/attempt-3")
     }
+    # The next resume reads the latest attempt that ran (the extension to 2 epochs), not the
+    # refused one (d_model=64) nor the first.
+    assert (run / ".hydra" / "attempt-3" / "refused.txt").is_file()
+    assert original_overrides(run) == attempt
+
+
+def test_a_bad_value_for_a_used_folder_writes_nothing_there(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """A value refused by the checks, given for another run's folder: the folder is refused
+    first, so no failure.json lands there (attnlab-compare would call that run failed)."""
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(run)], check=True)
+    before = files(run)
+    result = run_cli(
+        "attnlab-train", *TINY, "optimizer.lr=abc", f"hydra.run.dir={run}", cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"attnlab: hydra.run.dir={run}")
+    assert files(run) == before
+
+
+def test_a_resume_takes_the_overrides_of_the_latest_attempt_that_ran(tmp_path: Path) -> None:
+    hydra_dir = tmp_path / ".hydra"
+    for name, lines in [
+        (".", ["model.d_model=32"]),
+        ("attempt-2", ["model.d_model=32", "resume=x", "trainer.max_epochs=4"]),
+        ("attempt-10", ["model.d_model=32", "resume=x", "trainer.max_epochs=6"]),
+        ("attempt-11", ["model.d_model=32", "resume=x", "optimizer.lr=abc"]),
+    ]:
+        (hydra_dir / name).mkdir(parents=True, exist_ok=True)
+        (hydra_dir / name / "overrides.yaml").write_text(yaml.safe_dump(lines))
+    (hydra_dir / "attempt-11" / "refused.txt").write_text("optimizer.lr='abc' is not valid\n")
+    assert original_overrides(tmp_path)[-1] == "trainer.max_epochs=6"
 
 
 def test_resume_of_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
@@ -212,3 +249,15 @@ def test_resume_of_a_multirun_job_reads_its_sweep_values(tmp_path: Path) -> None
         "trainer.max_epochs=3",
     ]
     assert with_original_overrides(["-m", f"resume={job}"]) == ["-m", f"resume={job}"]
+
+
+def test_a_later_failure_keeps_the_earlier_one_in_failure_json(tmp_path: Path) -> None:
+    write_failure(tmp_path, ValueError("first"))
+    write_failure(tmp_path, RuntimeError("second"))
+    report = json.loads((tmp_path / "failure.json").read_text())
+    assert report["status"] == "failed" and report["error"] == "RuntimeError: second"
+    assert [r["error"] for r in report["earlier"]] == ["ValueError: first"]
+    (tmp_path / "failure.json").write_text("{cut off")
+    write_failure(tmp_path, KeyError("third"))
+    report = json.loads((tmp_path / "failure.json").read_text())
+    assert report["earlier"] == [{"unreadable": "{cut off"}]

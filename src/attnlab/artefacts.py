@@ -79,12 +79,27 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
 @rank_zero_only
 def write_failure(run_dir: Path, error: BaseException) -> None:
     """failure.json beside the logs, so attnlab-compare can show the run as failed; nothing
-    the run wrote before (metrics.json of an earlier attempt, checkpoints) is touched."""
-    report = {
+    the run wrote before (metrics.json of an earlier attempt, checkpoints) is touched, and an
+    earlier attempt's failure stays in the file, under `earlier` (oldest first)."""
+    report: dict[str, Any] = {
         "status": "failed",
         "error": f"{type(error).__name__}: {error}",
         "traceback": traceback.format_exception(error),
     }
+    path = run_dir / "failure.json"
+    try:
+        text = path.read_text(errors="replace") if path.is_file() else None
+    except OSError:
+        text = None
+    previous: Any = None
+    if text is not None:
+        try:
+            previous = json.loads(text)
+        except ValueError:  # not JSON (cut off, edited): its text is kept in the new report
+            previous = {"unreadable": text}
+    if isinstance(previous, dict):
+        earlier = previous.pop("earlier", [])
+        report["earlier"] = [*earlier, previous]
     try:
         write_json(run_dir / "failure.json", report)
     except ArtefactWriteError as write_error:  # a full disk must not hide the run's own error

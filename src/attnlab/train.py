@@ -21,7 +21,11 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from attnlab import build
 from attnlab.artefacts import write_failure, write_metrics
 from attnlab.build import chosen_options
-from attnlab.build.run_folder import RunFolderError, claim_run_folder, with_original_overrides
+from attnlab.build.run_folder import (
+    RunFolderError,
+    claim_run_folder,
+    with_original_overrides,
+)
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
@@ -171,10 +175,12 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> float | None:
     try:
-        check_config(cfg)
-        print_config(cfg)  # after the checks: an error is not buried under the config tree
-        with multirun_job():  # DDP ranks that Lightning launches run this job only
-            result = train(cfg)
+        # The folder first: a bad value given for another run's folder writes nothing there.
+        with claim_run_folder(cfg):
+            check_config(cfg)
+            print_config(cfg)  # after the checks: an error is not buried under the config tree
+            with multirun_job():  # DDP ranks that Lightning launches run this job only
+                result = train(cfg)
     except Exception as error:
         if not isinstance(error, RunFolderError):  # a refused run writes nothing in the folder
             write_failure(Path(cfg.paths.output_dir), error)

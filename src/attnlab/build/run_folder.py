@@ -5,8 +5,8 @@
 - Each attempt's configs are kept: Hydra writes the first attempt's to `.hydra/`, a later one's
   to `.hydra/attempt-<n>/` (`hydra.output_subdir` is `${attempt_subdir:...}`, below); a refused
   attempt writes none.
-- `resume=<run>` alone is enough: the entry point puts the run's original overrides (its first
-  `.hydra/overrides.yaml`) before the ones given now.
+- `resume=<run>` alone is enough: the entry point puts the run's overrides (those of its latest
+  attempt that was not refused) before the ones given now.
 - `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once; the
   file names its holder (pid, host); a dead holder's lock is taken over with a warning.
 """
@@ -43,6 +43,8 @@ RUN_RECORDS = (
     "wandb",
 )
 LOCK_FILE = ".lock"
+# In an attempt's config folder: it was refused before any work (its overrides are not reused).
+REFUSED_MARK = "refused.txt"
 ATTEMPT_PREFIX = "attempt-"
 
 
@@ -111,18 +113,25 @@ def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
 def _next_attempt(folder: Path) -> str:
     hydra_dir = folder / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [
-        int(p.name[len(ATTEMPT_PREFIX) :])
-        for p in hydra_dir.glob(f"{ATTEMPT_PREFIX}*")
-        if p.name[len(ATTEMPT_PREFIX) :].isdigit()
-    ]
-    number = max(numbers, default=1) + 1
+    attempts = _attempts(hydra_dir)
+    number = (_attempt_number(attempts[-1]) if attempts else 1) + 1
     while True:
         try:
             (hydra_dir / f"{ATTEMPT_PREFIX}{number}").mkdir()
             return f".hydra/{ATTEMPT_PREFIX}{number}"
         except FileExistsError:
             number += 1
+
+
+def _attempt_number(path: Path) -> int:
+    suffix = path.name[len(ATTEMPT_PREFIX) :]
+    return int(suffix) if path.name.startswith(ATTEMPT_PREFIX) and suffix.isdigit() else -1
+
+
+def _attempts(hydra_dir: Path) -> list[Path]:
+    """The `.hydra/attempt-<n>` folders, in order."""
+    found = [p for p in hydra_dir.glob(f"{ATTEMPT_PREFIX}*") if _attempt_number(p) >= 0]
+    return sorted(found, key=_attempt_number)
 
 
 def _rank() -> int:
@@ -137,10 +146,10 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
     run (unless this resumes it). DDP ranks other than 0 (which Lightning launches by re-running the
     command) neither check nor lock: rank 0 does both for them."""
     folder = Path(cfg.paths.output_dir)
-    if _rank() != 0:
+    key = str(folder.resolve())
+    if _rank() != 0 or key in _RUNNING:  # claimed already (attnlab-train, then train())
         yield
         return
-    key = str(folder.resolve())
     claim = _CLAIMS.pop(key, None)
     used = claim.used if claim is not None else holds_run(folder)
     with folder_lock(folder):  # first: a run writing there now is named as such
@@ -149,9 +158,12 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
                 f"hydra.run.dir={folder} already holds a run; continue it with "
                 f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
             )
-        _RUNNING[key] = claim.subdir if claim is not None else None
+        _RUNNING[key] = subdir = claim.subdir if claim is not None else None
         try:
             yield
+        except ConfigError as error:  # refused: a later resume must not take its overrides
+            _mark_refused(folder, subdir, error)
+            raise
         finally:
             _RUNNING.pop(key, None)
 
@@ -237,13 +249,33 @@ def resumed_folder(args: Sequence[str]) -> Path | None:
     return Path(resume)
 
 
+def _mark_refused(folder: Path, subdir: str | None, error: BaseException) -> None:
+    """Mark this attempt's config folder (`.hydra/attempt-<n>/`) as refused before any work,
+    so that a later `resume=<run>` does not take its overrides (the refused value) again."""
+    if subdir and (folder / subdir).is_dir():
+        with suppress(OSError):
+            (folder / subdir / REFUSED_MARK).write_text(f"{error}\n")
+
+
 def original_overrides(folder: Path) -> list[str]:
-    """The overrides of the run's first attempt (`.hydra/overrides.yaml`), [] if none."""
-    path = folder / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    lines = yaml.safe_load(path.read_text()) or []
-    return [str(line) for line in lines]
+    """The overrides of the run's latest attempt that was not refused (`.hydra/attempt-<n>/`,
+    else the first attempt's `.hydra/overrides.yaml`): a resume that extended the run
+    (`trainer.max_epochs=10`) is extended again by the next `resume=<run>`. [] if none."""
+    hydra_dir = folder / ".hydra"
+    attempts = sorted(
+        (
+            p
+            for p in hydra_dir.glob(f"{ATTEMPT_PREFIX}*")
+            if p.name[len(ATTEMPT_PREFIX) :].isdigit()
+        ),
+        key=lambda p: int(p.name[len(ATTEMPT_PREFIX) :]),
+        reverse=True,
+    )
+    for directory in [*attempts, hydra_dir]:
+        path = directory / "overrides.yaml"
+        if path.is_file() and not (directory / REFUSED_MARK).exists():
+            return [str(line) for line in yaml.safe_load(path.read_text()) or []]
+    return []
 
 
 def merge_overrides(original: Sequence[str], given: Sequence[str]) -> list[str]:

@@ -24,6 +24,7 @@ from attnlab.checkpoint_io import (
     DamagedCheckpointError,
     read_checkpoint,
 )
+from attnlab.train import train
 from tests.conftest import ROOT, TINY, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
@@ -277,3 +278,32 @@ def test_full_disk_cli_is_one_line_naming_the_checkpoint(tmp_path: Path) -> None
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("attnlab:")]
     assert line.startswith(f"attnlab: cannot write {run / 'checkpoints'}")
     assert line.endswith("No space left on device")
+
+
+def test_a_resume_reads_its_checkpoint_once(
+    train_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint a resume starts from is read and hashed once (checked before any work,
+    then handed to Lightning's fit), not three times (check, config comparison, fit): start-up
+    costs one read of a checkpoint that may be tens of GB."""
+    train(train_config())
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    result = train(train_config("resume=auto", "trainer.max_epochs=2"))
+    assert result["global_step"] == 16  # resumed at step 8, trained epoch 2
+    assert reads.count("last.ckpt") == 1
+    assert reads[-1] == "best.ckpt"  # the final test of the best checkpoint reads it afresh
+
+
+def test_a_kept_checkpoint_is_read_again_once_its_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "a.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1, "w": torch.zeros(3)}, path)
+    assert read_checkpoint(path, keep=True)["step"] == 1
+    AtomicCheckpointIO().save_checkpoint({"step": 2, "w": torch.ones(3)}, path)
+    assert read_checkpoint(path)["step"] == 2  # replaced in between: read afresh

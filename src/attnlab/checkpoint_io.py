@@ -95,8 +95,45 @@ def verify_checksum(checkpoint: dict[str, Any], path: str | Path) -> None:
         )
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """torch.load + verify_checksum; any failure is one DamagedCheckpointError naming `path`."""
+# One verified checkpoint held for its next reader (`keep=True`): a resume reads and verifies
+# its checkpoint before any work, then Lightning reads it again in `fit`. Keyed by the file's
+# identity, so a file replaced in between is read afresh.
+_kept: tuple[tuple[str, int, int, int], dict[str, Any]] | None = None
+
+
+def _identity(path: str | Path) -> tuple[str, int, int, int]:
+    status = os.stat(path)  # an atomic rename gives the new file a new inode
+    return str(Path(path).resolve()), status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def read_checkpoint(
+    path: str | Path, map_location: Any = "cpu", keep: bool = False
+) -> dict[str, Any]:
+    """torch.load + verify_checksum; any failure is one DamagedCheckpointError naming `path`.
+
+    `keep`: hold the verified contents (on CPU) for the next read of the same, unchanged file,
+    which takes them without reading or hashing again (a read without `keep` releases them).
+    A resume reads its checkpoint once instead of three times."""
+    global _kept
+    if _kept is not None and _kept[0] == _identity(path):
+        checkpoint = _kept[1]
+        if not keep:
+            _kept = None
+        return checkpoint
+    checkpoint = _read_verified(path, map_location)
+    if keep:
+        _kept = (_identity(path), checkpoint)
+    return checkpoint
+
+
+def release_kept_checkpoint() -> None:
+    """Drop a checkpoint held by `read_checkpoint(keep=True)` that nobody read (a run that
+    failed before `fit`): the next job of a multirun must not carry it."""
+    global _kept
+    _kept = None
+
+
+def _read_verified(path: str | Path, map_location: Any) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except FileNotFoundError:

@@ -26,6 +26,7 @@ from attnlab.build.run_folder import (
     claim_run_folder,
     with_original_overrides,
 )
+from attnlab.checkpoint_io import release_kept_checkpoint
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
@@ -49,7 +50,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     while the run writes to it (attnlab/build/run_folder.py).
     """
     with claim_run_folder(cfg):
-        return _train(cfg, extra_callbacks)
+        try:
+            return _train(cfg, extra_callbacks)
+        finally:  # a resume's checkpoint kept for fit, if fit never read it
+            release_kept_checkpoint()
 
 
 def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:

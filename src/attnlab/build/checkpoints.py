@@ -25,7 +25,8 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if ckpt_path not in (None, "last"):
         if resume is not None:
             raise ConfigError(f"set either resume={resume} or ckpt_path={ckpt_path}, not both")
-        load_checkpoint(ckpt_path)  # a damaged or foreign file fails here, before any work
+        # a damaged or foreign file fails here, before any work; fit takes what was read
+        load_checkpoint(ckpt_path, keep=True)
         return ckpt_path
     if resume is None and ckpt_path is None:
         return None
@@ -41,7 +42,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if not found:
         log.warning("resume: no checkpoint in %s yet; starting from scratch", directory)
         return None
-    intact, damaged = newest_intact(found)
+    intact, damaged = newest_intact(found, keep=True)  # what fit reads next: read once
     if intact is None:
         raise ConfigError(
             f"resume: every checkpoint in {directory} is damaged: " + "; ".join(damaged)
@@ -85,8 +86,8 @@ def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
     both values, before the checkpoint's states meet a network or scheduler they do not fit."""
     from attnlab.build.run_folder import RunFolderError
 
-    try:
-        saved = load_run_config(ckpt_path)
+    try:  # the checkpoint newest_intact just read and kept for fit
+        saved = load_run_config(ckpt_path, load_checkpoint(ckpt_path, keep=True))
     except ConfigError:  # a checkpoint without an attnlab config: nothing to compare
         return
     before, now = _fixed_values(saved), _fixed_values(cfg)
@@ -100,7 +101,7 @@ def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
             )
 
 
-def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:
+def newest_intact(candidates: list[Path], keep: bool = False) -> tuple[Path | None, list[str]]:
     """The newest of `candidates` that reads and matches its checksum, and one message for
     each newer one that does not. last.ckpt wins a tie: it is written after best.ckpt in the
     same step."""
@@ -109,7 +110,7 @@ def newest_intact(candidates: list[Path]) -> tuple[Path | None, list[str]]:
         candidates, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True
     ):
         try:
-            read_checkpoint(path)
+            read_checkpoint(path, keep=keep)
         except DamagedCheckpointError as error:
             damaged.append(str(error))
             continue
@@ -131,12 +132,12 @@ def check_checkpoint_path(ckpt_path: str | None, key: str = "ckpt_path") -> None
         raise ConfigError(f"{key}={ckpt_path} does not exist (or is not a file)")
 
 
-def load_checkpoint(ckpt_path: str, key: str = "ckpt_path") -> dict[str, Any]:
+def load_checkpoint(ckpt_path: str, key: str = "ckpt_path", keep: bool = False) -> dict[str, Any]:
     """The checkpoint's contents, on CPU; a ConfigError naming the file if it cannot be read or
     does not match its checksum (and naming the newest intact checkpoint beside it, if any)."""
     check_checkpoint_path(ckpt_path, key)
     try:
-        return read_checkpoint(ckpt_path)
+        return read_checkpoint(ckpt_path, keep=keep)
     except DamagedCheckpointError as error:  # a truncated, damaged or foreign file: say which
         raise ConfigError(f"{key}={error}{_intact_alternative(Path(ckpt_path))}") from None
 

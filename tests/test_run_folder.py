@@ -132,15 +132,6 @@ def test_a_resume_takes_the_overrides_of_the_latest_attempt_that_ran(tmp_path: P
     assert original_overrides(tmp_path)[-1] == "trainer.max_epochs=6"
 
 
-def test_resume_of_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
-    """Defect 7: a mistyped resume=<dir> warned and trained a fresh run there."""
-    missing = tmp_path / "no_such_run"
-    result = run_cli("attnlab-train", *TINY, f"resume={missing}", cwd=tmp_path, check=False)
-    assert result.returncode == 2
-    assert f"resume={missing} does not exist" in result.stderr
-    assert not missing.exists()
-
-
 # ---- the Python API: the same rules --------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.build.run_folder import RunFolderError, missing_resume_message
 from attnlab.build.run_settings import upgrade_run_config
 from attnlab.build.validation import ConfigError
 from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint
@@ -31,7 +32,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if resume is None and ckpt_path is None:
         return None
     if resume not in (None, "auto") and not Path(resume).is_dir():
-        raise ConfigError(f"resume={resume} does not exist (no such run folder)")
+        raise ConfigError(missing_resume_message(resume))
     if (
         resume not in (None, "auto")
         and Path(resume).resolve() != Path(cfg.paths.output_dir).resolve()
@@ -84,8 +85,6 @@ def _fixed_values(config: DictConfig) -> dict[str, Any]:
 def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
     """A resume that changes what cannot change (see _FIXED_KEYS) is refused, naming the key and
     both values, before the checkpoint's states meet a network or scheduler they do not fit."""
-    from attnlab.build.run_folder import RunFolderError
-
     try:  # the checkpoint newest_intact just read and kept for fit
         saved = load_run_config(ckpt_path, load_checkpoint(ckpt_path, keep=True))
     except ConfigError:  # a checkpoint without an attnlab config: nothing to compare

@@ -237,6 +237,10 @@ def _arg_value(args: Sequence[str], key: str) -> str | None:
     return value
 
 
+def missing_resume_message(folder: str | Path) -> str:
+    return f"resume={folder} is not valid: no such run directory"
+
+
 def resumed_folder(args: Sequence[str]) -> Path | None:
     """The run folder that a command line resumes (resume=<dir>, or resume=auto with
     hydra.run.dir=<dir>), or None."""
@@ -322,7 +326,7 @@ def with_original_overrides(args: Sequence[str]) -> list[str]:
     if folder is None:
         return args
     if _arg_value(given, "resume") != "auto" and not folder.is_dir():
-        print(f"attnlab: resume={folder} does not exist (no such run folder)", file=sys.stderr)
+        print(f"attnlab: {missing_resume_message(folder)}", file=sys.stderr)
         sys.exit(2)
     original = original_overrides(folder)
     if not original or not given:

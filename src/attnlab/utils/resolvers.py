@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -16,18 +15,9 @@ def _run_id() -> str:
 
 
 def _run_dir(resume: str | None, new_dir: str) -> str:
-    # `resume=<run dir>` continues in that directory; anything else gets a new one.
-    if resume in (None, "auto"):
-        return new_dir
-    # Checked here, before Hydra creates the run directory: a mistyped path is no fresh run.
-    if not Path(resume).is_dir():
-        # Imported here: resolvers register before attnlab.build loads. One line and exit:
-        # OmegaConf would wrap an exception into a long traceback.
-        from attnlab.build.validation import ConfigError
-        from attnlab.utils.config_errors import exit_on_input_error
-
-        exit_on_input_error(ConfigError(f"resume={resume} is not valid: no such run directory"))
-    return str(resume)
+    # `resume=<run dir>` continues in that directory (attnlab-train refuses one that does not
+    # exist before Hydra would create it: build/run_folder.py); anything else gets a new one.
+    return new_dir if resume in (None, "auto") else str(resume)
 
 
 def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:

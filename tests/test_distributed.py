@@ -272,18 +272,26 @@ def test_ddp_cpu_run_writes_one_run_dir_and_shards_windows(tmp_path: Path) -> No
     assert log.count("Run directory") <= 1  # said once (rank zero), not by every rank
 
 
+SST2 = pytest.mark.needs_data("sst2")  # a run in a subprocess: skipped without the data
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "variant",
     [
-        ["model=bert", "data=sst2"],
-        ["model=gpt", "data=sst2"],
-        ["model=encdec", "data=sst2", "model.pooling=mean"],
-        ["model=encdec", "data=sst2", "model.pooling=decoder"],
-        ["model=bert", "data=toy_mlm"],
-        ["model=gpt", "data=reverse"],
+        pytest.param(["model=bert", "data=sst2"], marks=SST2, id="bert-sst2"),
+        pytest.param(["model=gpt", "data=sst2"], marks=SST2, id="gpt-sst2"),
+        pytest.param(
+            ["model=encdec", "data=sst2", "model.pooling=mean"], marks=SST2, id="encdec-sst2-mean"
+        ),
+        pytest.param(
+            ["model=encdec", "data=sst2", "model.pooling=decoder"],
+            marks=SST2,
+            id="encdec-sst2-decoder",
+        ),
+        pytest.param(["model=bert", "data=toy_mlm"], id="bert-mlm"),
+        pytest.param(["model=gpt", "data=reverse"], id="gpt-s2s"),
     ],
-    ids=["bert-sst2", "gpt-sst2", "encdec-sst2-mean", "encdec-sst2-decoder", "bert-mlm", "gpt-s2s"],
 )
 def test_every_architecture_task_pair_trains_under_ddp(tmp_path: Path, variant: list[str]) -> None:
     """Plain DDP (no find_unused_parameters) fails on a parameter without a gradient: every

@@ -13,7 +13,7 @@ from attnlab.data.loading.download import UnreadableDataError, read_lines
 from attnlab.generate import generate
 from attnlab.train import train
 from attnlab.translate import translate
-from attnlab.utils.config_errors import unknown_key_hints
+from attnlab.utils.config_errors import exit_on_unwritable_output, unknown_key_hints
 from attnlab.utils.hydra_hooks import CheckJobsFirst, sweep_jobs
 from tests.conftest import TINY_SETUP, compose_config, run_cli
 
@@ -245,3 +245,15 @@ def test_unwritable_output_directory_is_one_line_before_hydra(tmp_path: Path, wh
         f"attnlab: hydra.run.dir={target}: cannot write there "
         f"({'Not a directory' if where == 'file' else 'No such file or directory'})"
     ]
+
+
+def test_a_quoted_output_directory_is_made_without_its_quotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning re-runs the command for each DDP rank with hydra.run.dir="<dir>", quoted: the
+    check before Hydra made a directory named with the quotes in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    exit_on_unwritable_output([f'hydra.run.dir="{tmp_path / "a run"}"', "--config-dir=/x"])
+    assert [p.name for p in tmp_path.iterdir()] == ["a run"]
+    exit_on_unwritable_output(["--cfg", "job", f"hydra.run.dir={tmp_path / 'not made'}"])
+    assert not (tmp_path / "not made").exists()  # printing the config writes nothing

@@ -137,15 +137,34 @@ def exit_on_moved_keys(args: Sequence[str]) -> None:
 
 # Where a run writes: Hydra creates these before any attnlab code runs.
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir", "paths.output_dir")
+# Hydra's flags that print and exit: no run, no directory.
+NOTHING_WRITTEN = (
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+)
 
 
 def exit_on_unwritable_output(args: Sequence[str]) -> None:
     """An output directory given on the command line that cannot be created (a read-only or
     virtual filesystem such as /proc, a file in the way) stops the command before Hydra tries:
     one line naming the key, the path and the reason, exit code 2."""
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") not in OUTPUT_KEYS or not value or "${" in value:
+    if any(arg.split("=")[0] in NOTHING_WRITTEN for arg in args):
+        return
+    try:  # Hydra's own parsing: Lightning's DDP ranks get hydra.run.dir="<dir>", quoted
+        overrides = OverridesParser.create().parse_overrides(
+            [arg for arg in args if "=" in arg and not arg.startswith("-")]
+        )
+    except Exception:  # Hydra reports syntax errors itself
+        return
+    for override in overrides:
+        key, value = override.key_or_group, override.value()
+        if key not in OUTPUT_KEYS or not isinstance(value, str) or not value or "${" in value:
             continue
         path = Path(value).expanduser()
         try:
@@ -154,8 +173,7 @@ def exit_on_unwritable_output(args: Sequence[str]) -> None:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as error:
             print(
-                f"attnlab: {key.lstrip('+')}={value}: cannot write there "
-                f"({error.strerror or error})",
+                f"attnlab: {key}={value}: cannot write there ({error.strerror or error})",
                 file=sys.stderr,
             )
             sys.exit(INPUT_ERROR_EXIT)

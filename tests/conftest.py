@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
 # Commands run by tests (attnlab-train in a subprocess) read the same data directory.
 os.environ.setdefault("ATTNLAB_DATA_DIR", str(DATA_DIR))
+# Tests never download (a missing dataset skips the test instead); a local server is allowed.
+os.environ["ATTNLAB_OFFLINE"] = "1"
 # Tests that need a real dataset skip when it is missing (a fresh clone, offline), one line naming
 # the file; with ATTNLAB_REQUIRE_DATA=1 (CI) they fail instead, so nothing is skipped unseen.
 REQUIRE_DATA = os.environ.get("ATTNLAB_REQUIRE_DATA", "") not in ("", "0")

@@ -212,3 +212,21 @@ def test_catalog_checksums_match_the_real_data() -> None:
     """What `make data` would fetch is what the tests read: every file present checks out."""
     paths = catalog.fetch(catalog.DATASETS, DATA_DIR)
     assert len(paths) == len(catalog.files_of(catalog.DATASETS))
+
+
+def test_offline_refuses_to_download_but_reads_files_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ATTNLAB_OFFLINE=1 (the test suite sets it): a missing file is a MissingDataError at once,
+    naming the switch, with no connection tried; files on disk are read as usual."""
+    monkeypatch.setenv("ATTNLAB_OFFLINE", "1")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was tried")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    with pytest.raises(MissingDataError, match="not downloaded: ATTNLAB_OFFLINE=1"):
+        ensure_file(tmp_path / "input.txt", "https://example.org/input.txt", SHA)
+    assert not (tmp_path / "input.txt").exists()
+    (tmp_path / "input.txt").write_bytes(CONTENT)
+    assert ensure_file(tmp_path / "input.txt", "https://example.org/input.txt", SHA)

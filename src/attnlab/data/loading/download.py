@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -74,6 +76,17 @@ def file_sha256(path: Path) -> str:
         return _stream_sha256(file)
 
 
+# ATTNLAB_OFFLINE=1: never reach the network for data (a compute node without internet fails at
+# once instead of after a timeout; the test suite sets it, so tests never download). A server on
+# this machine is no download from the network.
+OFFLINE_ENV = "ATTNLAB_OFFLINE"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
 def ensure_file(
     path: str | Path,
     url: str | None = None,
@@ -101,6 +114,9 @@ def ensure_file(
     if url is None:
         message = _missing_message(path, source, sha256, reason="no URL to fetch")
         raise MissingDataError(message, path)
+    if offline() and urllib.parse.urlsplit(url).hostname not in LOOPBACK:
+        reason = f"not downloaded: {OFFLINE_ENV}=1"
+        raise MissingDataError(_missing_message(path, source or url, sha256, reason), path)
     log.info("Downloading %s to %s", url, path)
     try:
         _download(url, path, sha256, decompress, timeout, member)

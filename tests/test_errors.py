@@ -9,8 +9,10 @@ from hydra import initialize_config_module
 from omegaconf import OmegaConf
 
 from attnlab.build import ConfigError, check_compatibility, load_run_config
+from attnlab.build.validation import check_optimized_metric
 from attnlab.data.loading.download import UnreadableDataError, read_lines
 from attnlab.generate import generate
+from attnlab.tasks.base import Task
 from attnlab.train import train
 from attnlab.translate import translate
 from attnlab.utils.config_errors import exit_on_unwritable_output, unknown_key_hints
@@ -257,3 +259,21 @@ def test_a_quoted_output_directory_is_made_without_its_quotes(
     assert [p.name for p in tmp_path.iterdir()] == ["a run"]
     exit_on_unwritable_output(["--cfg", "job", f"hydra.run.dir={tmp_path / 'not made'}"])
     assert not (tmp_path / "not made").exists()  # printing the config writes nothing
+
+
+class UndeclaredTask(Task):
+    """An extension's task that declares no metric_names."""
+
+    name = "undeclared"
+
+
+def test_optimized_metric_check_spares_other_logged_names_and_undeclared_tasks(
+    train_config,
+) -> None:
+    for name in ("progress/tokens_seen", "train/lr/decay", "val/exact_match"):
+        check_optimized_metric(train_config(f"optimized_metric={name}"))
+    with pytest.raises(ConfigError, match=r"optimized_metric=val/accuracy is not valid"):
+        check_optimized_metric(train_config("optimized_metric=val/accuracy"))
+    cfg = train_config("optimized_metric=val/perplexity_of_my_own")
+    cfg.task._target_ = "tests.test_errors.UndeclaredTask"
+    check_optimized_metric(cfg)  # what it logs is not known: left to Lightning

@@ -11,6 +11,7 @@ from torch import nn
 
 from attnlab.build.run_settings import moved_keys_in_config
 from attnlab.models.registry import NETWORKS, network_class_of
+from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
 
 
@@ -51,13 +52,23 @@ def check_run_settings(cfg: DictConfig) -> None:
         )
 
 
+# Logged besides the task's metrics: by the LightningModule (module.py) and the default
+# callbacks (throughput.py; LearningRateMonitor as train/lr/<parameter group>).
+OTHER_LOGGED = ("progress/tokens_seen", "progress/wall_time_s", "train/tokens_per_sec", "train/mfu")
+OTHER_LOGGED_PREFIXES = ("train/lr/",)
+
+
 def check_optimized_metric(cfg: DictConfig) -> None:
     """`optimized_metric` (what checkpointing, early stopping and sweepers monitor) is one the
     task logs while fitting; Lightning would only find out after the first epoch."""
     name = cfg.get("optimized_metric")
     task_cls = get_class(cfg.task._target_)
-    logged = task_cls.fit_metrics() if hasattr(task_cls, "fit_metrics") else []
-    if name is not None and logged and name not in logged:
+    # A task of an extension that declares no metric_names (tasks/base.py) is not checked.
+    declared = any("metric_names" in vars(c) for c in task_cls.__mro__ if c is not Task)
+    if name is None or not declared or name.startswith(OTHER_LOGGED_PREFIXES):
+        return
+    logged = [*task_cls.fit_metrics(), *OTHER_LOGGED]
+    if name not in logged:
         raise ConfigError(
             f"optimized_metric={name} is not valid: task {task_cls.name!r} logs "
             + ", ".join(logged)

@@ -162,7 +162,8 @@ def test_config_error_is_one_line_after_no_config_tree(
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "attnlab: optimized_metric=val/accuracy is not valid: task 'seq2seq' logs train/loss, "
-        "train/acc, val/loss, val/acc, val/exact_match, val/bleu"
+        "train/acc, val/loss, val/acc, val/exact_match, val/bleu, progress/tokens_seen, "
+        "progress/wall_time_s, train/tokens_per_sec, train/mfu"
     ]
     assert "_target_" not in result.stdout  # the config tree comes after the checks
     assert not list(tmp_path.rglob("*.ckpt"))

@@ -3,8 +3,11 @@ each attempt's configs are kept, `resume=<run>` alone is enough, a lock stops tw
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from attnlab.artefacts import write_failure
+from attnlab.build import ConfigError, run_folder
 from attnlab.build.run_folder import (
     RunFolderError,
     attempt_subdir,
@@ -95,9 +99,10 @@ def test_resume_alone_extends_a_run_and_keeps_each_attempts_configs(
     assert {p.relative_to(run).parent for p in set(after) - set(before)} == {
         Path(".hydra/attempt-3")
     }
-    # The next resume reads the latest attempt that ran (the extension to 2 epochs), not the
-    # refused one (d_model=64) nor the first.
-    assert (run / ".hydra" / "attempt-3" / "refused.txt").is_file()
+    # The next resume reads the latest attempt that started work (the extension to 2 epochs),
+    # not the refused one (d_model=64) nor the first.
+    assert (run / ".hydra" / "attempt-2" / "started").is_file()
+    assert not (run / ".hydra" / "attempt-3" / "started").exists()
     assert original_overrides(run) == attempt
 
 
@@ -120,19 +125,17 @@ def test_a_bad_value_for_a_used_folder_writes_nothing_there(
 
 def test_a_resume_takes_the_overrides_of_the_latest_attempt_that_ran(tmp_path: Path) -> None:
     hydra_dir = tmp_path / ".hydra"
-    for name, lines in [
-        (".", ["model.d_model=32"]),
-        ("attempt-2", ["model.d_model=32", "resume=x", "trainer.max_epochs=4"]),
-        ("attempt-10", ["model.d_model=32", "resume=x", "trainer.max_epochs=6"]),
-        ("attempt-11", ["model.d_model=32", "resume=x", "optimizer.lr=abc"]),
+    for name, lines, started in [
+        (".", ["model.d_model=32"], False),
+        ("attempt-2", ["model.d_model=32", "resume=x", "trainer.max_epochs=4"], True),
+        ("attempt-10", ["model.d_model=32", "resume=x", "trainer.max_epochs=6"], True),
+        ("attempt-11", ["model.d_model=32", "resume=x", "optimizer.lr=abc"], False),  # refused
     ]:
         (hydra_dir / name).mkdir(parents=True, exist_ok=True)
         (hydra_dir / name / "overrides.yaml").write_text(yaml.safe_dump(lines))
-    (hydra_dir / "attempt-11" / "refused.txt").write_text("optimizer.lr='abc' is not valid\n")
+        if started:
+            (hydra_dir / name / "started").write_text("")
     assert original_overrides(tmp_path)[-1] == "trainer.max_epochs=6"
-
-
-# ---- the Python API: the same rules --------------------------------------------------------------
 
 
 def test_train_twice_in_one_folder_is_refused_but_resume_auto_continues(
@@ -196,6 +199,14 @@ def test_a_dead_holders_lock_is_taken_over_with_a_warning(
 # ---- the pieces --------------------------------------------------------------------------------
 
 
+def forget_pending() -> None:
+    """Release the locks that attempt_subdir took for attempts no run will claim."""
+    for attempt in run_folder._PENDING.values():
+        if attempt.lock is not None:
+            attempt.lock.release()
+    run_folder._PENDING.clear()
+
+
 def test_attempt_subdirs(tmp_path: Path) -> None:
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     assert attempt_subdir(str(fresh), None) == ".hydra"
@@ -203,18 +214,29 @@ def test_attempt_subdirs(tmp_path: Path) -> None:
     (used / ".hydra").mkdir(parents=True)
     (used / ".hydra" / "config.yaml").write_text("{}")
     assert attempt_subdir(str(used), None) is None  # refused: nothing written
-    from attnlab.build import run_folder
-
-    run_folder._CLAIMS.clear()
+    forget_pending()
     assert attempt_subdir(str(used), str(used)) == ".hydra/attempt-2"
-    run_folder._CLAIMS.clear()
+    forget_pending()
     assert attempt_subdir(str(used), "auto") == ".hydra/attempt-3"
-    run_folder._CLAIMS.clear()
+    forget_pending()
     # a folder with checkpoints but no .hydra (a Python API run): refused, and left as it was
     api = tmp_path / "api"
     (api / "checkpoints").mkdir(parents=True)
     assert attempt_subdir(str(api), None) is None and not (api / ".hydra").exists()
-    run_folder._CLAIMS.clear()
+    # only a refused first attempt (its configs, failure.json, the lock file): free, and its
+    # configs move aside for the new first attempt's
+    leftovers = tmp_path / "leftovers"
+    (leftovers / ".hydra").mkdir(parents=True)
+    for name in ("config.yaml", "refused"):
+        (leftovers / ".hydra" / name).write_text("{}")
+    (leftovers / "failure.json").write_text("{}")
+    assert attempt_subdir(str(leftovers), None) == ".hydra"
+    assert sorted(p.name for p in (leftovers / ".hydra" / "refused-1").iterdir()) == [
+        "config.yaml",
+        "refused",
+    ]
+    assert not (leftovers / ".hydra" / "config.yaml").exists()
+    forget_pending()
 
 
 def test_merge_overrides_keeps_originals_unless_given_again() -> None:
@@ -252,3 +274,77 @@ def test_a_later_failure_keeps_the_earlier_one_in_failure_json(tmp_path: Path) -
     write_failure(tmp_path, KeyError("third"))
     report = json.loads((tmp_path / "failure.json").read_text())
     assert report["earlier"] == [{"unreadable": "{cut off"}]
+
+
+def test_a_refused_resume_leaves_the_finished_run_as_it_was(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """A bad value given with resume=<finished run> wrote failure.json there: attnlab-compare
+    then showed the finished run as failed."""
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(finished_run), str(run)], check=True)
+    before = files(run)
+    result = run_cli(
+        "attnlab-train", f"resume={run}", "trainer.max_epochs=abc", cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2 and "trainer.max_epochs='abc'" in result.stderr
+    after = files(run)
+    assert {p: after[p] for p in before} == before
+    added = {p.relative_to(run) for p in set(after) - set(before)}
+    assert added == {
+        Path(".hydra/attempt-2") / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")
+    }
+
+
+def test_a_typo_in_a_new_folder_does_not_take_it_from_the_corrected_command(tmp_path: Path) -> None:
+    """A first attempt refused before any work sets its configs aside: the corrected command
+    runs in the same folder, and .hydra/ (what attnlab-compare reads) describes that run."""
+    run = tmp_path / "run"
+    bad = run_cli(
+        "attnlab-train", *TINY, "optimizer.lr=abc", f"hydra.run.dir={run}", cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert (run / ".hydra" / "refused").is_file() and (run / "failure.json").is_file()
+    assert "optimizer.lr=abc" in overrides(run / ".hydra" / "overrides.yaml")
+    run_cli("attnlab-train", *TINY, "optimizer.lr=1e-3", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert "optimizer.lr=abc" in overrides(run / ".hydra" / "refused-1" / "overrides.yaml")
+    assert "optimizer.lr=1e-3" in overrides(run / ".hydra" / "overrides.yaml")
+    assert json.loads((run / "metrics.json").read_text())["status"] == "done"
+
+
+def test_a_resume_that_finds_no_checkpoint_starts_the_metric_history_afresh(
+    train_config, tmp_path: Path
+) -> None:
+    """A run killed before its first checkpoint: its resume starts from scratch, and so does
+    metrics.csv (the killed attempt's rows stood beside the new ones, step for step)."""
+    settings = ("trainer.log_every_n_steps=1", "trainer.deterministic=true", "seed=0")
+    train(train_config(*settings))
+    history = (tmp_path / "csv" / "metrics.csv").read_text()
+    shutil.rmtree(tmp_path / "checkpoints")
+    (tmp_path / "metrics.json").unlink()
+    train(train_config(*settings, "resume=auto"))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "csv" / "metrics.csv").read_text())))
+    steps = [(row["step"], tuple(k for k, v in row.items() if v)) for row in rows]
+    assert len(steps) == len(set(steps)) == len(list(csv.DictReader(io.StringIO(history))))
+
+
+def test_python_api_resume_of_a_missing_folder_creates_nothing(
+    train_config, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo"
+    cfg = train_config(f"resume={typo}")
+    cfg.paths.output_dir = str(typo)
+    with pytest.raises(ConfigError, match=rf"resume={typo} is not valid: no such run directory"):
+        train(cfg)
+    assert not typo.exists()
+
+
+def test_ckpt_path_changing_the_scheduler_class_is_refused(train_config, tmp_path: Path) -> None:
+    train(train_config("scheduler=cosine"))
+    cfg = train_config(f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", "scheduler=constant")
+    cfg.paths.output_dir = str(tmp_path / "continued")
+    with pytest.raises(
+        RunFolderError, match=r"ckpt_path: scheduler\._target_ was .*init\.pretrained"
+    ):
+        train(cfg)

@@ -91,3 +91,11 @@ class RunCSVLogger(CSVLogger):
         """metrics.csv as it stood when the checkpoint being resumed was written at `step`,
         with the rows that followed it at that step (AppendingWriter.resume_at)."""
         self.experiment.resume_at(step, pending)
+
+
+def forget_metric_history(loggers: Sequence[Any]) -> None:
+    """A resume that found no checkpoint starts the run afresh: its metrics.csv starts afresh
+    too (the killed attempt's rows would otherwise stand beside the new ones, step for step)."""
+    for logger in loggers:
+        if isinstance(logger, RunCSVLogger):
+            logger.resume_at(0)

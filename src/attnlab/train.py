@@ -24,9 +24,12 @@ from attnlab.build import chosen_options
 from attnlab.build.run_folder import (
     RunFolderError,
     claim_run_folder,
+    mark_started,
     with_original_overrides,
 )
+from attnlab.build.validation import ConfigError
 from attnlab.checkpoint_io import release_kept_checkpoint
+from attnlab.csv_logger import forget_metric_history
 from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
@@ -64,9 +67,12 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
         pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = build.build_datamodule(cfg)
-    module = build.build_module(cfg, datamodule)
+    module = build.build_module(cfg, datamodule)  # the last checks: the data's sizes
+    mark_started(cfg)
     callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
     loggers = build.build_loggers(cfg)
+    if cfg.get("resume") is not None and ckpt_path is None:  # killed before its first checkpoint
+        forget_metric_history(loggers)
     trainer = build.build_trainer(cfg, callbacks, loggers, datamodule)
 
     failed = True
@@ -178,15 +184,21 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="train")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> float | None:
+    attempt = None
     try:
         # The folder first: a bad value given for another run's folder writes nothing there.
-        with claim_run_folder(cfg):
+        with claim_run_folder(cfg) as attempt:
             check_config(cfg)
             print_config(cfg)  # after the checks: an error is not buried under the config tree
             with multirun_job():  # DDP ranks that Lightning launches run this job only
                 result = train(cfg)
     except Exception as error:
-        if not isinstance(error, RunFolderError):  # a refused run writes nothing in the folder
+        # A refused run writes nothing in the folder, nor does a resume refused before any
+        # work: the run there stays as it was (attnlab-compare reads failure.json).
+        refused = isinstance(error, RunFolderError) or (
+            isinstance(error, ConfigError) and attempt is not None and attempt.resumes_run
+        )
+        if not refused:
             write_failure(Path(cfg.paths.output_dir), error)
         raise
     return optimized_value(cfg, result)

@@ -28,6 +28,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             raise ConfigError(f"set either resume={resume} or ckpt_path={ckpt_path}, not both")
         # a damaged or foreign file fails here, before any work; fit takes what was read
         load_checkpoint(ckpt_path, keep=True)
+        check_resume_keeps_run(cfg, ckpt_path, key="ckpt_path")
         return ckpt_path
     if resume is None and ckpt_path is None:
         return None
@@ -82,7 +83,7 @@ def _fixed_values(config: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in values.items() if "dropout" not in k.rsplit(".", 1)[-1]}
 
 
-def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
+def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str, key: str = "resume") -> None:
     """A resume that changes what cannot change (see _FIXED_KEYS) is refused, naming the key and
     both values, before the checkpoint's states meet a network or scheduler they do not fit."""
     try:  # the checkpoint newest_intact just read and kept for fit
@@ -91,12 +92,15 @@ def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str) -> None:
         return
     before, now = _fixed_values(saved), _fixed_values(cfg)
     # keys the build adds to a section (or a newer attnlab's defaults) are not changes
-    for key in sorted(before.keys() & now.keys()):
-        if before.get(key) != now.get(key):
+    for name in sorted(before.keys() & now.keys()):
+        if before.get(name) != now.get(name):
+            fresh = (
+                "init.pretrained=<ckpt> (its weights only)" if key == "ckpt_path" else "a fresh run"
+            )
             raise RunFolderError(
-                f"resume: {key} was {before.get(key)!r} in the run ({ckpt_path}) but is "
-                f"{now.get(key)!r} now; a resume cannot change the model, task, data or "
-                "optimizer/scheduler class: leave the override out, or start a fresh run"
+                f"{key}: {name} was {before.get(name)!r} in the run ({ckpt_path}) but is "
+                f"{now.get(name)!r} now; continuing a run cannot change the model, task, data "
+                f"or optimizer/scheduler class: leave the override out, or start {fresh}"
             )
 
 

@@ -3,12 +3,15 @@
 - A second run in a folder that already holds a run's records is refused before any work,
   unless it resumes that run (`resume=<dir>`, or `resume=auto` with that `hydra.run.dir`).
 - Each attempt's configs are kept: Hydra writes the first attempt's to `.hydra/`, a later one's
-  to `.hydra/attempt-<n>/` (`hydra.output_subdir` is `${attempt_subdir:...}`, below); a refused
-  attempt writes none.
+  to `.hydra/attempt-<n>/` (`hydra.output_subdir` is `${attempt_subdir:...}`, below). A refused
+  run in another run's folder writes none. A first attempt refused before any work is marked
+  (`.hydra/refused`; attnlab-compare shows it as failed) and leaves the folder free: the
+  corrected command moves its configs to `.hydra/refused-<n>/` and starts there.
 - `resume=<run>` alone is enough: the entry point puts the run's overrides (those of its latest
-  attempt that was not refused) before the ones given now.
-- `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once; the
-  file names its holder (pid, host); a dead holder's lock is taken over with a warning.
+  attempt that started work) before the ones given now.
+- `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once; it is
+  taken before Hydra writes anything. The file names its holder (pid, host); a dead holder's
+  lock is taken over with a warning.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -30,22 +34,19 @@ from attnlab.build.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
-# What a run leaves in its folder; any of them means the folder holds a run. (The log file,
-# <task_name>.log, is not among them: Hydra opens it before any job code runs, and appends.)
-RUN_RECORDS = (
-    ".hydra",
-    ".lock",
-    "checkpoints",
-    "metrics.json",
-    "failure.json",
-    "csv",
-    "tensorboard",
-    "wandb",
-)
+# What work leaves in a run folder: any of them, or the first attempt's `.hydra/config.yaml`,
+# means the folder holds a run. (Not the log file, which Hydra opens, appending, before any job
+# code runs; nor `.lock`, `failure.json` or the configs of refused attempts: a folder that
+# holds only those is still free for a first run.)
+RUN_OUTPUTS = ("checkpoints", "metrics.json", "csv", "tensorboard", "wandb")
 LOCK_FILE = ".lock"
-# In an attempt's config folder: it was refused before any work (its overrides are not reused).
-REFUSED_MARK = "refused.txt"
 ATTEMPT_PREFIX = "attempt-"
+REFUSED_PREFIX = "refused-"
+# In `.hydra/attempt-<n>/`: that attempt passed every check and started work.
+STARTED_MARK = "started"
+# In `.hydra/`: the first attempt was refused before any work.
+REFUSED_MARK = "refused"
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
 class RunFolderError(ConfigError):
@@ -53,9 +54,12 @@ class RunFolderError(ConfigError):
     that would change what the run is. Nothing is written for it (no failure.json)."""
 
 
-def holds_run(folder: Path, ignore: Sequence[str] = ()) -> bool:
-    """Whether `folder` holds any record of a run (RUN_RECORDS, less `ignore`)."""
-    return any((folder / name).exists() for name in RUN_RECORDS if name not in ignore)
+def holds_run(folder: Path) -> bool:
+    """Whether `folder` holds a run (RUN_OUTPUTS, or the configs of a first attempt that was
+    not refused)."""
+    hydra_dir = folder / ".hydra"
+    first = (hydra_dir / "config.yaml").exists() and not (hydra_dir / REFUSED_MARK).exists()
+    return first or any((folder / name).exists() for name in RUN_OUTPUTS)
 
 
 def _resumes(resume: str | None, folder: Path) -> bool:
@@ -65,49 +69,56 @@ def _resumes(resume: str | None, folder: Path) -> bool:
     return resume == "auto" or Path(resume).resolve() == folder.resolve()
 
 
-# Hydra evaluates hydra.output_subdir twice before writing, and the task function must know what
-# the folder held before Hydra wrote to it: each job's answer, by resolved folder, until
-# claim_run_folder takes it.
-@dataclass(frozen=True)
-class _Claim:
-    subdir: str | None
-    used: bool
+@dataclass
+class Attempt:
+    """This process's attempt at a run folder: its lock (None when another process holds it,
+    named by `holder`), whether the folder held no run (`fresh`) or this resumes the one it
+    held, and the subfolder Hydra writes this attempt's configs to (None: none)."""
+
+    folder: Path
+    lock: FileLock | None = None
+    holder: str = ""
+    fresh: bool = False
+    resumes_run: bool = False
+    subdir: str | None = None
 
 
-_CLAIMS: dict[str, _Claim] = {}
-# Folders whose run is under way in this process, with their attempt's subfolder: resolving the
-# whole config again (the Python API logs it with its hydra node) must not claim another.
-_RUNNING: dict[str, str | None] = {}
+# From the resolver (before Hydra writes the configs) until claim_run_folder takes it, and while
+# the run is under way: resolving the config again must not claim another attempt.
+_PENDING: dict[str, Attempt] = {}
+_RUNNING: dict[str, Attempt] = {}
 
 
 def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
-    """`hydra.output_subdir` of this attempt: `.hydra` for the first attempt in a folder,
-    `.hydra/attempt-<n>` for a resume of the run there, None (Hydra writes nothing) for an
-    attempt that claim_run_folder will refuse. The subfolder is made here, with mkdir, which
-    fails for all but one of two processes starting in one folder at once."""
+    """`hydra.output_subdir` of this attempt, decided under the folder's lock (taken here,
+    before Hydra writes anything, and held until the run ends): `.hydra` for a folder's first
+    run, `.hydra/attempt-<n>` for a resume of the run there, None (Hydra writes nothing) for an
+    attempt that claim_run_folder will refuse."""
     if _rank() != 0:  # torchrun starts every rank with the same command: rank 0 writes
         return None
     folder = Path(output_dir).resolve()
-    if str(folder) in _RUNNING:
-        return _RUNNING[str(folder)]
-    if (claim := _CLAIMS.get(str(folder))) is not None:
-        return claim.subdir
-    try:
-        (folder / ".hydra").mkdir(parents=True)
-        made = True  # no earlier attempt wrote configs here
-    except FileExistsError:
-        made = False
-    used = not made or holds_run(folder, ignore=(".hydra",))
-    subdir: str | None = ".hydra"
-    if used and not _resumes(resume, folder):
-        subdir = None
-        if made:  # our own, of a moment ago: a refused run leaves nothing
-            with suppress(OSError):
-                (folder / ".hydra").rmdir()
-    elif used and not made:
-        subdir = _next_attempt(folder)
-    _CLAIMS[str(folder)] = _Claim(subdir, used)
-    return subdir
+    known = _RUNNING.get(str(folder)) or _PENDING.get(str(folder))
+    if known is not None:
+        return known.subdir
+    attempt = _PENDING[str(folder)] = _take(folder, resume, writes_configs=True)
+    return attempt.subdir
+
+
+def _take(folder: Path, resume: str | None, writes_configs: bool) -> Attempt:
+    """Lock `folder` and decide whether this attempt may run there, and where Hydra writes its
+    configs (`writes_configs`: the command line; the Python API writes none)."""
+    attempt = Attempt(folder)
+    attempt.lock, attempt.holder = _acquire(folder)
+    if attempt.lock is None:
+        return attempt
+    attempt.fresh = not holds_run(folder)
+    attempt.resumes_run = not attempt.fresh and _resumes(resume, folder)
+    if writes_configs and attempt.fresh:
+        _set_aside_refused(folder)  # a refused first attempt's configs, if any
+        attempt.subdir = ".hydra"
+    elif writes_configs and attempt.resumes_run:
+        attempt.subdir = _next_attempt(folder)
+    return attempt
 
 
 def _next_attempt(folder: Path) -> str:
@@ -115,23 +126,19 @@ def _next_attempt(folder: Path) -> str:
     hydra_dir.mkdir(parents=True, exist_ok=True)
     attempts = _attempts(hydra_dir)
     number = (_attempt_number(attempts[-1]) if attempts else 1) + 1
-    while True:
-        try:
-            (hydra_dir / f"{ATTEMPT_PREFIX}{number}").mkdir()
-            return f".hydra/{ATTEMPT_PREFIX}{number}"
-        except FileExistsError:
-            number += 1
+    (hydra_dir / f"{ATTEMPT_PREFIX}{number}").mkdir()  # under the lock: no other writer
+    return f".hydra/{ATTEMPT_PREFIX}{number}"
 
 
-def _attempt_number(path: Path) -> int:
-    suffix = path.name[len(ATTEMPT_PREFIX) :]
-    return int(suffix) if path.name.startswith(ATTEMPT_PREFIX) and suffix.isdigit() else -1
+def _attempt_number(path: Path, prefix: str = ATTEMPT_PREFIX) -> int:
+    suffix = path.name[len(prefix) :]
+    return int(suffix) if path.name.startswith(prefix) and suffix.isdigit() else -1
 
 
-def _attempts(hydra_dir: Path) -> list[Path]:
-    """The `.hydra/attempt-<n>` folders, in order."""
-    found = [p for p in hydra_dir.glob(f"{ATTEMPT_PREFIX}*") if _attempt_number(p) >= 0]
-    return sorted(found, key=_attempt_number)
+def _attempts(hydra_dir: Path, prefix: str = ATTEMPT_PREFIX) -> list[Path]:
+    """The `.hydra/<prefix><n>` folders, in order."""
+    found = [p for p in hydra_dir.glob(f"{prefix}*") if _attempt_number(p, prefix) >= 0]
+    return sorted(found, key=lambda p: _attempt_number(p, prefix))
 
 
 def _rank() -> int:
@@ -141,87 +148,123 @@ def _rank() -> int:
 
 
 @contextmanager
-def claim_run_folder(cfg: DictConfig) -> Iterator[None]:
+def claim_run_folder(cfg: DictConfig) -> Iterator[Attempt]:
     """Around a training run: hold the folder's lock, and refuse a folder that holds another
-    run (unless this resumes it). DDP ranks other than 0 (which Lightning launches by re-running the
-    command) neither check nor lock: rank 0 does both for them."""
+    run (unless this resumes it), before any value is checked. DDP ranks other than 0 (which
+    Lightning launches by re-running the command) neither check nor lock: rank 0 does both."""
     folder = Path(cfg.paths.output_dir)
     key = str(folder.resolve())
     if _rank() != 0 or key in _RUNNING:  # claimed already (attnlab-train, then train())
-        yield
+        yield _RUNNING.get(key) or Attempt(folder)
         return
-    claim = _CLAIMS.pop(key, None)
-    used = claim.used if claim is not None else holds_run(folder)
-    with folder_lock(folder):  # first: a run writing there now is named as such
-        if used and not _resumes(cfg.get("resume"), folder):
+    resume = cfg.get("resume")
+    if resume not in (None, "auto") and not Path(resume).is_dir():  # before the lock makes it
+        raise ConfigError(missing_resume_message(resume))
+    attempt = _PENDING.pop(key, None) or _take(folder.resolve(), resume, writes_configs=False)
+    try:
+        if attempt.lock is None:
+            raise RunFolderError(
+                f"{folder} is in use by another run ({attempt.holder or 'another process'}; "
+                f"lock file {folder / LOCK_FILE}); wait for it to finish, or leave "
+                "hydra.run.dir out for a fresh folder"
+            )
+        if not attempt.fresh and not attempt.resumes_run:
             raise RunFolderError(
                 f"hydra.run.dir={folder} already holds a run; continue it with "
                 f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
             )
-        _RUNNING[key] = subdir = claim.subdir if claim is not None else None
+        _RUNNING[key] = attempt
         try:
-            yield
-        except ConfigError as error:  # refused: a later resume must not take its overrides
-            _mark_refused(folder, subdir, error)
+            yield attempt
+        except ConfigError as error:
+            _mark_refused(attempt, error)
             raise
         finally:
             _RUNNING.pop(key, None)
+    finally:
+        _release(folder, attempt.lock)
+
+
+def mark_started(cfg: DictConfig) -> None:
+    """Every check passed and work begins: a later `resume=<run>` takes this attempt's
+    overrides (original_overrides)."""
+    attempt = _RUNNING.get(str(Path(cfg.paths.output_dir).resolve()))
+    if attempt is not None and attempt.subdir and attempt.subdir != ".hydra":
+        with suppress(OSError):
+            (attempt.folder / attempt.subdir / STARTED_MARK).write_text(f"{time.time()}\n")
+
+
+def _mark_refused(attempt: Attempt, error: BaseException) -> None:
+    """A first attempt refused before any work: `.hydra/refused` says so, and the folder stays
+    free for the corrected command. A refused resume's `attempt-<n>/` just has no `started`."""
+    hydra_dir = attempt.folder / ".hydra"
+    if attempt.subdir != ".hydra" or any((attempt.folder / n).exists() for n in RUN_OUTPUTS):
+        return  # a resume, or work began after all: these configs describe it
+    with suppress(OSError):
+        (hydra_dir / REFUSED_MARK).write_text(f"{error}\n")
+
+
+def _set_aside_refused(folder: Path) -> None:
+    """Move a refused first attempt's configs (and its mark) to `.hydra/refused-<n>/`, so that
+    `.hydra/` describes the run that starts now (attnlab-compare reads it)."""
+    hydra_dir = folder / ".hydra"
+    if not (hydra_dir / REFUSED_MARK).is_file():
+        return
+    refused = _attempts(hydra_dir, REFUSED_PREFIX)
+    number = (_attempt_number(refused[-1], REFUSED_PREFIX) if refused else 0) + 1
+    target = hydra_dir / f"{REFUSED_PREFIX}{number}"
+    target.mkdir()  # under the folder's lock: no other writer
+    for name in (*HYDRA_FILES, REFUSED_MARK):
+        if (hydra_dir / name).is_file():
+            os.replace(hydra_dir / name, target / name)
 
 
 def _holder() -> str:
     return f"pid {os.getpid()} on host {socket.gethostname()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def _acquire(folder: Path) -> tuple[FileLock | None, str]:
+    """`<folder>/.lock`, held (with this process named in it), or (None, its holder's name).
+    The file is emptied on release, so a name found there when the lock is free is a holder
+    that died: its lock is taken over with a warning."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    before = path.read_text().strip() if path.is_file() else ""
+    lock = FileLock(str(path), timeout=1)  # two starts at one moment: the second waits a second
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        lock.acquire()
+    except Timeout:
+        return None, before or (path.read_text().strip() if path.is_file() else "")
+    if before:
+        log.warning("%s: taking over the lock of %s, which is no longer running", folder, before)
+    path.write_text(_holder() + "\n")
+    return lock, ""
+
+
+def _release(folder: Path, lock: FileLock | None) -> None:
+    if lock is None:
+        return
+    try:
+        (folder / LOCK_FILE).write_text("")
+    finally:
+        lock.release()
 
 
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold `<folder>/.lock` (flock) while the body runs. The file names the holder; it is
-    emptied on release, so a name found there when the lock is free is a holder that died."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
-    before = path.read_text().strip() if path.is_file() else ""
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        holder = before or (path.read_text().strip() if path.is_file() else "") or "another process"
+    """Hold `<folder>/.lock` while the body runs; RunFolderError naming the holder if another
+    process holds it."""
+    lock, holder = _acquire(folder)
+    if lock is None:
         raise RunFolderError(
-            f"{folder} is in use by another run ({holder}; lock file {path}); wait for it to "
-            "finish, or leave hydra.run.dir out for a fresh folder"
-        ) from None
+            f"{folder} is in use by another run ({holder or 'another process'}; lock file "
+            f"{folder / LOCK_FILE}); wait for it to finish, or leave hydra.run.dir out for a "
+            "fresh folder"
+        )
     try:
-        if before:
-            log.warning(
-                "%s: taking over the lock of %s, which is no longer running%s",
-                folder,
-                before,
-                _stale_detail(before),
-            )
-        path.write_text(_holder() + "\n")
         yield
     finally:
-        try:
-            path.write_text("")
-        finally:
-            lock.release()
-
-
-def _stale_detail(holder: str) -> str:
-    parts = holder.split()
-    if len(parts) >= 5 and parts[0] == "pid" and parts[1].isdigit():
-        pid, host = int(parts[1]), parts[4]
-        if host == socket.gethostname() and _pid_alive(pid):
-            return f" (pid {pid} exists but does not hold the lock)"
-    return ""
+        _release(folder, lock)
 
 
 # ---- `resume=<run>` alone is enough: the run's original overrides, then the ones given now ----
@@ -253,31 +296,16 @@ def resumed_folder(args: Sequence[str]) -> Path | None:
     return Path(resume)
 
 
-def _mark_refused(folder: Path, subdir: str | None, error: BaseException) -> None:
-    """Mark this attempt's config folder (`.hydra/attempt-<n>/`) as refused before any work,
-    so that a later `resume=<run>` does not take its overrides (the refused value) again."""
-    if subdir and (folder / subdir).is_dir():
-        with suppress(OSError):
-            (folder / subdir / REFUSED_MARK).write_text(f"{error}\n")
-
-
 def original_overrides(folder: Path) -> list[str]:
-    """The overrides of the run's latest attempt that was not refused (`.hydra/attempt-<n>/`,
-    else the first attempt's `.hydra/overrides.yaml`): a resume that extended the run
-    (`trainer.max_epochs=10`) is extended again by the next `resume=<run>`. [] if none."""
+    """The overrides of the run's latest attempt that started work (`.hydra/attempt-<n>/` with
+    a `started` mark, else the first attempt's `.hydra/overrides.yaml`): a resume that extended
+    the run (`trainer.max_epochs=10`) is extended again by the next `resume=<run>`, and one that
+    was refused (a bad value, a changed model, a locked folder) is never taken. [] if none."""
     hydra_dir = folder / ".hydra"
-    attempts = sorted(
-        (
-            p
-            for p in hydra_dir.glob(f"{ATTEMPT_PREFIX}*")
-            if p.name[len(ATTEMPT_PREFIX) :].isdigit()
-        ),
-        key=lambda p: int(p.name[len(ATTEMPT_PREFIX) :]),
-        reverse=True,
-    )
-    for directory in [*attempts, hydra_dir]:
+    started = [p for p in _attempts(hydra_dir) if (p / STARTED_MARK).is_file()]
+    for directory in [*reversed(started), hydra_dir]:
         path = directory / "overrides.yaml"
-        if path.is_file() and not (directory / REFUSED_MARK).exists():
+        if path.is_file():
             return [str(line) for line in yaml.safe_load(path.read_text()) or []]
     return []
 

@@ -61,7 +61,9 @@ def _make(clone: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
     """`make ...` in the clone with this session's venv standing in for `make install`."""
     bin_dir = Path(sys.executable).parent
     return subprocess.run(
-        ["make", "-o", ".venv/.install-stamp", f"BIN={bin_dir}", *args],
+        # --no-print-directory: under CI's own `make`, make[1] would add "Leaving directory"
+        # after pytest's summary line
+        ["make", "--no-print-directory", "-o", ".venv/.install-stamp", f"BIN={bin_dir}", *args],
         cwd=clone,
         env=env,
         capture_output=True,

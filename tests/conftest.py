@@ -73,8 +73,22 @@ def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
     return DATA_DIR
 
 
+def _catalog_paths() -> set[Path]:
+    """Every real data file attnlab knows (attnlab.data.catalog), as it may lie in DATA_DIR:
+    plain, .gz, or uncompressed for a .gz."""
+    from attnlab.data.catalog import DATASETS
+
+    paths = set()
+    for entries in DATASETS.values():
+        for entry in entries:
+            local = (DATA_DIR / entry.path).resolve()
+            paths |= {local, local.with_name(local.name + ".gz"), local.with_suffix("")}
+    return paths
+
+
 def _missing_real_file(error: BaseException | None) -> Path | None:
-    """The file under DATA_DIR that a MissingDataError (in `error`'s chain) says is missing."""
+    """The file of the data catalog that a MissingDataError (in `error`'s chain) says is missing
+    from DATA_DIR. Any other missing path (a loader looking for a wrong name) is a failure."""
     from attnlab.data.loading.download import MissingDataError
 
     seen = set()
@@ -83,7 +97,7 @@ def _missing_real_file(error: BaseException | None) -> Path | None:
         path = getattr(error, "path", None)
         if isinstance(error, MissingDataError) and path is not None:
             path = Path(path).resolve()
-            if path.is_relative_to(DATA_DIR) and not path.is_file():
+            if path in _catalog_paths() and not path.is_file():
                 return path
         error = error.__cause__ or error.__context__
     return None

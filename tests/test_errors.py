@@ -191,7 +191,7 @@ def test_missing_resume_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_optuna_choices_are_checked_without_stopping_the_search(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
     """A sampled value that fails is a failed trial (test_sweeps.py); it is named at start."""
     cfg = compose_config(tmp_path, ["hparams_search=optuna", *TINY_SETUP])
@@ -205,8 +205,10 @@ def test_optuna_choices_are_checked_without_stopping_the_search(
             check.on_multirun_start(cfg, config_name="train")
         assert "sweep value model.n_heads=3: its trials will fail" in caplog.text
         cfg.hydra.overrides.task = [*TINY_SETUP, "model.pos=rop"]  # fixed for every trial
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as stopped:
             check.on_multirun_start(cfg, config_name="train")
+    assert stopped.value.code == 2
+    assert "attnlab: multirun job 0 of 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

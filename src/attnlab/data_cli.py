@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def cli() -> None:
     """The console-script entry point: main's exit status."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

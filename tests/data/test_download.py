@@ -230,3 +230,16 @@ def test_offline_refuses_to_download_but_reads_files_on_disk(
     assert not (tmp_path / "input.txt").exists()
     (tmp_path / "input.txt").write_bytes(CONTENT)
     assert ensure_file(tmp_path / "input.txt", "https://example.org/input.txt", SHA)
+
+
+def test_fetch_takes_an_uncompressed_copy_that_list_calls_present(tmp_path: Path) -> None:
+    """Multi30k's files are fetched as .gz; an uncompressed copy counts as present, and
+    download keeps it instead of fetching the .gz (offline here: a fetch would fail)."""
+    for file in catalog.DATASETS["multi30k"]:
+        plain = tmp_path / file.path.removesuffix(".gz")
+        plain.parent.mkdir(parents=True, exist_ok=True)
+        plain.write_text("ein Satz\n")
+    assert catalog.missing(["multi30k"], tmp_path) == []
+    fetched = catalog.fetch(["multi30k"], tmp_path)
+    assert len(fetched) == len(catalog.DATASETS["multi30k"])
+    assert all(p.suffix != ".gz" and p.is_file() for p in fetched)

@@ -81,9 +81,9 @@ def fetch(names: Iterable[str], data_dir: str | Path, timeout: float = 60.0) -> 
     data_dir = Path(data_dir)
     paths = []
     for file in files_of(names):
-        paths.append(
-            ensure_file(
-                data_dir / file.path, file.url, file.sha256, member=file.member, timeout=timeout
-            )
-        )
+        local = data_dir / file.path
+        if local.suffix == ".gz" and local.with_suffix("").is_file():
+            paths.append(local.with_suffix(""))  # an uncompressed copy, as present() accepts
+            continue
+        paths.append(ensure_file(local, file.url, file.sha256, member=file.member, timeout=timeout))
     return paths

@@ -110,7 +110,7 @@ def sweep_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]]:
     sampled = [
         f"{o.get_key_element()}={value}"
         for o in last.values()
-        if o.is_discrete_sweep()
+        if o.is_choice_sweep()  # a range may hold thousands of values: left to its trials
         for value in o.sweep_string_iterator()
     ]
     return [fixed], sampled

@@ -178,6 +178,7 @@ def test_multirun_checks_every_job_before_the_first(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "attnlab: multirun job 1 of 2 (model.pos=alibii" in result.stderr
+    assert not (tmp_path / ".lock").exists()  # checking a job claims no folder
     assert "model.pos='alibii' is not valid" in result.stderr
     assert not (tmp_path / "logs" / "train" / "multiruns").exists()  # job 0 never ran
 

@@ -88,6 +88,7 @@ class CheckJobsFirst(Callback):
         with open_dict(cfg):  # set by Hydra per job; checks write nothing there
             cfg.hydra.job.num = number
             cfg.hydra.runtime.output_dir = os.getcwd()
+            cfg.hydra.output_subdir = None  # no job runs here: no attempt folder, no lock
         HydraConfig.instance().set_config(cfg)  # chosen_options() names the job's choices
         get_method(self.check)(cfg)
 

@@ -136,6 +136,11 @@ def test_a_resume_takes_the_overrides_of_the_latest_attempt_that_ran(tmp_path: P
         if started:
             (hydra_dir / name / "started").write_text("")
     assert original_overrides(tmp_path)[-1] == "trainer.max_epochs=6"
+    refused_first = tmp_path / "refused_first" / ".hydra"
+    refused_first.mkdir(parents=True)
+    (refused_first / "overrides.yaml").write_text(yaml.safe_dump(["optimizer.lr=abc"]))
+    (refused_first / "refused").write_text("optimizer.lr='abc' is not valid\n")
+    assert original_overrides(refused_first.parent) == []  # nothing ran there to resume
 
 
 def test_train_twice_in_one_folder_is_refused_but_resume_auto_continues(

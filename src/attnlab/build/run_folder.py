@@ -303,7 +303,8 @@ def original_overrides(folder: Path) -> list[str]:
     was refused (a bad value, a changed model, a locked folder) is never taken. [] if none."""
     hydra_dir = folder / ".hydra"
     started = [p for p in _attempts(hydra_dir) if (p / STARTED_MARK).is_file()]
-    for directory in [*reversed(started), hydra_dir]:
+    first = [] if (hydra_dir / REFUSED_MARK).exists() else [hydra_dir]
+    for directory in [*reversed(started), *first]:
         path = directory / "overrides.yaml"
         if path.is_file():
             return [str(line) for line in yaml.safe_load(path.read_text()) or []]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytorch_lightning as pl
+import torch
 import yaml
 
 from attnlab.csv_logger import RunCSVLogger
@@ -84,3 +86,26 @@ def test_a_run_resumed_for_more_epochs_has_the_history_of_one_run(train_config) 
     expected = [{k: v for k, v in row.items() if k not in timing} for row in reference]
     # The first attempt's test row (step 8, the resumed checkpoint's step) is superseded.
     assert strip == expected
+
+
+class SaveAtTrainEnd(pl.Callback):
+    """Writes a checkpoint after the last epoch's metrics were logged (and reset)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def test_a_checkpoint_after_the_epoch_was_logged_carries_no_pending_row(
+    train_config, tmp_path: Path
+) -> None:
+    """Only what Lightning has yet to log is pending: a save at on_train_end, after the epoch's
+    train/acc was logged and reset, carried train/acc=0 from the emptied metric, which a resume
+    then put into metrics.json."""
+    path = tmp_path / "end.ckpt"
+    train(train_config(), extra_callbacks=[SaveAtTrainEnd(path)])
+    checkpoint = torch.load(path, weights_only=False)
+    assert checkpoint["pending_log_rows"] == []
+    assert checkpoint["callback_metrics"]["train/acc"] > 0

@@ -54,7 +54,12 @@ def _pending_log_rows(trainer: pl.Trainer, pl_module: pl.LightningModule) -> lis
     elif _epoch_finished(trainer):
         task = getattr(pl_module, "task", None)  # what module.py logs with on_epoch=True
         metrics = task.metrics("train") if task is not None else {}
-        values = {key: float(metric.compute()) for key, metric in metrics.items()}
+        # Lightning resets them once logged: a save after that (on_train_end) has none pending.
+        values = {
+            key: float(metric.compute())
+            for key, metric in metrics.items()
+            if compat.metric_update_count(metric) > 0
+        }
     else:
         return []
     if not values:

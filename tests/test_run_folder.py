@@ -165,10 +165,10 @@ def test_resume_changing_the_scheduler_class_is_refused(train_config) -> None:
 HOLD = """
 import sys, time
 from pathlib import Path
-from attnlab.build.run_folder import folder_lock
-with folder_lock(Path(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(120)
+from attnlab.build.run_folder import _acquire
+lock, _ = _acquire(Path(sys.argv[1]))  # what a run holds while it writes the folder
+print("held", flush=True)
+time.sleep(120)
 """
 
 

@@ -250,23 +250,6 @@ def _release(folder: Path, lock: FileLock | None) -> None:
         lock.release()
 
 
-@contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold `<folder>/.lock` while the body runs; RunFolderError naming the holder if another
-    process holds it."""
-    lock, holder = _acquire(folder)
-    if lock is None:
-        raise RunFolderError(
-            f"{folder} is in use by another run ({holder or 'another process'}; lock file "
-            f"{folder / LOCK_FILE}); wait for it to finish, or leave hydra.run.dir out for a "
-            "fresh folder"
-        )
-    try:
-        yield
-    finally:
-        _release(folder, lock)
-
-
 # ---- `resume=<run>` alone is enough: the run's original overrides, then the ones given now ----
 
 _NOT_CARRIED = ("resume", "ckpt_path")

@@ -113,7 +113,8 @@ def read_checkpoint(
 
     `keep`: hold the verified contents (on CPU) for the next read of the same, unchanged file,
     which takes them without reading or hashing again (a read without `keep` releases them).
-    A resume reads its checkpoint once instead of three times."""
+    A resume reads its checkpoint once instead of three times. The readers share that dict:
+    none may change it but the last (Lightning's fit)."""
     global _kept
     if _kept is not None and _kept[0] == _identity(path):
         checkpoint = _kept[1]

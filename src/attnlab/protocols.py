@@ -26,9 +26,15 @@ class Network(Protocol):
 
 @runtime_checkable
 class CausalLM(Protocol):
-    """Next-token logits: `network(idx)`: idx (B, T) -> logits (B, T, V), causal."""
+    """Next-token logits: `network(idx)`: idx (B, T) -> logits (B, T, V), causal.
 
-    def __call__(self, idx: Tensor) -> Tensor: ...
+    With packed documents (`data.document_mask=true`) the task also passes `document_ids`
+    (B, T), integers nondecreasing along each row: a token then attends only to earlier
+    tokens of its own document, at positions restarting per document. The task passes it
+    only when the batch has it, so a network without document masking need not take it.
+    """
+
+    def __call__(self, idx: Tensor, document_ids: Tensor | None = None) -> Tensor: ...
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.config import ModelConfig, check_heads
+from attnlab.models.document_mask import DocumentMask
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.position_schemes import build_attention_positions
 
@@ -114,6 +115,7 @@ class MultiHeadAttention(nn.Module):
         causal: bool = False,
         cache: KVCache | None = None,
         prefix_len: int = 0,
+        documents: DocumentMask | None = None,
     ) -> Tensor:
         """Attend from `query` (B, Tq, D) to `key_value` (B, Tk, D), or to itself if None.
 
@@ -125,6 +127,8 @@ class MultiHeadAttention(nn.Module):
         at positions len(cache) + i, attend to every cached key plus the new causal ones.
         Cross-attention projects `key_value` on the first call only and then reuses the
         cached keys and values (the memory is fixed while decoding).
+        documents (with causal self-attention, no cache, no prefix): packed documents; a
+        query sees only keys of its own document (document_mask.py).
         """
         q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
         if self.q_norm is not None:
@@ -164,6 +168,22 @@ class MultiHeadAttention(nn.Module):
                     f"(cached keys included), got {tuple(key_padding_mask.shape)}"
                 )
             allowed = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+        if documents is not None:  # packed documents: block-diagonal causal attention
+            if key_value is not None or cache is not None or prefix_len > 0 or not causal:
+                raise ValueError(
+                    "document masking applies to causal self-attention without a KV cache or "
+                    "a prefix"
+                )
+            if documents.same_document is None:  # built for FlexAttention
+                if allowed is not None or (self.training and self.dropout > 0):
+                    raise ValueError(
+                        "FlexAttention's document mask takes no key-padding mask or attention "
+                        "dropout; build the DocumentMask with flex=False"
+                    )
+                out = documents.attend(q, k, v, bias)  # (B, H, T, Dh)
+                return self.out_proj(self._merge_heads(out))  # (B, T, D)
+            same = documents.same_document  # (B, 1, T, T); causality is added below
+            allowed = same if allowed is None else allowed & same
         explicit_causal = allowed is not None or bias is not None or prefix_len > 0
         if causal and (explicit_causal or (past > 0 and tq > 1)):
             # Query i sits at position past + i and sees keys 0..past + i. Without a cache

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
 from attnlab.models.config import ModelConfig
+from attnlab.models.document_mask import DocumentMask
 from attnlab.models.feedforward import build_feedforward
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
@@ -95,6 +96,7 @@ class TransformerBlock(nn.Module):
         cache: KVCache | None = None,
         cross_cache: KVCache | None = None,
         prefix_len: int = 0,
+        documents: DocumentMask | None = None,
     ) -> Tensor:
         """x: (B, T, D) -> (B, T, D).
 
@@ -103,6 +105,7 @@ class TransformerBlock(nn.Module):
         cache / cross_cache: this layer's self- / cross-attention KVCache for incremental
         decoding, where x holds only the new steps (see MultiHeadAttention.forward).
         prefix_len: keys every query may see despite `causal` (a prefix LM's source).
+        documents: packed documents for causal self-attention (document_mask.py).
         """
         cross_attn = self.cross_attn
         if (cross_attn is None) != (memory is None):
@@ -115,7 +118,12 @@ class TransformerBlock(nn.Module):
             x,
             self.norm1,
             lambda h: self.self_attn(
-                h, key_padding_mask=padding_mask, causal=causal, cache=cache, prefix_len=prefix_len
+                h,
+                key_padding_mask=padding_mask,
+                causal=causal,
+                cache=cache,
+                prefix_len=prefix_len,
+                documents=documents,
             ),
         )
         if cross_attn is not None:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
+from attnlab.models.document_mask import DocumentMask, check_document_ids, document_positions
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
 from attnlab.models.init import gpt2_init, scale_residual_outputs
@@ -93,6 +94,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         padding_mask: Tensor | None = None,
         caches: list[KVCache] | None = None,
         start: int = 0,
+        document_ids: Tensor | None = None,
     ) -> Tensor:
         """idx: (B, T) token ids at positions start..start+T-1 -> logits (B, T, V).
 
@@ -100,6 +102,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         (B, start + T) with caches since it covers the cached keys too.
         caches: one KVCache per layer; idx then holds only the new steps, and start must be
         the number of steps already cached.
+        document_ids: integer (B, T) for packed documents (document_mask.py): each token
+        attends within its own document, at positions counted from the document's start.
         """
         if self.lm_head is None:
             raise ValueError("a classifier (num_classes set) has no LM head; use classify")
@@ -107,7 +111,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             raise ValueError(
                 f"start={start} must equal the number of cached steps ({len(caches[0])})"
             )
-        return self.lm_head(self.hidden_states(idx, padding_mask, caches, start))
+        hidden = self.hidden_states(idx, padding_mask, caches, start, document_ids=document_ids)
+        return self.lm_head(hidden)  # (B, T, V)
 
     def hidden_states(
         self,
@@ -117,11 +122,13 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         start: int = 0,
         positions: Tensor | None = None,
         prefix_len: int = 0,
+        document_ids: Tensor | None = None,
     ) -> Tensor:
         """The final-norm hidden states (B, T, D) behind `forward`'s logits.
 
         positions: per-row positions (B, T) for left-padded rows (else start..start+T-1).
         prefix_len: the first prefix_len columns attend to each other both ways.
+        document_ids: integer (B, T), packed documents (see `forward`).
         """
         T = idx.size(1)
         if start < 0 or start + T > self.max_len:
@@ -129,10 +136,26 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
                 f"positions {start}..{start + T - 1} do not fit in max_len={self.max_len}; "
                 "use shorter sequences or a larger max_len"
             )
+        inputs: dict[str, Any] = {
+            "padding_mask": padding_mask,
+            "causal": True,
+            "prefix_len": prefix_len,
+        }
+        if document_ids is not None:  # packed documents (document_mask.py)
+            if caches is not None or start != 0 or positions is not None or prefix_len > 0:
+                raise ValueError(
+                    "document_ids are for training on packed documents: they take no KV cache, "
+                    "start, positions or prefix (generate one document at a time without them)"
+                )
+            check_document_ids(document_ids, idx)
+            positions = document_positions(document_ids)  # (B, T), 0 at each document's start
+            # FlexAttention has no attention dropout and no padding: those need the explicit
+            # mask. The blocks get `documents` only here, so a custom block need not take it.
+            dropout = self.training and self.dropout.p > 0
+            flex = None if padding_mask is None and not dropout else False
+            inputs["documents"] = DocumentMask(document_ids, flex=flex)
         x = self.dropout(self.pos(self.tok_embed(idx), start=start, positions=positions))
-        return self.run_blocks(
-            x, caches, padding_mask=padding_mask, causal=True, prefix_len=prefix_len
-        )  # (B, T, D)
+        return self.run_blocks(x, caches, **inputs)  # (B, T, D)
 
     def sequence_features(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """Hidden states (B, T, D) for classification (SequenceClassifier.classify)."""

@@ -33,7 +33,11 @@ class CausalLMTask(Task):
         return MetricCollection(metrics, prefix=f"{stage}/")
 
     def step(self, network: CausalLM, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = network(batch["input_ids"])  # (B, T, V)
+        document_ids = batch.get("document_ids")  # packed documents (data.document_mask)
+        if document_ids is None:
+            logits = network(batch["input_ids"])  # (B, T, V)
+        else:
+            logits = network(batch["input_ids"], document_ids=document_ids)
         labels = batch["labels"]  # (B, T)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         if stage != "train":

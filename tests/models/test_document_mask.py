@@ -214,3 +214,17 @@ def test_document_ids_are_refused_where_they_cannot_apply() -> None:
         attention(x, causal=False, documents=DocumentMask(document_ids))
     with pytest.raises(ValueError, match="causal self-attention"):
         attention(x, causal=True, cache=KVCache(), documents=DocumentMask(document_ids))
+
+
+def test_document_ids_with_right_padding() -> None:
+    """Padding takes the general mask path; the real tokens keep the unpadded logits."""
+    network = random_network(pos="rope")
+    input_ids, _, document_ids = packed_batch(B=2, T=20)
+    padded_ids = torch.cat([input_ids, torch.full((2, 5), EOS)], dim=1)  # (B, T + 5)
+    padded_docs = torch.cat([document_ids, document_ids[:, -1:].expand(2, 5)], dim=1)
+    padding_mask = torch.zeros_like(padded_ids, dtype=torch.bool)
+    padding_mask[:, -5:] = True
+    with torch.no_grad():
+        unpadded = network(input_ids, document_ids=document_ids)
+        padded = network(padded_ids, padding_mask, document_ids=padded_docs)
+    torch.testing.assert_close(padded[:, :20], unpadded, rtol=1e-10, atol=1e-10)

@@ -174,16 +174,11 @@ class MultiHeadAttention(nn.Module):
                     "document masking applies to causal self-attention without a KV cache or "
                     "a prefix"
                 )
-            if documents.same_document is None:  # built for FlexAttention
-                if allowed is not None or (self.training and self.dropout > 0):
-                    raise ValueError(
-                        "FlexAttention's document mask takes no key-padding mask or attention "
-                        "dropout; build the DocumentMask with flex=False"
-                    )
-                out = documents.attend(q, k, v, bias)  # (B, H, T, Dh)
+            if allowed is None:  # the document mask is the whole mask
+                dropout_p = self.dropout if self.training else 0.0
+                out = documents.attend(q, k, v, bias, dropout_p)  # (B, H, T, Dh)
                 return self.out_proj(self._merge_heads(out))  # (B, T, D)
-            same = documents.same_document  # (B, 1, T, T); causality is added below
-            allowed = same if allowed is None else allowed & same
+            allowed = allowed & documents.visible  # with padding: the general path below
         explicit_causal = allowed is not None or bias is not None or prefix_len > 0
         if causal and (explicit_causal or (past > 0 and tq > 1)):
             # Query i sits at position past + i and sees keys 0..past + i. Without a cache

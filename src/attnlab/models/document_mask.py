@@ -21,6 +21,7 @@ Two ways to mask, with the same result:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 try:  # prototype API: in torch >= 2.5
@@ -48,22 +49,22 @@ def flex_applies(document_ids: Tensor) -> bool:
 
 
 class DocumentMask:
-    """The masks of one packed batch, built once per forward and shared by every layer.
+    """The mask of one packed batch, built once per forward and shared by every layer.
 
     document_ids: integer (B, T), nondecreasing along each row (the batch contract above).
     flex: use FlexAttention (a BlockMask) rather than the explicit mask; None decides by
-    `flex_applies`. Exactly one of `block_mask` and `same_document` is set.
+    `flex_applies`. FlexAttention takes no attention dropout and no padding mask.
     """
 
     def __init__(self, document_ids: Tensor, flex: bool | None = None) -> None:
         check_document_ids(document_ids)
-        self.document_ids = document_ids  # (B, T)
         if flex is None:
             flex = flex_applies(document_ids)
         if flex and create_block_mask is None:
             raise RuntimeError("FlexAttention needs torch >= 2.5")
+        self.document_ids = document_ids  # (B, T)
         self.block_mask: BlockMask | None = None
-        self.same_document: Tensor | None = None  # bool (B, 1, T, T), True = same document
+        self._visible: Tensor | None = None
         B, T = document_ids.shape
         if flex:
             ids = document_ids
@@ -73,24 +74,44 @@ class DocumentMask:
 
             self.block_mask = create_block_mask(mask_mod, B, None, T, T, device=ids.device)
         else:
-            # Causality is left to the attention (it applies it to every mask).
-            self.same_document = document_ids[:, None, :, None] == document_ids[:, None, None, :]
+            same = document_ids[:, None, :, None] == document_ids[:, None, None, :]
+            causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()
+            self._visible = same & causal  # (B, 1, T, T); every query sees at least itself
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
-        """Block-diagonal causal attention through FlexAttention.
+    @property
+    def visible(self) -> Tensor:
+        """bool (B, 1, T, T), True where a query may attend: same document, not later."""
+        if self._visible is None:
+            raise ValueError(
+                "this DocumentMask was built for FlexAttention, which takes no padding mask; "
+                "build it with flex=False"
+            )
+        return self._visible
 
-        q: (B, H, T, Dh); k, v: (B, Hkv, T, Dh); bias: float (H, T, T) added to the scores
-        (ALiBi) or None -> (B, H, T, Dh).
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, dropout_p: float = 0.0
+    ) -> Tensor:
+        """Block-diagonal causal attention: q (B, H, T, Dh), k, v (B, Hkv, T, Dh) -> (B, H, T, Dh).
+
+        bias: float (H, T, T) added to the scores (ALiBi), or None. Query heads share each
+        key/value head in groups (grouped-query attention) when Hkv < H.
         """
-        if flex_attention is None or self.block_mask is None:
-            raise RuntimeError("this DocumentMask was built for the explicit mask (flex=False)")
+        gqa = q.size(1) != k.size(1)
+        if self.block_mask is None:
+            mask = self.visible  # no empty rows: SDPA needs no guard against NaN here
+            if bias is not None:
+                mask = torch.where(mask, bias, float("-inf"))  # (B, H, T, T)
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa
+            )
+        if dropout_p > 0 or flex_attention is None:
+            raise ValueError("FlexAttention has no attention dropout; build with flex=False")
         score_mod = None
         if bias is not None:
 
             def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, kv: Tensor) -> Tensor:
                 return score + bias[h, qi, kv]
 
-        gqa = q.size(1) != k.size(1)
         out = flex_attention(
             q, k, v, score_mod=score_mod, block_mask=self.block_mask, enable_gqa=gqa
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.models import DecoderOnly, KVCache, MultiHeadAttention
+from attnlab.models import DecoderOnly, KVCache, MultiHeadAttention, document_mask
 from attnlab.models.document_mask import DocumentMask, document_positions
 from attnlab.tasks.causal_lm import CausalLMTask
 
@@ -34,7 +35,7 @@ def knob_id(knobs: dict[str, Any]) -> str:
 def random_network(**knobs: Any) -> DecoderOnly:
     """A small GPT in float64 whose every parameter is random (biases, norms and position
     tables included), so no knob can hide behind an initial zero or one."""
-    settings = {"d_model": 16, "n_heads": 4, "n_layers": 2, "max_len": 64, "dropout": 0.0}
+    settings = {"d_model": 16, "n_heads": 4, "n_layers": 2, "max_len": 160, "dropout": 0.0}
     network = DecoderOnly(VOCAB, **{**settings, **knobs}).double()
     with torch.no_grad():
         for parameter in network.parameters():
@@ -146,6 +147,7 @@ def test_task_passes_document_ids_to_the_network() -> None:
     assert not torch.allclose(loss, plain)
 
 
+@functools.cache
 def flex_runs_on_cpu() -> bool:
     """CPU FlexAttention is inference-only in torch 2.13; older builds may lack it."""
     try:
@@ -153,17 +155,18 @@ def flex_runs_on_cpu() -> bool:
         q = torch.randn(1, 1, 4, 2)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            DocumentMask(ids, flex=True).attend(q, q, q, None)
+            DocumentMask(ids, flex=True).attend(q, q, q)
     except Exception:  # any failure means: not here
         return False
     return True
 
 
-@pytest.mark.skipif(not flex_runs_on_cpu(), reason="FlexAttention does not run on this CPU torch")
 @pytest.mark.parametrize(("pos", "n_kv_heads"), [("learned", None), ("alibi", 2), ("rope", 1)])
 def test_flex_attention_matches_the_explicit_mask(pos: str, n_kv_heads: int | None) -> None:
     """The BlockMask (and ALiBi's score_mod, GQA) against the explicit mask, forward only:
     CPU flex has no backward (the CUDA test below covers training)."""
+    if not flex_runs_on_cpu():
+        pytest.skip("FlexAttention does not run on this CPU build of torch")
     attention = MultiHeadAttention(32, 4, n_kv_heads=n_kv_heads, relative_pos=pos).eval()
     x = torch.randn(2, 150, 32)  # longer than one 128-token block
     _, _, document_ids = packed_batch(B=2, T=150)
@@ -172,6 +175,29 @@ def test_flex_attention_matches_the_explicit_mask(pos: str, n_kv_heads: int | No
         explicit = attention(x, causal=True, documents=DocumentMask(document_ids, flex=False))
         flex = attention(x, causal=True, documents=DocumentMask(document_ids, flex=True))
     torch.testing.assert_close(flex, explicit, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_network_with_document_ids_compiles_without_graph_breaks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fullgraph=True on CPU (aot_eager: no C++ build): the explicit mask trains, and the
+    FlexAttention branch (forced: on CPU it is inference-only) traces, BlockMask included."""
+    network = random_network(pos="alibi", n_kv_heads=2).float()
+    input_ids, _, document_ids = packed_batch(B=2, T=140)
+    eager = network(input_ids, document_ids=document_ids)
+    compiled = torch.compile(network, backend="aot_eager", fullgraph=True)
+    logits = compiled(input_ids, document_ids=document_ids)
+    torch.testing.assert_close(logits, eager)
+    logits.sum().backward()  # the explicit path trains compiled
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(document_mask, "flex_applies", lambda ids: torch.compiler.is_compiling())
+    compiled = torch.compile(network, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled(input_ids, document_ids=document_ids), eager, rtol=1e-4, atol=1e-5
+        )
 
 
 @pytest.mark.slow

@@ -13,9 +13,11 @@ is the same inside a document whichever column it starts at.
 
 Two ways to mask, with the same result:
 - FlexAttention (torch.nn.attention.flex_attention) with a BlockMask, which skips the blocks
-  that cross documents. It is fused only under torch.compile, and backward runs on CUDA only
-  (CPU flex is inference-only in torch 2.13), so it is used on CUDA while compiling;
-- an explicit boolean mask (B, 1, T, T) for SDPA everywhere else.
+  that cross documents. It is a fused kernel only under torch.compile (eager, it materialises
+  the scores), and its backward runs on CUDA only (CPU flex is inference-only in torch 2.13),
+  so it is used on CUDA while compiling (the BlockMask is built inside the compiled graph);
+- an explicit boolean mask (B, 1, T, T) for SDPA everywhere else (on CUDA, eager, SDPA's
+  memory-efficient kernel takes it).
 """
 
 from __future__ import annotations
@@ -23,11 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-try:  # prototype API: in torch >= 2.5
-    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
-except ImportError:  # pragma: no cover - older torch: the explicit mask only
-    BlockMask = create_block_mask = flex_attention = None  # type: ignore[assignment,misc]
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 
 def document_positions(document_ids: Tensor) -> Tensor:
@@ -45,7 +43,7 @@ def document_positions(document_ids: Tensor) -> Tensor:
 
 def flex_applies(document_ids: Tensor) -> bool:
     """FlexAttention where it is fused and can backpropagate: CUDA, inside torch.compile."""
-    return flex_attention is not None and document_ids.is_cuda and torch.compiler.is_compiling()
+    return document_ids.is_cuda and torch.compiler.is_compiling()
 
 
 class DocumentMask:
@@ -60,8 +58,6 @@ class DocumentMask:
         check_document_ids(document_ids)
         if flex is None:
             flex = flex_applies(document_ids)
-        if flex and create_block_mask is None:
-            raise RuntimeError("FlexAttention needs torch >= 2.5")
         self.document_ids = document_ids  # (B, T)
         self.block_mask: BlockMask | None = None
         self._visible: Tensor | None = None
@@ -104,7 +100,7 @@ class DocumentMask:
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa
             )
-        if dropout_p > 0 or flex_attention is None:
+        if dropout_p > 0:
             raise ValueError("FlexAttention has no attention dropout; build with flex=False")
         score_mod = None
         if bias is not None:

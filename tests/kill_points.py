@@ -2,7 +2,8 @@
 fill the disk (DiskFullOnSave).
 
 `ATTNLAB_KILL_AT` names the point: `save:<file>:<step>` right after checkpoint <file> was
-written (or linked to the best.ckpt of the same step) at global step <step> (e.g. `save:best.ckpt:16`, before last.ckpt of that step),
+written (or linked to the best.ckpt of the same step) at global step <step> (e.g.
+`save:best.ckpt:16`, before last.ckpt of that step),
 `validation_end:<step>` after a validation computed its metrics but before any checkpoint
 callback saw them, `batch_end:<step>` after a training step that wrote no checkpoint.
 Added with `+callbacks.kill._target_=tests.kill_points.KillAt` (the repo root on PYTHONPATH).

@@ -13,6 +13,7 @@ from torch import nn
 from attnlab.models import DecoderOnly, EncoderOnly
 from attnlab.optim import adamw, inverse_sqrt, parameter_groups, warmup_cosine
 from attnlab.optim.adamw import fastest_update
+from attnlab.train import train
 
 
 def by_name(groups: list[dict]) -> dict[str, dict]:
@@ -133,3 +134,10 @@ def test_adamw_factory_takes_an_explicit_choice() -> None:
     params = [nn.Parameter(torch.randn(3, 3))]
     optimizer = adamw(params, foreach=False)
     assert optimizer.defaults["foreach"] is False and not optimizer.defaults["fused"]
+
+
+def test_a_run_saved_with_torchs_adamw_resumes_with_the_factory(train_config) -> None:
+    """Checkpoints written before attnlab.optim.adamw name torch.optim.AdamW: the same class."""
+    train(train_config("optimizer._target_=torch.optim.AdamW", "test=false"))
+    resumed = train(train_config("resume=auto", "trainer.max_epochs=2", "test=false"))
+    assert resumed["global_step"] == 16

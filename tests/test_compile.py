@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 
-from attnlab.build import build_datamodule, build_module
+from attnlab.build import ConfigError, build_datamodule, build_module
 from attnlab.build.construction import CompiledTrainingStep, compile_training_step, use_tf32
 from attnlab.callbacks import SampleText
 from attnlab.checkpoint_io import read_checkpoint
@@ -130,3 +130,13 @@ def test_tf32_on_a_gpu_run(train_config) -> None:
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("override", ["compile=abc", "tf32=1", "async_checkpoint=yes"])
+def test_a_switch_that_is_not_a_bool_is_refused_before_any_work(
+    train_config, tmp_path, override: str
+) -> None:
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=rf"^{key}=.*{value}.* is not valid: expected true or"):
+        train(train_config(override))
+    assert not (tmp_path / "checkpoints").exists()

@@ -30,6 +30,19 @@ MOVED_KEYS = {
 }
 
 
+# Top-level on/off settings of a run (conf/train.yaml).
+SWITCHES = {"compile": False, "tf32": True, "async_checkpoint": False}
+
+
+def bad_switch_message(cfg: DictConfig) -> str | None:
+    """One line for the first switch set to something other than true or false."""
+    for key, default in SWITCHES.items():
+        value = cfg.get(key, default)
+        if not isinstance(value, bool):
+            return f"{key}={value!r} is not valid: expected true or false"
+    return None
+
+
 def moved_key_message(old: str, value: object = None) -> str:
     shown = "<value>" if value is None else value
     return f"{old} moved: use {MOVED_KEYS[old]}={shown}"

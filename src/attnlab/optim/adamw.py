@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch.optim import AdamW
 
 
 def fastest_update(params: Iterable[Any]) -> dict[str, bool]:
-    """`fused` when every parameter (or parameter group's) lives on a CUDA GPU, else `foreach`."""
+    """`fused` when every parameter (of every group) lives on a CUDA GPU, else `foreach`."""
     devices = set()
     for item in params:
         devices |= {p.device.type for p in (item["params"] if isinstance(item, dict) else [item])}
@@ -19,7 +20,7 @@ def fastest_update(params: Iterable[Any]) -> dict[str, bool]:
 
 def adamw(
     params: Iterable[Any],
-    lr: float = 1e-3,
+    lr: float | torch.Tensor = 1e-3,  # as torch.optim.AdamW takes it
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.01,

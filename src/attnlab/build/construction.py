@@ -85,6 +85,8 @@ class CompiledTrainingStep:
     Validation and test stay eager (their decoding and metrics would break the graph and
     recompile at every new length), and so does the network itself: generation and sampling
     call it with growing KV caches. Parameter names, hence checkpoints, do not change.
+    Under DDP the step runs inside DDP's forward, where dynamo splits the graph at DDP's
+    gradient buckets (its DDPOptimizer), so all-reduces still overlap the backward.
     """
 
     def __init__(self, task: Task) -> None:

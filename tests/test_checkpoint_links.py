@@ -20,9 +20,9 @@ from attnlab.checkpoint_io import (
     link_checkpoint,
     read_checkpoint,
 )
-from attnlab.train import train
+from attnlab.train import SIGTERM_EXIT_CODE, train
 from tests.test_checkpoint_integrity import resume_cfg
-from tests.test_reliability import start_run
+from tests.test_reliability import start_run, wait_for_step
 
 
 def payload(seed: int) -> dict[str, Any]:
@@ -174,3 +174,16 @@ def test_a_kill_during_an_async_save_leaves_whole_checkpoints(tmp_path: Path) ->
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 32
+
+
+@pytest.mark.slow
+def test_sigterm_with_async_saves_waits_for_last_ckpt(tmp_path: Path) -> None:
+    """The SIGTERM save goes to the thread; the process exits only once it is on disk."""
+    run_dir = tmp_path / "run"
+    process = start_run(run_dir, "async_checkpoint=true")
+    wait_for_step(run_dir, 3, process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == SIGTERM_EXIT_CODE, output[-3000:]
+    stopped = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert stopped["global_step"] >= 3 and "rng_states" in stopped

@@ -2,7 +2,8 @@
 fill the disk (DiskFullOnSave).
 
 `ATTNLAB_KILL_AT` names the point: `save:<file>:<step>` right after checkpoint <file> was
-written at global step <step> (e.g. `save:best.ckpt:16`, before last.ckpt of that step),
+written (or linked to the best.ckpt of the same step) at global step <step> (e.g.
+`save:best.ckpt:16`, before last.ckpt of that step),
 `validation_end:<step>` after a validation computed its metrics but before any checkpoint
 callback saw them, `batch_end:<step>` after a training step that wrote no checkpoint.
 Added with `+callbacks.kill._target_=tests.kill_points.KillAt` (the repo root on PYTHONPATH).
@@ -39,6 +40,16 @@ class KillAt(pl.Callback):
                 _kill()
 
         io.save_checkpoint = save_then_maybe_kill
+        link = getattr(io, "link_checkpoint", None)
+        if link is None:
+            return
+
+        def link_then_maybe_kill(source: Any, target: Any) -> None:  # last.ckpt as best.ckpt
+            link(source, target)
+            if self.point == f"save:{Path(target).name}:{trainer.global_step}":
+                _kill()
+
+        io.link_checkpoint = link_then_maybe_kill
 
     def _at(self, hook: str, trainer: pl.Trainer) -> None:
         if self.point == f"{hook}:{trainer.global_step}":

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from attnlab.models import DecoderOnly, EncoderOnly
-from attnlab.optim import inverse_sqrt, parameter_groups, warmup_cosine
+from attnlab.optim import adamw, inverse_sqrt, parameter_groups, warmup_cosine
+from attnlab.optim.adamw import fastest_update
+from attnlab.train import train
 
 
 def by_name(groups: list[dict]) -> dict[str, dict]:
@@ -92,3 +96,48 @@ def test_inverse_sqrt_peaks_at_warmup_then_decays_as_one_over_sqrt_step() -> Non
     assert max(got) == pytest.approx(1.0) and got.index(max(got)) == warmup - 1
     for step in (warmup * 4 - 1, warmup * 9 - 1):  # scheduler steps count from 1
         assert got[step] == pytest.approx(math.sqrt(warmup / (step + 1)))
+
+
+def test_adamw_factory_is_foreach_on_cpu_and_matches_torchs_loop() -> None:
+    torch.manual_seed(0)
+    model = DecoderOnly(vocab_size=50, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    reference = copy.deepcopy(model)
+    groups = parameter_groups(model, 0.1)
+    optimizer = adamw(groups, lr=1e-2, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.1)
+    assert type(optimizer) is torch.optim.AdamW  # checkpoints hold torch's state
+    assert optimizer.defaults["foreach"] is True and not optimizer.defaults["fused"]
+    loop = torch.optim.AdamW(
+        parameter_groups(reference, 0.1), lr=1e-2, betas=(0.9, 0.98), eps=1e-9, foreach=False
+    )
+    tokens = torch.randint(0, 50, (3, 8))
+    for net, opt in ((model, optimizer), (reference, loop)):
+        for _ in range(3):
+            opt.zero_grad()
+            net(tokens).logsumexp(-1).mean().backward()
+            opt.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_adamw_factory_would_fuse_on_a_gpu() -> None:
+    on = [SimpleNamespace(device=torch.device(kind)) for kind in ("cuda", "cuda:1", "cpu")]
+    cuda, cuda1, cpu = on
+    assert fastest_update([{"params": [cuda]}, {"params": [cuda1]}]) == {
+        "fused": True,
+        "foreach": False,
+    }
+    assert fastest_update([cuda, cpu]) == {"fused": False, "foreach": True}
+    assert fastest_update([{"params": []}]) == {"fused": False, "foreach": True}
+
+
+def test_adamw_factory_takes_an_explicit_choice() -> None:
+    params = [nn.Parameter(torch.randn(3, 3))]
+    optimizer = adamw(params, foreach=False)
+    assert optimizer.defaults["foreach"] is False and not optimizer.defaults["fused"]
+
+
+def test_a_run_saved_with_torchs_adamw_resumes_with_the_factory(train_config) -> None:
+    """Checkpoints written before attnlab.optim.adamw name torch.optim.AdamW: the same class."""
+    train(train_config("optimizer._target_=torch.optim.AdamW", "test=false"))
+    resumed = train(train_config("resume=auto", "trainer.max_epochs=2", "test=false"))
+    assert resumed["global_step"] == 16

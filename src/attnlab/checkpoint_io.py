@@ -11,6 +11,10 @@ the tensor data changes their bytes: either way the file is refused, by name.
 
 Checkpoints written before attnlab had checksums have no `attnlab_checksum`: they load as
 before, unverified (a debug log line says so).
+
+`link_checkpoint` makes a second name for a checkpoint already written (last.ckpt for the
+best.ckpt of the same step) with a hard link renamed into place: no second write, and the
+same all-or-nothing guarantee. `AsyncAtomicCheckpointIO` does all of it in a background thread.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.plugins.io import AsyncCheckpointIO
 
 from attnlab.artefacts import writing
 from attnlab.data.loading.atomic import atomic_path
@@ -172,6 +178,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             file.flush()
             os.fsync(file.fileno())
 
+    def link_checkpoint(self, source: str | Path, target: str | Path) -> None:
+        link_checkpoint(source, target)
+
     def load_checkpoint(
         self,
         path: str | Path,
@@ -183,3 +192,61 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file():
             raise FileNotFoundError(f"Checkpoint file not found: {path}")
         return read_checkpoint(path, map_location)
+
+
+def link_checkpoint(source: str | Path, target: str | Path) -> None:
+    """Give the file at `source` a second name, `target`, without writing it again: a hard link
+    made beside `target` and renamed over it, so `target` is at every moment its old file or
+    `source`'s, whole. Replacing `source` later (an atomic save renames a new file over it)
+    leaves `target` as it was. A filesystem without hard links gets a copy, renamed the same way.
+    """
+    with writing(target), atomic_path(Path(target)) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (some network and FAT filesystems)
+            shutil.copyfile(source, tmp)
+
+
+class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
+    """AtomicCheckpointIO in a background thread (Lightning's AsyncCheckpointIO): a save costs
+    the training loop a copy of the tensors, on their device; the checksum, the write, the fsync
+    and the rename happen in the thread. Saves, links and removals run in order there; reading
+    a checkpoint first waits for them, and so does the end of every fit, test or failure
+    (Lightning's teardown). A kill mid-save leaves the previous file, as a synchronous save.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(AtomicCheckpointIO())
+
+    def _submit(self, action: Any, *args: Any) -> Any:
+        self._ensure_setup()
+
+        def run() -> None:
+            try:
+                action(*args)
+            except BaseException as error:  # raised in the training thread, as saves' are
+                self._error = error
+
+        assert self._executor is not None
+        future = self._executor.submit(run)
+        if self._error:
+            raise self._error
+        return future
+
+    def wait(self) -> None:
+        """Return once every save, link and removal asked for so far is done."""
+        if self._executor is not None:
+            self._submit(lambda: None).result()
+        if self._error:
+            raise self._error
+
+    def link_checkpoint(self, source: str | Path, target: str | Path) -> None:
+        self._submit(link_checkpoint, source, target)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        assert self.checkpoint_io is not None
+        self._submit(self.checkpoint_io.remove_checkpoint, path)
+
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.wait()
+        return super().load_checkpoint(*args, **kwargs)

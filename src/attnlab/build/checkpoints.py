@@ -60,6 +60,9 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 # data, and the optimizer's and scheduler's classes (their saved states fit only their own).
 _FIXED_SECTIONS = ("model",)
 _FIXED_KEYS = ("task._target_", "data._target_", "optimizer._target_", "scheduler._target_")
+# Targets that build the same class: attnlab.optim.adamw returns torch's AdamW (runs saved
+# before it existed resume with it).
+_SAME_CLASS = {"torch.optim.AdamW": "attnlab.optim.adamw"}
 
 
 def _flat(node: Any, prefix: str) -> dict[str, Any]:
@@ -79,7 +82,8 @@ def _fixed_values(config: DictConfig) -> dict[str, Any]:
             values.update(_flat(OmegaConf.to_container(node, resolve=True), section))
     for key in _FIXED_KEYS:
         if key.split(".")[0] in config:  # a section set to null (scheduler=none) counts
-            values[key] = OmegaConf.select(config, key, default=None)
+            value = OmegaConf.select(config, key, default=None)
+            values[key] = _SAME_CLASS.get(value, value)
     return {k: v for k, v in values.items() if "dropout" not in k.rsplit(".", 1)[-1]}
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.accelerators import Accelerator, CUDAAccelerator
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import Logger
 from torch import nn
@@ -21,10 +23,11 @@ from attnlab.build.validation import (
     check_run_settings,
     chosen_options,
 )
-from attnlab.checkpoint_io import AtomicCheckpointIO
+from attnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from attnlab.data import DataSpec
 from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.module import AttnLabModule
+from attnlab.tasks import Task
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -62,7 +65,7 @@ def network_arguments(spec: DataSpec) -> dict[str, Any]:
 
 
 def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Module:
-    """The `model` group's network, sized by the data, started as `init` and `compile` say."""
+    """The `model` group's network, sized by the data, started as `init` says."""
     check_moved_keys(cfg)
     check_data_fits_task(cfg, datamodule)
     network = instantiate_section(cfg, "model", **network_arguments(datamodule.spec))
@@ -71,10 +74,33 @@ def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Mod
         load_pretrained_body(network, init.pretrained, datamodule)
     if init.get("freeze_layers"):
         freeze_layers(network, init.freeze_layers)
-    if cfg.get("compile", False):
-        # In place: the forward is compiled, parameter names (and checkpoints) stay the same.
-        network.compile()
     return network
+
+
+class CompiledTrainingStep:
+    """A task's `step` whose training stage runs under torch.compile: the network's forward and
+    the loss in one graph, so the logits' upcast and the cross-entropy fuse instead of keeping
+    a (B, T, V) fp32 copy for backward.
+
+    Validation and test stay eager (their decoding and metrics would break the graph and
+    recompile at every new length), and so does the network itself: generation and sampling
+    call it with growing KV caches. Parameter names, hence checkpoints, do not change.
+    Under DDP the step runs inside DDP's forward, where dynamo splits the graph at DDP's
+    gradient buckets (its DDPOptimizer), so all-reduces still overlap the backward.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.eager = task.step
+        self.compiled = torch.compile(task.step)
+
+    def __call__(self, network: Any, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        step = self.compiled if stage == "train" else self.eager
+        return step(network, batch, stage)
+
+
+def compile_training_step(task: Task) -> None:
+    """`compile=true`: the task's training step (network + loss) compiled, in place."""
+    task.step = CompiledTrainingStep(task)  # type: ignore[method-assign]
 
 
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
@@ -86,6 +112,8 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
         task.check_network(network)
     except TypeError as error:
         raise ConfigError(f"model: {error}") from None
+    if cfg.get("compile", False):
+        compile_training_step(task)
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(
         network=network,
@@ -119,6 +147,22 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return loggers
 
 
+def use_tf32(cfg: DictConfig, accelerator: Accelerator) -> None:
+    """`tf32` (default true): fp32 matmuls on a CUDA GPU use TensorFloat-32 tensor cores; other
+    accelerators are left alone. Under mixed precision only the fp32 leftovers are affected."""
+    if not isinstance(accelerator, CUDAAccelerator):
+        return
+    # Not the newer torch.backends.cuda.matmul.fp32_precision: Lightning's CUDA accelerator
+    # reads torch.get_float32_matmul_precision(), which raises once only the new API was used.
+    torch.set_float32_matmul_precision("high" if cfg.get("tf32", True) else "highest")
+
+
+def checkpoint_io(cfg: DictConfig) -> AtomicCheckpointIO | AsyncAtomicCheckpointIO:
+    """Atomic, checksummed checkpoint files; written in a background thread with
+    `async_checkpoint=true` (docs/reliability.md)."""
+    return AsyncAtomicCheckpointIO() if cfg.get("async_checkpoint", False) else AtomicCheckpointIO()
+
+
 def build_trainer(
     cfg: DictConfig,
     callbacks: list[Callback],
@@ -127,15 +171,15 @@ def build_trainer(
 ) -> pl.Trainer:
     """The configured Trainer (`trainer.strategy` may be a strategy object's config)."""
     # Atomic checkpoint files, unless the config brings its own plugins.
-    extra: dict[str, Any] = (
-        {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
-    )
+    extra: dict[str, Any] = {} if cfg.trainer.get("plugins") else {"plugins": [checkpoint_io(cfg)]}
     # Data that shards DDP ranks itself (custom batch samplers) must not get Lightning's
     # DistributedSampler, unless the config says otherwise.
     if getattr(datamodule, "shards_itself", False) and "use_distributed_sampler" not in cfg.trainer:
         extra["use_distributed_sampler"] = False
     try:
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     except InstantiationException as error:  # Lightning names the value and the valid ones
         cause = error.__cause__ or error
         raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
+    use_tf32(cfg, trainer.accelerator)
+    return trainer

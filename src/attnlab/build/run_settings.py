@@ -1,12 +1,15 @@
 """Run-level settings: how a run starts and runs its network, as opposed to what the network is.
 
 The `model` group holds the network's constructor arguments only. What used to sit beside them
-lives here now (conf/init/default.yaml and the top-level `compile` of conf/train.yaml):
+lives here now (conf/init/default.yaml and the top-level keys of conf/train.yaml):
 
 - `init.pretrained`: a checkpoint whose body (embeddings + blocks) the network starts from;
 - `init.freeze_layers`: freeze the embeddings and the first N blocks;
 - `init.body_lr_scale`: the body learns at lr * this (a pretrained body learns more slowly);
-- `compile`: torch.compile the network's forward.
+- `compile`: torch.compile the training step, the network's forward and the loss in one graph
+  (build/construction.py, CompiledTrainingStep); the network itself stays eager for generation;
+- `tf32`: TensorFloat-32 for fp32 matmuls, on CUDA GPUs only;
+- `async_checkpoint`: checkpoints written in a background thread (checkpoint_io.py).
 
 Old keys fail on the command line with one line naming the new place; old checkpoints, whose
 stored configs still have them under `model`, are translated when read.
@@ -25,6 +28,19 @@ MOVED_KEYS = {
     "model.body_lr_scale": "init.body_lr_scale",
     "model.compile": "compile",
 }
+
+
+# Top-level on/off settings of a run (conf/train.yaml).
+SWITCHES = {"compile": False, "tf32": True, "async_checkpoint": False}
+
+
+def bad_switch_message(cfg: DictConfig) -> str | None:
+    """One line for the first switch set to something other than true or false."""
+    for key, default in SWITCHES.items():
+        value = cfg.get(key, default)
+        if not isinstance(value, bool):
+            return f"{key}={value!r} is not valid: expected true or false"
+    return None
 
 
 def moved_key_message(old: str, value: object = None) -> str:

@@ -9,7 +9,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from attnlab.build.run_settings import moved_keys_in_config
+from attnlab.build.run_settings import bad_switch_message, moved_keys_in_config
 from attnlab.models.registry import NETWORKS, network_class_of
 from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
@@ -40,6 +40,9 @@ def check_moved_keys(cfg: DictConfig) -> None:
 
 
 def check_run_settings(cfg: DictConfig) -> None:
+    switch = bad_switch_message(cfg)  # compile, tf32, async_checkpoint
+    if switch:
+        raise ConfigError(switch)
     body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
     if not body_lr_scale > 0:
         raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
+from attnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from attnlab.csv_logger import RunCSVLogger
 from attnlab.utils import lightning_compat as compat
 
@@ -93,6 +95,10 @@ class RunCheckpoint(ModelCheckpoint):
       with the weights just validated; last.ckpt is written with it;
     - periodic saves (`every_n_train_steps`, `train_time_interval`) write last.ckpt only, and
       none on a batch that a validation or the epoch end follows (their save covers that step).
+    - when a validation's weights become best.ckpt, last.ckpt is a hard link to it (the same
+      contents: no second write), renamed into place (checkpoint_io.link_checkpoint). Every
+      save renames a new file over its name, so a later best.ckpt never changes a last.ckpt
+      that was linked to the old one.
 
     The state key is ModelCheckpoint's, so checkpoints of either class resume with the other.
     """
@@ -100,6 +106,7 @@ class RunCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._due_at_epoch_end = False  # a periodic save put off to the epoch end
+        self._written: str | None = None  # the file the last save wrote
 
     @property
     def state_key(self) -> str:
@@ -142,12 +149,43 @@ class RunCheckpoint(ModelCheckpoint):
             return
         compat.save_last(self, trainer, compat.monitor_candidates(self, trainer))
 
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._written = filepath
+
+    def _links_last(self, trainer: pl.Trainer) -> bool:
+        """Whether last.ckpt can be a link to a best.ckpt written in the same step: one local
+        file (not a sharded checkpoint's folder) written by attnlab's checkpoint IO."""
+        io = trainer.strategy.checkpoint_io
+        return (
+            self.save_last is True
+            and self.dirpath is not None
+            and "://" not in str(self.dirpath)
+            and isinstance(io, AtomicCheckpointIO | AsyncAtomicCheckpointIO)
+        )
+
     def _save_ranked(self, trainer: pl.Trainer, rank: bool) -> None:
         candidates = compat.monitor_candidates(self, trainer)
-        if rank:
-            compat.save_top_k(self, trainer, candidates)
-        compat.save_last(self, trainer, candidates)
         self._due_at_epoch_end = False
+        if not rank:
+            compat.save_last(self, trainer, candidates)
+            return
+        link = self._links_last(trainer)
+        if link:  # best.ckpt's state names last.ckpt as last.ckpt's own does: equal contents
+            last = compat.last_checkpoint_path(self, trainer, candidates)
+            previous, self.last_model_path = self.last_model_path, last
+        self._written = None
+        compat.save_top_k(self, trainer, candidates)
+        best = self._written
+        if link and best is not None and trainer.strategy.broadcast(not os.path.isdir(best)):
+            if trainer.is_global_zero:
+                trainer.strategy.checkpoint_io.link_checkpoint(best, last)
+            trainer.strategy.barrier("RunCheckpoint.link")
+            compat.remove_replaced(self, trainer, previous, last)
+            return
+        if link:  # not the best: last.ckpt is written in full, named as ModelCheckpoint does
+            self.last_model_path = previous
+        compat.save_last(self, trainer, candidates)
 
     def _epoch_due(self, trainer: pl.Trainer) -> bool:
         # Lightning turns every_n_epochs off when a step or time trigger is set; validations

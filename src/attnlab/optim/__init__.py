@@ -1,6 +1,7 @@
-"""Optimiser parameter groups and learning-rate schedules."""
+"""Optimiser parameter groups, the AdamW factory and learning-rate schedules."""
 
+from attnlab.optim.adamw import adamw
 from attnlab.optim.param_groups import parameter_groups
 from attnlab.optim.schedulers import constant, inverse_sqrt, warmup_cosine
 
-__all__ = ["constant", "inverse_sqrt", "parameter_groups", "warmup_cosine"]
+__all__ = ["adamw", "constant", "inverse_sqrt", "parameter_groups", "warmup_cosine"]

@@ -28,6 +28,10 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
     ModelCheckpoint: (
         "_save_last_checkpoint",
         "_save_topk_checkpoint",
+        "_save_checkpoint",
+        "_enable_version_counter",
+        "_should_remove_checkpoint",
+        "_remove_checkpoint",
         "_monitor_candidates",
         "_should_skip_saving_checkpoint",
         "_should_save_on_train_epoch_end",
@@ -104,6 +108,31 @@ def save_last(
 ) -> None:
     """last.ckpt in ModelCheckpoint's own naming (last-v1.ckpt beside another run's)."""
     callback._save_last_checkpoint(trainer, candidates)
+
+
+def last_checkpoint_path(
+    callback: ModelCheckpoint, trainer: pl.Trainer, candidates: dict[str, torch.Tensor]
+) -> str:
+    """Where `save_last` would write last.ckpt now (ModelCheckpoint._save_last_checkpoint's
+    naming: last-v1.ckpt beside another run's last.ckpt)."""
+    path = callback.format_checkpoint_name(candidates, callback.CHECKPOINT_NAME_LAST)
+    if callback._enable_version_counter:
+        version = callback.STARTING_VERSION
+        while callback.file_exists(path, trainer) and path != callback.last_model_path:
+            path = callback.format_checkpoint_name(
+                candidates, callback.CHECKPOINT_NAME_LAST, ver=version
+            )
+            version += 1
+    return path
+
+
+def remove_replaced(
+    callback: ModelCheckpoint, trainer: pl.Trainer, previous: str, current: str
+) -> None:
+    """Delete checkpoint `previous`, replaced by `current`, where ModelCheckpoint would (in its
+    own directory, not the one the run resumed from)."""
+    if previous and callback._should_remove_checkpoint(trainer, previous, current):
+        callback._remove_checkpoint(trainer, previous)
 
 
 def save_top_k(

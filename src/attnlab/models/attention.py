@@ -43,8 +43,12 @@ def attention_reference(
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017), self- or cross-attention.
 
-    Q, K and V have separate projections (rather than one packed matrix) so that K/V can have
-    fewer heads than Q, and positional rotations or norms can act on q and k alone.
+    Q, K and V come from one packed projection `qkv_proj`, d_model -> (H + 2 Hkv) Dh, whose
+    weight rows are [q (H Dh) | k (Hkv Dh) | v (Hkv Dh)], each block a d_model -> width map
+    with fan-in d_model (the layout of nn.MultiheadAttention's in_proj_weight when Hkv = H;
+    `qkv_weights()` gives the three blocks as views). Self-attention runs one matmul for the
+    three; cross-attention one for q (from the query) and one for k and v (from the memory).
+    Checkpoints with separate q_proj, k_proj, v_proj load too (`pack_qkv`).
 
     n_kv_heads: key/value heads (grouped-query attention, Ainslie et al., 2023); each serves
     n_heads / n_kv_heads query heads, and the KV cache shrinks by the same factor. None: n_heads.
@@ -52,7 +56,8 @@ class MultiHeadAttention(nn.Module):
     relative_pos: a position scheme (position_schemes.py); one that acts inside attention
     ("rope" rotates q and k, "alibi" adds a distance penalty to the scores) is applied here,
     only in self-attention (positions across two sequences mean nothing). None, or a scheme
-    that acts on the embeddings: nothing here.
+    that acts on the embeddings: nothing here. max_len: the positions to prepare for (rotary
+    cos/sin tables); longer sequences still work.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         qk_norm: bool = False,
         relative_pos: str | None = None,
+        max_len: int | None = None,
     ):
         super().__init__()
         check_heads(d_model, n_heads, n_kv_heads)
@@ -73,14 +79,17 @@ class MultiHeadAttention(nn.Module):
         self.n_kv_heads = n_kv_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.q_width, self.kv_width = d_model, n_kv_heads * self.d_head
+        self._qkv_widths = [self.q_width, self.kv_width, self.kv_width]
+        self.qkv_proj = nn.Linear(d_model, self.q_width + 2 * self.kv_width, bias=bias)
+        self.register_load_state_dict_pre_hook(_pack_qkv_hook)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         # Rotations of q and k, or a bias on the scores (positional.AttentionPositions).
         self.positions = build_attention_positions(relative_pos, self.d_head, n_heads)
+        if self.positions is not None and max_len is not None:
+            self.positions.reserve(max_len)
 
     @classmethod
     def from_config(cls, config: ModelConfig, self_attention: bool = True) -> MultiHeadAttention:
@@ -94,7 +103,32 @@ class MultiHeadAttention(nn.Module):
             config.n_kv_heads,
             config.qk_norm,
             relative_pos,
+            config.max_len,
         )
+
+    def qkv_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Views of the packed weight's q (H Dh, D), k and v (Hkv Dh, D) blocks."""
+        return self.qkv_proj.weight.split(self._qkv_widths)
+
+    def qkv_biases(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Views of the packed bias's q, k and v blocks (None without biases)."""
+        bias = self.qkv_proj.bias
+        return (None,) * 3 if bias is None else bias.split(self._qkv_widths)
+
+    def _project(self, x: Tensor, rows: slice) -> Tensor:
+        """x (B, T, D) through the rows `rows` of the packed projection -> (B, T, rows)."""
+        bias = self.qkv_proj.bias
+        return F.linear(x, self.qkv_proj.weight[rows], None if bias is None else bias[rows])
+
+    def project_q(self, query: Tensor) -> Tensor:
+        """Cross-attention's queries (B, Tq, D) -> (B, Tq, H Dh)."""
+        return self._project(query, slice(0, self.q_width))
+
+    def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention's keys and values, one matmul: (B, Tk, D) -> 2 x (B, Tk, Hkv Dh)."""
+        kv = self._project(memory, slice(self.q_width, None))  # (B, Tk, 2 Hkv Dh)
+        k, v = kv.split(self.kv_width, dim=-1)
+        return k, v
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, T, H * Dh) -> (B, H, T, Dh)."""
@@ -126,7 +160,11 @@ class MultiHeadAttention(nn.Module):
         Cross-attention projects `key_value` on the first call only and then reuses the
         cached keys and values (the memory is fixed while decoding).
         """
-        q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        if key_value is None:  # self-attention: q, k and v in one matmul
+            q, k, v = self.qkv_proj(query).split(self._qkv_widths, dim=-1)
+        else:
+            q = self.project_q(query)
+        q = self._split_heads(q)  # (B, H, Tq, Dh)
         if self.q_norm is not None:
             q = self.q_norm(q)
         past = 0  # cached self-attention steps: query i sits at position past + i
@@ -134,9 +172,10 @@ class MultiHeadAttention(nn.Module):
             # Cross-attention while decoding: the memory was projected on the first step.
             k, v = cache.k, cache.v  # (B, Hkv, S, Dh)
         else:
-            kv = query if key_value is None else key_value
-            k = self._split_heads(self.k_proj(kv))  # (B, Hkv, Tk, Dh)
-            v = self._split_heads(self.v_proj(kv))  # (B, Hkv, Tk, Dh)
+            if key_value is not None:
+                k, v = self.project_kv(key_value)
+            k = self._split_heads(k)  # (B, Hkv, Tk, Dh)
+            v = self._split_heads(v)  # (B, Hkv, Tk, Dh)
             if self.k_norm is not None:
                 k = self.k_norm(k)
             if cache is not None and key_value is None:
@@ -195,3 +234,26 @@ class MultiHeadAttention(nn.Module):
             out = out.masked_fill(empty, 0.0)
         # out: (B, H, Tq, Dh)
         return self.out_proj(self._merge_heads(out))  # (B, Tq, D)
+
+
+_OLD_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
+
+
+def pack_qkv(state_dict: dict[str, Tensor], prefix: str = "") -> None:
+    """Replace, in place, separate `q_proj`, `k_proj`, `v_proj` weights and biases (attnlab's
+    checkpoints before the packed projection) by the `qkv_proj` they make, concatenated in
+    [q | k | v] order; prefix "" converts every attention layer of a whole state_dict."""
+    suffix = "q_proj.weight"
+    layers = {key[: -len(suffix)] for key in state_dict if key.endswith(suffix)}
+    for layer in layers if prefix == "" else {prefix} & layers:
+        for kind in ("weight", "bias"):
+            old = [f"{layer}{name}.{kind}" for name in _OLD_PROJECTIONS]
+            if all(key in state_dict for key in old):
+                state_dict[f"{layer}qkv_proj.{kind}"] = torch.cat([state_dict.pop(k) for k in old])
+
+
+def _pack_qkv_hook(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
+) -> None:
+    """load_state_dict pre-hook of MultiHeadAttention: old checkpoints load (pack_qkv)."""
+    pack_qkv(state_dict, prefix)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.attention import pack_qkv
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
@@ -167,6 +168,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         embedding, so it takes the loaded embedding too.
         """
         body = {k: v for k, v in state_dict.items() if self.is_body_parameter(k)}
+        pack_qkv(body)  # a checkpoint from before the packed q/k/v projection
         expected = set(self.body_state_dict())
         missing, unexpected = sorted(expected - set(body)), sorted(set(body) - expected)
         if missing or unexpected:

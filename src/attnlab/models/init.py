@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from attnlab.models.attention import MultiHeadAttention
+
 
 def gpt2_init(module: nn.Module) -> None:
     """GPT-2: N(0, 0.02) weights, zero biases; LayerNorm keeps its 1/0 default."""
@@ -45,7 +47,11 @@ def xavier_init(d_model: int) -> Callable[[nn.Module], None]:
     N(0, d_model^-0.5) embeddings, small because they get multiplied by sqrt(d_model)."""
 
     def init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, MultiHeadAttention):
+            # Per matrix: a packed [q | k | v] matrix would get a smaller bound (3x fan-out).
+            for weight in module.qkv_weights():
+                nn.init.xavier_uniform_(weight)
+        elif isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

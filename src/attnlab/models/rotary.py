@@ -22,21 +22,46 @@ class RotaryEmbedding(AttentionPositions):
     head (GPT-NeoX / Llama layout) rather than neighbours; both are RoPE.
     """
 
-    def __init__(self, d_head: int, base: float = 10000.0):
+    def __init__(self, d_head: int, base: float = 10000.0, max_len: int = 0):
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rotary embeddings need an even head size, got d_head={d_head}")
         inv_freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (Dh/2,)
-        # Non-persistent: a function of the config, kept out of checkpoints.
+        # Non-persistent: functions of the config, kept out of checkpoints. cos and sin of
+        # every position are computed once (`reserve`), not per layer and step.
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("cos", torch.empty(0, d_head), persistent=False)  # (L, Dh)
+        self.register_buffer("sin", torch.empty(0, d_head), persistent=False)  # (L, Dh)
+        self.reserve(max_len)
+
+    def reserve(self, max_len: int) -> None:
+        """Make the cos/sin tables cover positions 0..max_len-1 (on the tables' device and
+        dtype); a longer sequence than reserved extends them on the fly."""
+        if max_len <= self.cos.size(0):
+            return
+        # Angles in float64: a float32 product loses precision at large positions.
+        positions = torch.arange(max_len, device=self.inv_freq.device, dtype=torch.float64)
+        angles = positions[:, None] * self.inv_freq.double()[None, :]  # (L, Dh/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (L, Dh): one angle per channel pair
+        self.cos = angles.cos().to(self.cos.dtype)
+        self.sin = angles.sin().to(self.sin.dtype)
+
+    def _cos_sin(self, start: int, length: int) -> tuple[Tensor, Tensor]:
+        """cos and sin (T, Dh) of positions start..start+length-1."""
+        if start + length > self.cos.size(0):  # past what was reserved: grow (rare, eager)
+            self.reserve(max(start + length, 2 * self.cos.size(0)))
+        return self.cos[start : start + length], self.sin[start : start + length]
+
+    @staticmethod
+    def _turn(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        # In the tables' precision (float32 unless the module was cast), then back to x's.
+        return (x * cos + rotate_half(x) * sin).to(x.dtype)
 
     def forward(self, x: Tensor, start: int = 0) -> Tensor:
         """x: (B, H, T, Dh) at positions start..start+T-1 -> x rotated, same shape."""
-        positions = torch.arange(start, start + x.size(-2), device=x.device, dtype=torch.float32)
-        angles = positions[:, None] * self.inv_freq[None, :]  # (T, Dh/2)
-        angles = torch.cat((angles, angles), dim=-1)  # (T, Dh): one angle per channel pair
-        return (x * angles.cos() + rotate_half(x) * angles.sin()).to(x.dtype)
+        return self._turn(x, *self._cos_sin(start, x.size(-2)))
 
     def rotate(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
         # Keys are cached already rotated to their positions.
-        return self(q, start), self(k, start)
+        cos, sin = self._cos_sin(start, q.size(-2))
+        return self._turn(q, cos, sin), self._turn(k, cos, sin)

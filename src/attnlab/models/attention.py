@@ -257,3 +257,24 @@ def _pack_qkv_hook(
 ) -> None:
     """load_state_dict pre-hook of MultiHeadAttention: old checkpoints load (pack_qkv)."""
     pack_qkv(state_dict, prefix)
+
+
+# Where a padding mask's pads may lie: "right" (after each row's tokens) or "any".
+PADDING_SIDES = ("right", "any")
+
+
+def causal_padding_mask(
+    padding_mask: Tensor | None, padding_side: str, cached: int = 0
+) -> Tensor | None:
+    """The key-padding mask causal self-attention needs over new steps after `cached` ones.
+
+    With right padding a real query i has only real keys at 0..i, which causality alone
+    already limits it to: the mask changes nothing at real positions, so none is passed, and
+    SDPA can take is_causal and a fused (flash) kernel. Only the outputs at padded positions
+    differ, and nothing reads those (losses ignore them, poolers skip them). With cached
+    steps the mask also covers earlier keys, and is kept. Decided from `padding_side`, a
+    setting: reading the mask to find out would be a host sync.
+    """
+    if padding_side == "right" and cached == 0:
+        return None
+    return padding_mask

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from attnlab.models import DecoderOnly, EncoderDecoder, EncoderOnly, MultiHeadAttention
-from attnlab.models.attention import pack_qkv
+from attnlab.models.attention import PackedLinear, pack_qkv
+from attnlab.models.init import gpt2_init, xavier_init
 
 
 def unpacked(state: dict[str, torch.Tensor], attn: MultiHeadAttention, prefix: str = "") -> None:
@@ -87,3 +89,20 @@ def test_self_attention_projects_in_one_matmul(monkeypatch: pytest.MonkeyPatch) 
     shapes.clear()
     mha(torch.randn(2, 5, 16), torch.randn(2, 3, 16))
     assert shapes == [(16, 16), (2 * 8, 16), (16, 16)]  # q; k and v together; output
+
+
+@pytest.mark.parametrize("init", ["gpt2", "xavier"])
+def test_packed_init_draws_what_separate_matrices_drew(init: str) -> None:
+    """Same seed, same weights as the q_proj, k_proj, v_proj of before packing: each block
+    initialised as its own matrix (xavier's bound from its own shape), in q, k, v order."""
+    D, kv = 32, 16
+    packed = PackedLinear(D, [D, kv, kv])
+    separate = [nn.Linear(D, rows) for rows in (D, kv, kv)]
+    initialise = gpt2_init if init == "gpt2" else xavier_init(D)
+    torch.manual_seed(3)
+    initialise(packed)
+    torch.manual_seed(3)
+    for linear in separate:
+        initialise(linear)
+    torch.testing.assert_close(packed.weight, torch.cat([m.weight for m in separate]))
+    torch.testing.assert_close(packed.bias, torch.cat([m.bias for m in separate]))

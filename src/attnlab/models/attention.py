@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,15 +41,37 @@ def attention_reference(
     return weights @ v  # (B, H, Tq, Dh)
 
 
+class PackedLinear(nn.Linear):
+    """Several linear maps of the same input stacked into one weight: one matmul for all.
+
+    splits: the output rows of each map, in order; each is a (rows, in_features) block of
+    `weight` with fan-in in_features (what per-matrix initialisation and scaling use).
+    """
+
+    def __init__(self, in_features: int, splits: Sequence[int], bias: bool = True):
+        super().__init__(in_features, sum(splits), bias=bias)
+        self.splits = list(splits)
+
+    def weights(self) -> tuple[Tensor, ...]:
+        """Views of each map's weight block, (rows_i, in_features)."""
+        return self.weight.split(self.splits)
+
+    def biases(self) -> tuple[Tensor | None, ...]:
+        """Views of each map's bias block (None without biases)."""
+        if self.bias is None:
+            return (None,) * len(self.splits)
+        return self.bias.split(self.splits)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017), self- or cross-attention.
 
-    Q, K and V come from one packed projection `qkv_proj`, d_model -> (H + 2 Hkv) Dh, whose
-    weight rows are [q (H Dh) | k (Hkv Dh) | v (Hkv Dh)], each block a d_model -> width map
-    with fan-in d_model (the layout of nn.MultiheadAttention's in_proj_weight when Hkv = H;
-    `qkv_weights()` gives the three blocks as views). Self-attention runs one matmul for the
-    three; cross-attention one for q (from the query) and one for k and v (from the memory).
-    Checkpoints with separate q_proj, k_proj, v_proj load too (`pack_qkv`).
+    Q, K and V come from one packed projection `qkv_proj` (a PackedLinear), d_model ->
+    (H + 2 Hkv) Dh, whose weight rows are [q (H Dh) | k (Hkv Dh) | v (Hkv Dh)], each block a
+    d_model -> width map with fan-in d_model (nn.MultiheadAttention's in_proj_weight layout
+    when Hkv = H; `qkv_weights()` gives the blocks as views). Self-attention runs one matmul
+    for the three; cross-attention one for q (from the query) and one for k and v (from the
+    memory). Checkpoints with separate q_proj, k_proj, v_proj load too (`pack_qkv`).
 
     n_kv_heads: key/value heads (grouped-query attention, Ainslie et al., 2023); each serves
     n_heads / n_kv_heads query heads, and the KV cache shrinks by the same factor. None: n_heads.
@@ -81,7 +104,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.q_width, self.kv_width = d_model, n_kv_heads * self.d_head
         self._qkv_widths = [self.q_width, self.kv_width, self.kv_width]
-        self.qkv_proj = nn.Linear(d_model, self.q_width + 2 * self.kv_width, bias=bias)
+        self.qkv_proj = PackedLinear(d_model, self._qkv_widths, bias=bias)
         self.register_load_state_dict_pre_hook(_pack_qkv_hook)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
@@ -108,12 +131,11 @@ class MultiHeadAttention(nn.Module):
 
     def qkv_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """Views of the packed weight's q (H Dh, D), k and v (Hkv Dh, D) blocks."""
-        return self.qkv_proj.weight.split(self._qkv_widths)
+        return self.qkv_proj.weights()
 
     def qkv_biases(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """Views of the packed bias's q, k and v blocks (None without biases)."""
-        bias = self.qkv_proj.bias
-        return (None,) * 3 if bias is None else bias.split(self._qkv_widths)
+        return self.qkv_proj.biases()
 
     def _project(self, x: Tensor, rows: slice) -> Tensor:
         """x (B, T, D) through the rows `rows` of the packed projection -> (B, T, rows)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.attention import PackedLinear
 
 
 def gpt2_init(module: nn.Module) -> None:
@@ -47,12 +47,12 @@ def xavier_init(d_model: int) -> Callable[[nn.Module], None]:
     N(0, d_model^-0.5) embeddings, small because they get multiplied by sqrt(d_model)."""
 
     def init(module: nn.Module) -> None:
-        if isinstance(module, MultiHeadAttention):
-            # Per matrix: a packed [q | k | v] matrix would get a smaller bound (3x fan-out).
-            for weight in module.qkv_weights():
+        if isinstance(module, nn.Linear):
+            # Per map of a packed [q | k | v] weight (its whole would get a smaller bound),
+            # drawing the same numbers as separate matrices did.
+            blocks = module.weights() if isinstance(module, PackedLinear) else [module.weight]
+            for weight in blocks:
                 nn.init.xavier_uniform_(weight)
-        elif isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):

@@ -117,3 +117,22 @@ def test_padding_side_is_validated() -> None:
 def test_model_configs_declare_right_padding(name: str) -> None:
     """attnlab's batches pad on the right (data/loading/padding.py, the seq2seq collate)."""
     assert OmegaConf.load(CONF / f"{name}.yaml").padding_side == "right"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the flash kernel needs a CUDA GPU")
+def test_right_padded_batches_run_on_the_flash_kernel() -> None:
+    """With only the flash backend allowed, a right-padded bf16 batch runs (flash takes no
+    mask); the same batch with padding_side="any" needs a mask, which flash refuses."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    small = dict(d_model=128, n_heads=2, n_layers=2, max_len=64, pos="rope")
+    right, anywhere = (m.cuda().bfloat16() for m in twins(DecoderOnly, vocab_size=30, **small))
+    ids, mask = right_padded(4, 64, 30)
+    ids, mask = ids.cuda(), mask.cuda()
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        logits = right(ids, mask)
+        assert torch.isfinite(logits[~mask]).all()
+        with pytest.raises(RuntimeError):
+            anywhere(ids, mask)
+    expected = anywhere(ids, mask)  # any kernel
+    torch.testing.assert_close(logits[~mask], expected[~mask], atol=0.1, rtol=0.05)

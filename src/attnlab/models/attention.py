@@ -103,8 +103,7 @@ class MultiHeadAttention(nn.Module):
         self.d_head = d_model // n_heads
         self.dropout = dropout
         self.q_width, self.kv_width = d_model, n_kv_heads * self.d_head
-        self._qkv_widths = [self.q_width, self.kv_width, self.kv_width]
-        self.qkv_proj = PackedLinear(d_model, self._qkv_widths, bias=bias)
+        self.qkv_proj = PackedLinear(d_model, [self.q_width, self.kv_width, self.kv_width], bias)
         self.register_load_state_dict_pre_hook(_pack_qkv_hook)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
@@ -183,9 +182,10 @@ class MultiHeadAttention(nn.Module):
         cached keys and values (the memory is fixed while decoding).
         """
         if key_value is None:  # self-attention: q, k and v in one matmul
-            q, k, v = self.qkv_proj(query).split(self._qkv_widths, dim=-1)
+            # (B, Tq, H Dh), (B, Tq, Hkv Dh) twice
+            q, k, v = self.qkv_proj(query).split(self.qkv_proj.splits, dim=-1)
         else:
-            q = self.project_q(query)
+            q = self.project_q(query)  # (B, Tq, H Dh)
         q = self._split_heads(q)  # (B, H, Tq, Dh)
         if self.q_norm is not None:
             q = self.q_norm(q)
@@ -195,7 +195,7 @@ class MultiHeadAttention(nn.Module):
             k, v = cache.k, cache.v  # (B, Hkv, S, Dh)
         else:
             if key_value is not None:
-                k, v = self.project_kv(key_value)
+                k, v = self.project_kv(key_value)  # (B, Tk, Hkv Dh) each
             k = self._split_heads(k)  # (B, Hkv, Tk, Dh)
             v = self._split_heads(v)  # (B, Hkv, Tk, Dh)
             if self.k_norm is not None:

@@ -25,7 +25,7 @@ def rope_per_call(x: Tensor, start: int, base: float = 10000.0) -> Tensor:
 def rope_exact(x: Tensor, start: int) -> Tensor:
     """The same formula in float64 throughout."""
     d_head = x.size(-1)
-    inv_freq = (10000.0 ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)).double()
+    inv_freq = 10000.0 ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)
     positions = torch.arange(start, start + x.size(-2), dtype=torch.float64)
     angles = positions[:, None] * inv_freq[None, :]
     angles = torch.cat((angles, angles), dim=-1)
@@ -58,6 +58,11 @@ def test_tables_are_computed_once_and_follow_the_module() -> None:
     assert rope.cos.dtype == torch.float64
     x = torch.randn(1, 1, 5, 16, dtype=torch.float64)
     torch.testing.assert_close(rope(x, start=7), rope_exact(x, 7))
+    rope.bfloat16()  # grown after a cast: still computed in float64, stored in bfloat16
+    y = torch.randn(1, 1, 40, 16, dtype=torch.bfloat16)
+    assert rope(y, start=20).dtype == torch.bfloat16 and rope.cos.dtype == torch.bfloat16
+    angles = 50 * 10000.0 ** (-torch.arange(0, 16, 2, dtype=torch.float64) / 16)
+    assert torch.equal(rope.cos[50], torch.cat([angles, angles]).cos().bfloat16())
 
 
 def test_rope_network_builds_its_tables_to_max_len() -> None:

@@ -26,10 +26,9 @@ class RotaryEmbedding(AttentionPositions):
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rotary embeddings need an even head size, got d_head={d_head}")
-        inv_freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (Dh/2,)
+        self.d_head, self.base = d_head, base
         # Non-persistent: functions of the config, kept out of checkpoints. cos and sin of
         # every position are computed once (`reserve`), not per layer and step.
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("cos", torch.empty(0, d_head), persistent=False)  # (L, Dh)
         self.register_buffer("sin", torch.empty(0, d_head), persistent=False)  # (L, Dh)
         self.reserve(max_len)
@@ -39,9 +38,12 @@ class RotaryEmbedding(AttentionPositions):
         dtype); a longer sequence than reserved extends them on the fly."""
         if max_len <= self.cos.size(0):
             return
-        # Angles in float64: a float32 product loses precision at large positions.
-        positions = torch.arange(max_len, device=self.inv_freq.device, dtype=torch.float64)
-        angles = positions[:, None] * self.inv_freq.double()[None, :]  # (L, Dh/2)
+        # In float64 (float32 angles are off by ~1e-4 rad at position 1000), whatever the
+        # module was cast to.
+        f64 = dict(device=self.cos.device, dtype=torch.float64)
+        inv_freq = self.base ** (-torch.arange(0, self.d_head, 2, **f64) / self.d_head)  # (Dh/2,)
+        positions = torch.arange(max_len, **f64)
+        angles = positions[:, None] * inv_freq[None, :]  # (L, Dh/2)
         angles = torch.cat((angles, angles), dim=-1)  # (L, Dh): one angle per channel pair
         self.cos = angles.cos().to(self.cos.dtype)
         self.sin = angles.sin().to(self.sin.dtype)

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from attnlab.models.attention import PADDING_SIDES, causal_padding_mask
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
-from attnlab.models.embedding import TokenEmbedding, pad_vocab_rows
-from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.network import ConfiguredNetwork
@@ -117,11 +117,11 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """
         if self.lm_head is None:
             raise ValueError("a classifier (num_classes set) has no LM head; use classify")
+        padding_mask = causal_padding_mask(padding_mask, self.padding_side, start)
         if caches and len(caches[0]) != start:
             raise ValueError(
                 f"start={start} must equal the number of cached steps ({len(caches[0])})"
             )
-        padding_mask = causal_padding_mask(padding_mask, self.padding_side, start)
         return self.lm_head(self.hidden_states(idx, padding_mask, caches, start))
 
     def hidden_states(

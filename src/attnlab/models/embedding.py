@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 
@@ -32,22 +30,3 @@ class TokenEmbedding(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, T) int -> (B, T, D)."""
         return self.embedding(tokens) * self.scale
-
-
-def pad_vocab_rows(network: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
-    """load_state_dict pre-hook of a network with a padded vocabulary (ModelConfig
-    vocab_pad_multiple): a checkpoint saved unpadded (its tables and output projections have
-    vocab_size rows) gets zero rows appended, which no lookup reads and no logit shows.
-    The network names its vocabularies' sizes in `vocab_sizes`."""
-    config, sizes = network.config, network.vocab_sizes
-    for name, tensor in network.state_dict(keep_vars=True).items():
-        saved = state_dict.get(prefix + name)
-        if (
-            saved is not None
-            and saved.size(0) in sizes
-            and saved.dim() == tensor.dim()
-            and saved.shape[1:] == tensor.shape[1:]
-            and saved.size(0) < tensor.size(0) == config.padded_vocab(saved.size(0))
-        ):
-            rows = saved.new_zeros(tensor.size(0) - saved.size(0), *saved.shape[1:])
-            state_dict[prefix + name] = torch.cat([saved, rows])

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from attnlab.models.attention import PADDING_SIDES, causal_padding_mask
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
-from attnlab.models.embedding import TokenEmbedding, pad_vocab_rows
-from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.network import ConfiguredNetwork

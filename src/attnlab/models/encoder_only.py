@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from attnlab.models.attention import pack_qkv
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
-from attnlab.models.embedding import TokenEmbedding, pad_vocab_rows
-from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier
+from attnlab.models.embedding import TokenEmbedding
+from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier, pad_vocab_rows
 from attnlab.models.init import bert_init
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm

@@ -45,6 +45,25 @@ def lm_head(d_model: int, vocab_size: int, rows: int | None = None) -> LMHead:
     return LMHead(d_model, vocab_size, rows)
 
 
+def pad_vocab_rows(network: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """load_state_dict pre-hook of a network with a padded vocabulary (ModelConfig
+    vocab_pad_multiple): a checkpoint saved unpadded (its tables and output projections have
+    vocab_size rows) gets zero rows appended, which no lookup reads and no logit shows.
+    The network names its vocabularies' sizes in `vocab_sizes`."""
+    config, sizes = network.config, network.vocab_sizes
+    for name, tensor in network.state_dict(keep_vars=True).items():
+        saved = state_dict.get(prefix + name)
+        if (
+            saved is not None
+            and saved.size(0) in sizes
+            and saved.dim() == tensor.dim()
+            and saved.shape[1:] == tensor.shape[1:]
+            and saved.size(0) < tensor.size(0) == config.padded_vocab(saved.size(0))
+        ):
+            rows = saved.new_zeros(tensor.size(0) - saved.size(0), *saved.shape[1:])
+            state_dict[prefix + name] = torch.cat([saved, rows])
+
+
 class MaskedLMHead(nn.Module):
     """BERT's masked-LM head: dense -> activation -> norm, then a projection to the vocabulary.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 from torch import Tensor
@@ -35,8 +33,8 @@ def rope_exact(x: Tensor, start: int) -> Tensor:
 @pytest.mark.parametrize("d_head", [8, 32])
 def test_tables_match_the_per_call_formula_at_random_offsets(d_head: int) -> None:
     rope = RotaryEmbedding(d_head, max_len=64)
-    for _ in range(5):
-        start, length = random.randrange(0, 60), random.randrange(1, 40)  # some past max_len
+    offsets = [(int(torch.randint(0, 60, ())), int(torch.randint(1, 40, ()))) for _ in range(4)]
+    for start, length in [*offsets, (50, 49)]:  # the last one past max_len
         q, k = torch.randn(2, 3, length, d_head), torch.randn(2, 3, length, d_head)
         q_rot, k_rot = rope.rotate(q, k, start)
         # float32 angles lose ~1e-5 rad at these positions; the tables are computed in float64.
@@ -54,10 +52,10 @@ def test_tables_are_computed_once_and_follow_the_module() -> None:
     rope(torch.randn(1, 2, 1, 16), start=31)
     assert rope.cos.data_ptr() == table  # sliced, not recomputed
     assert "cos" not in rope.state_dict()  # a function of the config, not a weight
-    rope.double()
-    assert rope.cos.dtype == torch.float64
+    rope.double()  # computed again in float64, not float32 values converted
+    assert rope.cos.dtype == torch.float64 and rope.cos.shape == (32, 16)
     x = torch.randn(1, 1, 5, 16, dtype=torch.float64)
-    torch.testing.assert_close(rope(x, start=7), rope_exact(x, 7))
+    torch.testing.assert_close(rope(x, start=7), rope_exact(x, 7), rtol=1e-12, atol=1e-12)
     rope.bfloat16()  # grown after a cast: still computed in float64, stored in bfloat16
     y = torch.randn(1, 1, 40, 16, dtype=torch.bfloat16)
     assert rope(y, start=20).dtype == torch.bfloat16 and rope.cos.dtype == torch.bfloat16
@@ -77,7 +75,7 @@ def test_cached_rope_attention_matches_uncached_past_the_reserved_length() -> No
     x = torch.randn(2, 13, 32)
     full = mha(x, causal=True)
     cache = KVCache()
-    prompt = random.randrange(1, 6)
+    prompt = int(torch.randint(1, 6, ()))
     steps = [mha(x[:, :prompt], causal=True, cache=cache)]
     steps += [mha(x[:, t : t + 1], causal=True, cache=cache) for t in range(prompt, 13)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -47,6 +49,16 @@ class RotaryEmbedding(AttentionPositions):
         angles = torch.cat((angles, angles), dim=-1)  # (L, Dh): one angle per channel pair
         self.cos = angles.cos().to(self.cos.dtype)
         self.sin = angles.sin().to(self.sin.dtype)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
+        # After a move or cast (.to, .double(), .to_empty from the meta device), compute the
+        # tables again in their new dtype and device instead of keeping converted values: a
+        # float64 network then rotates exactly, a materialised one gets real tables.
+        super()._apply(fn, recurse)
+        length = self.cos.size(0)
+        self.cos, self.sin = self.cos[:0], self.sin[:0]
+        self.reserve(length)
+        return self
 
     def _cos_sin(self, start: int, length: int) -> tuple[Tensor, Tensor]:
         """cos and sin (T, Dh) of positions start..start+length-1."""

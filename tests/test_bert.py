@@ -190,7 +190,7 @@ def test_body_lr_scale_gives_the_pretrained_body_a_lower_lr(
     assert groups["decay"]["initial_lr"] == pytest.approx(cfg.optimizer.lr)
     head = {id(p) for p in groups["decay"]["params"] + groups["no_decay"]["params"]}
     assert id(module.network.classifier.weight) in head
-    assert id(module.network.layers[0].self_attn.q_proj.weight) not in head
+    assert id(module.network.layers[0].self_attn.qkv_proj.weight) not in head
 
 
 def test_fill_mask_cli_prints_top_k_per_mask(tmp_path: Path, mlm_checkpoint: Path) -> None:

@@ -6,6 +6,9 @@ import zlib
 
 import pytest
 import torch
+import torch.nn.functional as F
+
+from attnlab.models import MultiHeadAttention
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +35,10 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def project_qkv(attn: MultiHeadAttention, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q (B, T, H Dh), k and v (B, T, Hkv Dh) of x, each by its own matmul with its block of
+    the packed projection (a reference for the packed self-attention matmul)."""
+    blocks = zip(attn.qkv_weights(), attn.qkv_biases(), strict=True)
+    return tuple(F.linear(x, weight, bias) for weight, bias in blocks)

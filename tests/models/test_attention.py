@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab.models import MultiHeadAttention, attention_reference
+from tests.models.conftest import project_qkv
 
 
 def _causal(tq: int, tk: int) -> torch.Tensor:
@@ -75,7 +76,7 @@ def test_mha_matches_reference_per_head() -> None:
     def heads(t: torch.Tensor) -> torch.Tensor:
         return t.view(2, 5, 3, 4).transpose(1, 2)  # (B, H, T, Dh)
 
-    q, k, v = heads(mha.q_proj(x)), heads(mha.k_proj(x)), heads(mha.v_proj(x))
+    q, k, v = (heads(t) for t in project_qkv(mha, x))
     att = attention_reference(q, k, v, mask=~pad[:, None, None, :], is_causal=True)
     expected = mha.out_proj(att.transpose(1, 2).reshape(2, 5, 12))
     torch.testing.assert_close(mha(x, key_padding_mask=pad, causal=True), expected)

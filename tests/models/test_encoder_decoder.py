@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from attnlab.models import EncoderDecoder
+from attnlab.models import EncoderDecoder, MultiHeadAttention
 from attnlab.models.parameters import count_parameters
 
 V = 17  # vocabulary of the small models below
@@ -146,8 +146,14 @@ def test_init() -> None:
     assert std == pytest.approx(D**-0.5, rel=0.05)
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module is not model.lm_head:
-            fan_out, fan_in = module.weight.shape
-            assert module.weight.abs().max() <= math.sqrt(6 / (fan_in + fan_out)), name
+            # The packed q|k|v projection: each block its own matrix, as before packing.
+            attention = model.get_submodule(name.removesuffix(".qkv_proj"))
+            packed = isinstance(attention, MultiHeadAttention)
+            for weight in attention.qkv_weights() if packed else [module.weight]:
+                fan_out, fan_in = weight.shape
+                assert weight.abs().max() <= math.sqrt(6 / (fan_in + fan_out)), name
+            if packed:  # and not all within a packed matrix's smaller bound
+                assert module.weight.abs().max() > math.sqrt(6 / sum(module.weight.shape)), name
             assert module.bias is None or torch.all(module.bias == 0), name
 
 

@@ -25,10 +25,11 @@ def bert_body_state_dict(model: EncoderOnly, prefix: str) -> dict[str, torch.Ten
     }
     for i, layer in enumerate(model.layers):
         attn, ffn, p = layer.self_attn, layer.ffn, f"{prefix}encoder.layer.{i}."
+        blocks = zip(("query", "key", "value"), attn.qkv_weights(), attn.qkv_biases(), strict=True)
+        for name, weight, bias in blocks:
+            state[p + f"attention.self.{name}.weight"] = weight
+            state[p + f"attention.self.{name}.bias"] = bias
         linears = {
-            "attention.self.query": attn.q_proj,
-            "attention.self.key": attn.k_proj,
-            "attention.self.value": attn.v_proj,
             "attention.output.dense": attn.out_proj,
             "attention.output.LayerNorm": layer.norm1,
             "intermediate.dense": ffn.linear1,

@@ -26,12 +26,11 @@ def gpt2_state_dict(model: DecoderOnly) -> dict[str, torch.Tensor]:
     }
     for i, layer in enumerate(model.layers):
         attn, ffn, prefix = layer.self_attn, layer.ffn, f"transformer.h.{i}."
-        qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
         state |= {
             prefix + "ln_1.weight": layer.norm1.weight,
             prefix + "ln_1.bias": layer.norm1.bias,
-            prefix + "attn.c_attn.weight": torch.cat([p.weight.T for p in qkv], dim=1),
-            prefix + "attn.c_attn.bias": torch.cat([p.bias for p in qkv]),
+            prefix + "attn.c_attn.weight": attn.qkv_proj.weight.T,  # [q | k | v], as ours
+            prefix + "attn.c_attn.bias": attn.qkv_proj.bias,
             prefix + "attn.c_proj.weight": attn.out_proj.weight.T,
             prefix + "attn.c_proj.bias": attn.out_proj.bias,
             prefix + "ln_2.weight": layer.norm2.weight,

@@ -15,6 +15,7 @@ from attnlab.models.alibi import alibi_bias, alibi_slopes
 from attnlab.models.attention import MultiHeadAttention, attention_reference
 from attnlab.models.feedforward import FeedForward, SwiGLUFeedForward, build_feedforward
 from attnlab.models.rotary import RotaryEmbedding
+from tests.models.conftest import project_qkv
 
 
 def test_rope_scores_depend_only_on_relative_position() -> None:
@@ -62,8 +63,7 @@ def test_alibi_attention_adds_minus_slope_times_distance() -> None:
     x = torch.randn(B, T, D)
     out = attn(x, causal=True)
 
-    q = attn._split_heads(attn.q_proj(x))
-    k, v = attn._split_heads(attn.k_proj(x)), attn._split_heads(attn.v_proj(x))
+    q, k, v = (attn._split_heads(t) for t in project_qkv(attn, x))
     scores = q @ k.transpose(-2, -1) / math.sqrt(D // H)
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
     slopes = torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8])  # the paper's, for 4 heads
@@ -92,18 +92,17 @@ def test_gqa_equals_multi_head_attention_with_shared_key_value_heads(n_kv_heads:
     D, H = 32, 4
     d_head, group = D // H, H // n_kv_heads
     grouped = MultiHeadAttention(D, H, n_kv_heads=n_kv_heads).eval()
-    assert grouped.k_proj.out_features == n_kv_heads * d_head
+    assert grouped.qkv_proj.out_features == (H + 2 * n_kv_heads) * d_head
     plain = MultiHeadAttention(D, H).eval()
     with torch.no_grad():
-        for name in ("q_proj", "out_proj"):
-            getattr(plain, name).load_state_dict(getattr(grouped, name).state_dict())
-        for name in ("k_proj", "v_proj"):
-            source, target = getattr(grouped, name), getattr(plain, name)
-            # Query head h uses key/value head h // group.
-            rows = torch.arange(H * d_head).view(H, d_head)
-            source_rows = (rows // (group * d_head)) * d_head + rows % d_head
-            target.weight.copy_(source.weight[source_rows.flatten()])
-            target.bias.copy_(source.bias[source_rows.flatten()])
+        plain.out_proj.load_state_dict(grouped.out_proj.state_dict())
+        # Packed rows [q | k | v]: q as it is; query head h uses key/value head h // group.
+        rows = torch.arange(H * d_head).view(H, d_head)
+        kv_rows = (rows // (group * d_head)) * d_head + rows % d_head
+        k_rows = D + kv_rows.flatten()
+        source_rows = torch.cat([torch.arange(D), k_rows, k_rows + n_kv_heads * d_head])
+        plain.qkv_proj.weight.copy_(grouped.qkv_proj.weight[source_rows])
+        plain.qkv_proj.bias.copy_(grouped.qkv_proj.bias[source_rows])
     x = torch.randn(3, 9, D)
     torch.testing.assert_close(grouped(x, causal=True), plain(x, causal=True))
 
@@ -120,9 +119,8 @@ def test_qk_norm_normalises_each_head_before_the_scores() -> None:
     def rms(t: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         return t / torch.sqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6) * gain
 
-    q = rms(attn._split_heads(attn.q_proj(x)), attn.q_norm.weight)
-    k = rms(attn._split_heads(attn.k_proj(x)), attn.k_norm.weight)
-    v = attn._split_heads(attn.v_proj(x))
+    q, k, v = (attn._split_heads(t) for t in project_qkv(attn, x))
+    q, k = rms(q, attn.q_norm.weight), rms(k, attn.k_norm.weight)
     expected = attn.out_proj(attn._merge_heads(attention_reference(q, k, v, is_causal=True)))
     torch.testing.assert_close(attn(x, causal=True), expected, atol=1e-5, rtol=1e-5)
 

@@ -72,7 +72,8 @@ def test_cross_attention_cache_projects_memory_once() -> None:
     full = mha(query, memory, key_padding_mask=memory_pad)
 
     calls = []
-    mha.k_proj.register_forward_hook(lambda *_: calls.append("k"))
+    project_kv = mha.project_kv
+    mha.project_kv = lambda memory: calls.append("k") or project_kv(memory)
     cache = KVCache()
     outs = [mha(q, memory, key_padding_mask=memory_pad, cache=cache) for q in query.split(1, 1)]
     assert calls == ["k"]  # projected on the first step only

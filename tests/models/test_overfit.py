@@ -21,12 +21,12 @@ def test_overfits_copy_task() -> None:
     for _ in range(300):
         logits = model(src, tgt_in)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, V), src.reshape(-1))
+        first_loss = first_loss if first_loss is not None else loss.item()
+        if loss.item() < 0.01:
+            break  # before another step, which may overshoot: check these weights below
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        first_loss = first_loss if first_loss is not None else loss.item()
-        if loss.item() < 0.01:
-            break
 
     assert first_loss > 1.5  # it really started from chance (ln 10 = 2.3)
     assert loss.item() < 0.01, f"copy task not learned: loss {loss.item():.4f}"

@@ -8,6 +8,7 @@ import torch
 from attnlab.models import DecoderOnly, MultiHeadAttention, attention_reference
 from attnlab.models.prefix_lm import left_align, row_positions
 from attnlab.tasks.decoding import beam_search, greedy_decode
+from tests.models.conftest import project_qkv
 
 BOS, EOS, PAD = 1, 2, 0
 POSITIONS = ["learned", "sinusoidal", "rope", "alibi", "none"]
@@ -124,7 +125,7 @@ def test_prefix_attention_matches_reference_with_explicit_mask(prefix_len: int) 
     def heads(t: torch.Tensor) -> torch.Tensor:
         return t.view(2, 6, 2, 8).transpose(1, 2)
 
-    q, k, v = heads(mha.q_proj(x)), heads(mha.k_proj(x)), heads(mha.v_proj(x))
+    q, k, v = (heads(t) for t in project_qkv(mha, x))
     mask = visible[None, None] & ~pad[:, None, None, :]
     att = attention_reference(q, k, v, mask=mask)
     expected = mha.out_proj(att.transpose(1, 2).reshape(2, 6, 16))

@@ -14,11 +14,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor:UserWarning
 @torch.no_grad()
 def copy_attention(ref: nn.MultiheadAttention, ours: MultiHeadAttention) -> None:
     """nn.MultiheadAttention packs q, k, v projections into one in_proj matrix."""
-    ref.in_proj_weight.copy_(
-        torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
-    )
+    ref.in_proj_weight.copy_(ours.qkv_proj.weight)  # the same [q | k | v] layout
     if ref.in_proj_bias is not None:
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.in_proj_bias.copy_(ours.qkv_proj.bias)
     ref.out_proj.load_state_dict(ours.out_proj.state_dict())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,11 +42,37 @@ def attention_reference(
     return weights @ v  # (B, H, Tq, Dh)
 
 
+class PackedLinear(nn.Linear):
+    """Several linear maps of the same input stacked into one weight: one matmul for all.
+
+    splits: the output rows of each map, in order; each is a (rows, in_features) block of
+    `weight` with fan-in in_features (what per-matrix initialisation and scaling use).
+    """
+
+    def __init__(self, in_features: int, splits: Sequence[int], bias: bool = True):
+        super().__init__(in_features, sum(splits), bias=bias)
+        self.splits = list(splits)
+
+    def weights(self) -> tuple[Tensor, ...]:
+        """Views of each map's weight block, (rows_i, in_features)."""
+        return self.weight.split(self.splits)
+
+    def biases(self) -> tuple[Tensor | None, ...]:
+        """Views of each map's bias block (None without biases)."""
+        if self.bias is None:
+            return (None,) * len(self.splits)
+        return self.bias.split(self.splits)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017), self- or cross-attention.
 
-    Q, K and V have separate projections (rather than one packed matrix) so that K/V can have
-    fewer heads than Q, and positional rotations or norms can act on q and k alone.
+    Q, K and V come from one packed projection `qkv_proj` (a PackedLinear), d_model ->
+    (H + 2 Hkv) Dh, whose weight rows are [q (H Dh) | k (Hkv Dh) | v (Hkv Dh)], each block a
+    d_model -> width map with fan-in d_model (nn.MultiheadAttention's in_proj_weight layout
+    when Hkv = H; `qkv_weights()` gives the blocks as views). Self-attention runs one matmul
+    for the three; cross-attention one for q (from the query) and one for k and v (from the
+    memory). Checkpoints with separate q_proj, k_proj, v_proj load too (`pack_qkv`).
 
     n_kv_heads: key/value heads (grouped-query attention, Ainslie et al., 2023); each serves
     n_heads / n_kv_heads query heads, and the KV cache shrinks by the same factor. None: n_heads.
@@ -53,7 +80,8 @@ class MultiHeadAttention(nn.Module):
     relative_pos: a position scheme (position_schemes.py); one that acts inside attention
     ("rope" rotates q and k, "alibi" adds a distance penalty to the scores) is applied here,
     only in self-attention (positions across two sequences mean nothing). None, or a scheme
-    that acts on the embeddings: nothing here.
+    that acts on the embeddings: nothing here. max_len: the positions to prepare for (rotary
+    cos/sin tables); longer sequences still work.
     """
 
     def __init__(
@@ -65,6 +93,7 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         qk_norm: bool = False,
         relative_pos: str | None = None,
+        max_len: int | None = None,
     ):
         super().__init__()
         check_heads(d_model, n_heads, n_kv_heads)
@@ -74,14 +103,16 @@ class MultiHeadAttention(nn.Module):
         self.n_kv_heads = n_kv_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.q_width, self.kv_width = d_model, n_kv_heads * self.d_head
+        self.qkv_proj = PackedLinear(d_model, [self.q_width, self.kv_width, self.kv_width], bias)
+        self.register_load_state_dict_pre_hook(_pack_qkv_hook)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         # Rotations of q and k, or a bias on the scores (positional.AttentionPositions).
         self.positions = build_attention_positions(relative_pos, self.d_head, n_heads)
+        if self.positions is not None and max_len is not None:
+            self.positions.reserve(max_len)
 
     @classmethod
     def from_config(cls, config: ModelConfig, self_attention: bool = True) -> MultiHeadAttention:
@@ -95,7 +126,31 @@ class MultiHeadAttention(nn.Module):
             config.n_kv_heads,
             config.qk_norm,
             relative_pos,
+            config.max_len,
         )
+
+    def qkv_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Views of the packed weight's q (H Dh, D), k and v (Hkv Dh, D) blocks."""
+        return self.qkv_proj.weights()
+
+    def qkv_biases(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Views of the packed bias's q, k and v blocks (None without biases)."""
+        return self.qkv_proj.biases()
+
+    def _project(self, x: Tensor, rows: slice) -> Tensor:
+        """x (B, T, D) through the rows `rows` of the packed projection -> (B, T, rows)."""
+        bias = self.qkv_proj.bias
+        return F.linear(x, self.qkv_proj.weight[rows], None if bias is None else bias[rows])
+
+    def project_q(self, query: Tensor) -> Tensor:
+        """Cross-attention's queries (B, Tq, D) -> (B, Tq, H Dh)."""
+        return self._project(query, slice(0, self.q_width))
+
+    def project_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention's keys and values, one matmul: (B, Tk, D) -> 2 x (B, Tk, Hkv Dh)."""
+        kv = self._project(memory, slice(self.q_width, None))  # (B, Tk, 2 Hkv Dh)
+        k, v = kv.split(self.kv_width, dim=-1)
+        return k, v
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(B, T, H * Dh) -> (B, H, T, Dh)."""
@@ -130,7 +185,12 @@ class MultiHeadAttention(nn.Module):
         documents (with causal self-attention, no cache, no prefix): packed documents; a
         query sees only keys of its own document (document_mask.py).
         """
-        q = self._split_heads(self.q_proj(query))  # (B, H, Tq, Dh)
+        if key_value is None:  # self-attention: q, k and v in one matmul
+            # (B, Tq, H Dh), (B, Tq, Hkv Dh) twice
+            q, k, v = self.qkv_proj(query).split(self.qkv_proj.splits, dim=-1)
+        else:
+            q = self.project_q(query)  # (B, Tq, H Dh)
+        q = self._split_heads(q)  # (B, H, Tq, Dh)
         if self.q_norm is not None:
             q = self.q_norm(q)
         past = 0  # cached self-attention steps: query i sits at position past + i
@@ -138,9 +198,10 @@ class MultiHeadAttention(nn.Module):
             # Cross-attention while decoding: the memory was projected on the first step.
             k, v = cache.k, cache.v  # (B, Hkv, S, Dh)
         else:
-            kv = query if key_value is None else key_value
-            k = self._split_heads(self.k_proj(kv))  # (B, Hkv, Tk, Dh)
-            v = self._split_heads(self.v_proj(kv))  # (B, Hkv, Tk, Dh)
+            if key_value is not None:
+                k, v = self.project_kv(key_value)  # (B, Tk, Hkv Dh) each
+            k = self._split_heads(k)  # (B, Hkv, Tk, Dh)
+            v = self._split_heads(v)  # (B, Hkv, Tk, Dh)
             if self.k_norm is not None:
                 k = self.k_norm(k)
             if cache is not None and key_value is None:
@@ -210,3 +271,47 @@ class MultiHeadAttention(nn.Module):
             out = out.masked_fill(empty, 0.0)
         # out: (B, H, Tq, Dh)
         return self.out_proj(self._merge_heads(out))  # (B, Tq, D)
+
+
+_OLD_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
+
+
+def pack_qkv(state_dict: dict[str, Tensor], prefix: str = "") -> None:
+    """Replace, in place, separate `q_proj`, `k_proj`, `v_proj` weights and biases (attnlab's
+    checkpoints before the packed projection) by the `qkv_proj` they make, concatenated in
+    [q | k | v] order; prefix "" converts every attention layer of a whole state_dict."""
+    suffix = "q_proj.weight"
+    layers = {key[: -len(suffix)] for key in state_dict if key.endswith(suffix)}
+    for layer in layers if prefix == "" else {prefix} & layers:
+        for kind in ("weight", "bias"):
+            old = [f"{layer}{name}.{kind}" for name in _OLD_PROJECTIONS]
+            if all(key in state_dict for key in old):
+                state_dict[f"{layer}qkv_proj.{kind}"] = torch.cat([state_dict.pop(k) for k in old])
+
+
+def _pack_qkv_hook(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
+) -> None:
+    """load_state_dict pre-hook of MultiHeadAttention: old checkpoints load (pack_qkv)."""
+    pack_qkv(state_dict, prefix)
+
+
+# Where a padding mask's pads may lie: "right" (after each row's tokens) or "any".
+PADDING_SIDES = ("right", "any")
+
+
+def causal_padding_mask(
+    padding_mask: Tensor | None, padding_side: str, cached: int = 0
+) -> Tensor | None:
+    """The key-padding mask causal self-attention needs over new steps after `cached` ones.
+
+    With right padding a real query i has only real keys at 0..i, which causality alone
+    already limits it to: the mask changes nothing at real positions, so none is passed, and
+    SDPA can take is_causal and a fused (flash) kernel. Only the outputs at padded positions
+    differ, and nothing reads those (losses ignore them, poolers skip them). With cached
+    steps the mask also covers earlier keys, and is kept. Decided from `padding_side`, a
+    setting: reading the mask to find out would be a host sync.
+    """
+    if padding_side == "right" and cached == 0:
+        return None
+    return padding_mask

@@ -25,7 +25,7 @@ class TransformerBlock(nn.Module):
     cross-attention, else norm2 feed-forward.
 
     activation: "relu" | "gelu" | "swiglu" (a gated network, see feedforward.py). n_kv_heads,
-    qk_norm and relative_pos (a position scheme, see MultiHeadAttention) configure
+    qk_norm, relative_pos (a position scheme, see MultiHeadAttention) and max_len configure
     self-attention; cross-attention takes the heads and QK-norm but no positions.
     """
 
@@ -44,11 +44,12 @@ class TransformerBlock(nn.Module):
         n_kv_heads: int | None = None,
         qk_norm: bool = False,
         relative_pos: str | None = None,
+        max_len: int | None = None,
     ):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(
-            d_model, n_heads, dropout, bias, n_kv_heads, qk_norm, relative_pos
+            d_model, n_heads, dropout, bias, n_kv_heads, qk_norm, relative_pos, max_len
         )
         self.cross_attn = (
             MultiHeadAttention(d_model, n_heads, dropout, bias, n_kv_heads, qk_norm)
@@ -78,6 +79,7 @@ class TransformerBlock(nn.Module):
             n_kv_heads=config.n_kv_heads,
             qk_norm=config.qk_norm,
             relative_pos=config.pos,
+            max_len=config.max_len,
         )
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:

@@ -25,6 +25,9 @@ class ModelConfig:
 
     d_ff None means 4 * d_model. n_kv_heads None means n_heads (no grouped-query attention).
     pos names a position scheme of `position_schemes.POSITION_SCHEMES`.
+    vocab_pad_multiple: embedding tables and output projections get rows up to the next
+    multiple of it (64: GPT-2's 50257 -> 50304, a faster matmul on GPUs); logits keep the real
+    vocabulary (the head drops the padded columns), so no padded id is ever predicted.
     """
 
     d_model: int = 128
@@ -40,11 +43,12 @@ class ModelConfig:
     dropout: float = 0.0
     pos: str = "learned"
     max_len: int = 256
+    vocab_pad_multiple: int = 1
 
     def __post_init__(self) -> None:
         for key, hint in typing.get_type_hints(ModelConfig).items():
             _check_type(key, getattr(self, key), hint)
-        for key in ("d_model", "max_len", "layer_norm_eps"):
+        for key in ("d_model", "max_len", "layer_norm_eps", "vocab_pad_multiple"):
             check_positive(key, getattr(self, key))
         if self.d_ff is not None:
             check_positive("d_ff", self.d_ff)
@@ -60,6 +64,11 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    def padded_vocab(self, vocab_size: int) -> int:
+        """Rows of the tables of a vocabulary of vocab_size: the next multiple of
+        vocab_pad_multiple."""
+        return -(-vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
 
     def require_positions(self) -> None:
         """Refuse a scheme that gives no word order (for networks with an encoder)."""

@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.attention import PADDING_SIDES, causal_padding_mask
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
 from attnlab.models.document_mask import DocumentMask, check_document_ids, document_positions
 from attnlab.models.embedding import TokenEmbedding
-from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.network import ConfiguredNetwork
@@ -34,8 +35,11 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     With the defaults (pre-LN, learned positions, GELU, tied head) this is GPT-2's layout.
     num_classes adds a classifier on the pooled hidden states ("last" token or "mean").
     prefix_attention: for seq2seq, "causal" everywhere, or "full" attention within the source.
+    padding_side: where the padding of `forward`'s and `classify`'s padding masks lies:
+    "right" (after each row's tokens, as attnlab's batches pad) lets causal attention drop
+    the mask (see attention.causal_padding_mask); "any" (e.g. left padding) applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")
@@ -55,20 +59,25 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         num_classes: int | None = None,
         pooling: str = "last",
         prefix_attention: str = "causal",
+        padding_side: str = "any",
         **settings: Any,
     ):
         config = self.configure(locals(), settings)  # checks all, before anything is built
         self.prefix_attention = prefix_attention
+        self.padding_side = padding_side
+        self.vocab_size = vocab_size
+        self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
+        rows = config.padded_vocab(vocab_size)
         self._matmul_params: int | None = None  # for flops_per_token
 
         # Unscaled, as in GPT-2: the embedding is N(0, 0.02) like the positions it is added to.
-        self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False)
+        self.tok_embed = TokenEmbedding(rows, d_model, scale=False)
         self.pos = build_positional(config.pos, d_model, config.max_len)
         self.dropout = nn.Dropout(config.dropout)
         self.add_blocks(config, n_layers)
         # A classifier predicts no tokens: no LM head (an untied one would get no gradient).
         classifier = num_classes is not None
-        self.lm_head = None if classifier else lm_head(d_model, vocab_size)
+        self.lm_head = None if classifier else lm_head(d_model, vocab_size, rows)
         self.pooler = self.classifier = None
         if classifier:
             pooler = Pooler(d_model, pooling, config.bias)
@@ -79,12 +88,15 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tok_embed.weight
+        if rows > vocab_size:  # unpadded checkpoints load
+            self.register_load_state_dict_pre_hook(pad_vocab_rows)
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
         # "cls" would read the first token, which under causal attention sees only itself.
         check_choice("pooling", values["pooling"], ("last", "mean"))
         check_choice("prefix_attention", values["prefix_attention"], PREFIX_ATTENTION)
+        check_choice("padding_side", values["padding_side"], PADDING_SIDES)
         if values["num_classes"] is not None and values["num_classes"] < 1:
             raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
 
@@ -99,7 +111,9 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """idx: (B, T) token ids at positions start..start+T-1 -> logits (B, T, V).
 
         Self-attention is always causal. padding_mask: bool, True at padding; (B, T), or
-        (B, start + T) with caches since it covers the cached keys too.
+        (B, start + T) with caches since it covers the cached keys too. With
+        padding_side="right" it is not needed (and not used) before any step is cached, and
+        the logits at padded positions are then not those of a masked pass (nothing reads them).
         caches: one KVCache per layer; idx then holds only the new steps, and start must be
         the number of steps already cached.
         document_ids: integer (B, T) for packed documents (document_mask.py): each token
@@ -107,6 +121,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """
         if self.lm_head is None:
             raise ValueError("a classifier (num_classes set) has no LM head; use classify")
+        padding_mask = causal_padding_mask(padding_mask, self.padding_side, start)
         if caches and len(caches[0]) != start:
             raise ValueError(
                 f"start={start} must equal the number of cached steps ({len(caches[0])})"
@@ -158,8 +173,10 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         return self.run_blocks(x, caches, **inputs)  # (B, T, D)
 
     def sequence_features(self, input_ids: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """Hidden states (B, T, D) for classification (SequenceClassifier.classify)."""
-        return self.hidden_states(input_ids, padding_mask)
+        """Hidden states (B, T, D) for classification (SequenceClassifier.classify); the
+        pooler reads the real positions only."""
+        mask = causal_padding_mask(padding_mask, self.padding_side)
+        return self.hidden_states(input_ids, mask)
 
     # ---- sequence-to-sequence as a prefix LM (the interface of EncoderDecoder) ----
 

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.attention import PADDING_SIDES, causal_padding_mask
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
-from attnlab.models.heads import Pooler, SequenceClassifier, lm_head
+from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.network import ConfiguredNetwork
@@ -30,8 +31,11 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     not built), or "decoder": one decoder step from a learned query that cross-attends to the
     whole input (as T5/BART classify), its output read by the classifier.
     final_norm: a norm after each stack's last block (None: for pre-LN only).
+    padding_side: where the padding of `decode`'s tgt_padding_mask lies: "right" (after each
+    row's tokens, as attnlab's batches pad) lets the decoder's causal self-attention drop the
+    mask (see attention.causal_padding_mask); "any" applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")
@@ -57,19 +61,21 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         final_norm: bool | None = None,
         num_classes: int | None = None,
         pooling: str = "mean",
+        padding_side: str = "any",
         **settings: Any,
     ):
         config = self.configure(locals(), settings)  # checks all, before anything is built
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
+        self.padding_side = padding_side
+        self.vocab_sizes = (vocab_size, tgt_vocab_size)  # for pad_vocab_rows
+        rows, tgt_rows = config.padded_vocab(vocab_size), config.padded_vocab(tgt_vocab_size)
 
         classifier = num_classes is not None
-        self.src_embed = TokenEmbedding(vocab_size, d_model)
+        self.src_embed = TokenEmbedding(rows, d_model)
         # A classifier reads no target tokens: no target embedding, no output projection.
         separate_target = not (share_embeddings or classifier)
-        self.tgt_embed = (
-            TokenEmbedding(tgt_vocab_size, d_model) if separate_target else self.src_embed
-        )
+        self.tgt_embed = TokenEmbedding(tgt_rows, d_model) if separate_target else self.src_embed
         self.pos = build_positional(config.pos, d_model, config.max_len)  # source and target
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = TransformerEncoder(config, n_encoder_layers, final_norm)
@@ -77,7 +83,7 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         self.decoder = (
             TransformerDecoder(config, n_decoder_layers, final_norm) if uses_decoder else None
         )
-        self.lm_head = None if classifier else lm_head(d_model, tgt_vocab_size)
+        self.lm_head = None if classifier else lm_head(d_model, tgt_vocab_size, tgt_rows)
         self.pooler = self.class_query = self.classifier = None
         if classifier:
             pooler = None
@@ -95,11 +101,14 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tgt_embed.embedding.weight
+        if max(rows - vocab_size, tgt_rows - tgt_vocab_size) > 0:  # unpadded checkpoints load
+            self.register_load_state_dict_pre_hook(pad_vocab_rows)
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
         config.require_positions()
         check_choice("pooling", values["pooling"], ENCDEC_POOLING)
+        check_choice("padding_side", values["padding_side"], PADDING_SIDES)
         if values["num_classes"] is not None and values["num_classes"] < 1:
             raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
         vocab_size, tgt_vocab_size = values.get("vocab_size"), values["tgt_vocab_size"]
@@ -132,13 +141,15 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
 
         caches (from `new_caches()`): incremental decoding; tgt holds only the new steps, at
         positions len(cache)...; the memory is projected once and reused.
+        With padding_side="right", tgt_padding_mask is not needed before any step is cached
+        (the logits at padded positions then differ from a masked pass; nothing reads them).
         """
         start = len(caches[0][0]) if caches else 0
         x = self._embed(self.tgt_embed, tgt, start)  # (B, T, D)
         x = self.decoder(
             x,
             memory,
-            padding_mask=tgt_padding_mask,
+            padding_mask=causal_padding_mask(tgt_padding_mask, self.padding_side, start),
             memory_padding_mask=memory_padding_mask,
             caches=caches,
         )

@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.attention import pack_qkv
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
-from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier
+from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier, pad_vocab_rows
 from attnlab.models.init import bert_init
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm
@@ -33,7 +34,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     zero, norms 1/0, the pad row of the token embedding zero. Without num_classes the head is
     the masked-LM head; with it, the pooler and classifier.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")
@@ -74,9 +75,11 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     ):
         config = self.configure(locals(), settings)  # checks all, before anything is built
         bias = config.bias
+        self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
+        rows = config.padded_vocab(vocab_size)
 
         # Body. Embeddings are unscaled: their sum is normalised right away anyway.
-        self.tok_embed = TokenEmbedding(vocab_size, d_model, scale=False, padding_idx=pad_id)
+        self.tok_embed = TokenEmbedding(rows, d_model, scale=False, padding_idx=pad_id)
         self.pos = build_positional(config.pos, d_model, config.max_len)
         self.segment_embed = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
         self.embed_norm = build_norm(config.norm, d_model, config.layer_norm_eps, bias)
@@ -99,6 +102,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         if tie_output and self.mlm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.mlm_head.decoder.weight = self.tok_embed.weight
+        if rows > vocab_size:  # unpadded checkpoints load
+            self.register_load_state_dict_pre_hook(pad_vocab_rows)
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:
@@ -167,6 +172,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         embedding, so it takes the loaded embedding too.
         """
         body = {k: v for k, v in state_dict.items() if self.is_body_parameter(k)}
+        pack_qkv(body)  # a checkpoint from before the packed q/k/v projection
         expected = set(self.body_state_dict())
         missing, unexpected = sorted(expected - set(body)), sorted(set(body) - expected)
         if missing or unexpected:
@@ -174,11 +180,10 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
                 f"body weights do not match this model: missing {missing}, unexpected {unexpected}"
             )
         self.load_state_dict(body, strict=False)  # strict=False: the heads are left out
-        head = {
-            k.removeprefix("mlm_head."): v
-            for k, v in state_dict.items()
-            if k.startswith("mlm_head.")
-        }
+        head = {k: v for k, v in state_dict.items() if k.startswith("mlm_head.")}
+        if self.mlm_head is not None and self.vocab_sizes[0] < len(self.tok_embed.weight):
+            pad_vocab_rows(self, head, "")  # an unpadded head into a padded vocabulary
+        head = {k.removeprefix("mlm_head."): v for k, v in head.items()}
         if self.mlm_head is not None and head:
             try:
                 self.mlm_head.load_state_dict(head)

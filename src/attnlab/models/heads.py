@@ -20,16 +20,55 @@ from attnlab.models.norms import build_norm
 POOLING_KINDS = ("cls", "mean", "last")
 
 
-def lm_head(d_model: int, vocab_size: int) -> nn.Linear:
-    """Hidden states (B, T, D) -> logits (B, T, V); tie its weight after initialisation."""
-    return nn.Linear(d_model, vocab_size, bias=False)
+class LMHead(nn.Linear):
+    """Hidden states (B, T, D) -> logits (B, T, V); tie its weight after initialisation.
+
+    rows: the weight's rows, vocab_size or more (ModelConfig.vocab_pad_multiple): the matmul
+    runs over all of them, and the logits of the padded rows are dropped, so nothing (loss,
+    sampling, beam search, perplexity) ever sees a padded id.
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, rows: int | None = None, bias: bool = False):
+        super().__init__(d_model, vocab_size if rows is None else rows, bias=bias)
+        self.vocab_size = vocab_size
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        logits = super().forward(hidden)  # (B, T, rows)
+        if logits.size(-1) == self.vocab_size:
+            return logits
+        # A strided view; the loss reads it without a copy under torch.compile.
+        return logits[..., : self.vocab_size]  # (B, T, V)
+
+
+def lm_head(d_model: int, vocab_size: int, rows: int | None = None) -> LMHead:
+    """The LM head of a network (no bias): see LMHead."""
+    return LMHead(d_model, vocab_size, rows)
+
+
+def pad_vocab_rows(network: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """load_state_dict pre-hook of a network with a padded vocabulary (ModelConfig
+    vocab_pad_multiple): a checkpoint saved unpadded (its tables and output projections have
+    vocab_size rows) gets zero rows appended, which no lookup reads and no logit shows.
+    The network names its vocabularies' sizes in `vocab_sizes`."""
+    config, sizes = network.config, network.vocab_sizes
+    for name, tensor in network.state_dict(keep_vars=True).items():
+        saved = state_dict.get(prefix + name)
+        if (
+            saved is not None
+            and saved.size(0) in sizes
+            and saved.dim() == tensor.dim()
+            and saved.shape[1:] == tensor.shape[1:]
+            and saved.size(0) < tensor.size(0) == config.padded_vocab(saved.size(0))
+        ):
+            rows = saved.new_zeros(tensor.size(0) - saved.size(0), *saved.shape[1:])
+            state_dict[prefix + name] = torch.cat([saved, rows])
 
 
 class MaskedLMHead(nn.Module):
     """BERT's masked-LM head: dense -> activation -> norm, then a projection to the vocabulary.
 
     The model ties `decoder.weight` to the token embedding; `decoder.bias` is the head's own
-    per-token output bias.
+    per-token output bias. rows: the decoder's rows, for a padded vocabulary (see LMHead).
     """
 
     def __init__(
@@ -40,19 +79,26 @@ class MaskedLMHead(nn.Module):
         norm: str = "layernorm",
         layer_norm_eps: float = 1e-12,
         bias: bool = True,
+        rows: int | None = None,
     ):
         super().__init__()
         self.dense = nn.Linear(d_model, d_model, bias=bias)
         self.activation = build_activation(activation)
         self.norm = build_norm(norm, d_model, layer_norm_eps, bias)
-        self.decoder = nn.Linear(d_model, vocab_size, bias=bias)
+        self.decoder = LMHead(d_model, vocab_size, rows, bias=bias)  # drops padded rows' logits
 
     @classmethod
     def from_config(cls, config: ModelConfig, vocab_size: int) -> MaskedLMHead:
         # The head's transform is a plain layer: a gated (SwiGLU) block is GELU there.
         activation = "gelu" if config.activation == "swiglu" else config.activation
         return cls(
-            config.d_model, vocab_size, activation, config.norm, config.layer_norm_eps, config.bias
+            config.d_model,
+            vocab_size,
+            activation,
+            config.norm,
+            config.layer_norm_eps,
+            config.bias,
+            config.padded_vocab(vocab_size),
         )
 
     def forward(self, hidden: Tensor) -> Tensor:

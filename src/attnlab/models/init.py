@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from attnlab.models.attention import PackedLinear
+
 
 def gpt2_init(module: nn.Module) -> None:
     """GPT-2: N(0, 0.02) weights, zero biases; LayerNorm keeps its 1/0 default."""
@@ -46,7 +48,11 @@ def xavier_init(d_model: int) -> Callable[[nn.Module], None]:
 
     def init(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
+            # Per map of a packed [q | k | v] weight (its whole would get a smaller bound),
+            # drawing the same numbers as separate matrices did.
+            blocks = module.weights() if isinstance(module, PackedLinear) else [module.weight]
+            for weight in blocks:
+                nn.init.xavier_uniform_(weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):

@@ -82,3 +82,6 @@ class AttentionPositions(nn.Module):
     def score_bias(self, n_queries: int, n_keys: int, start: int) -> Tensor | None:
         """A float bias (H, Tq, Tk) added to the attention scores, or None."""
         return None
+
+    def reserve(self, max_len: int) -> None:
+        """Precompute what positions 0..max_len-1 need (rotary's cos/sin), once at build."""

@@ -32,6 +32,7 @@ SYNCING_OPS = {
     aten.unique_consecutive.default: "unique_consecutive",
     aten.equal.default: "equal",
     aten.repeat_interleave.Tensor: "repeat_interleave",
+    aten.bincount.default: "bincount",
 }
 INDEXING_OPS = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 PATCHED = ("tolist", "cpu", "numpy")
@@ -51,20 +52,20 @@ def _bool_index(args: tuple[Any, ...]) -> bool:
 class HostReads(pl.Callback):
     """Records each host read made while a training batch runs, by global step.
 
-    A batch's window runs from `on_train_batch_start` to the next batch's start (Lightning
-    logs the step's metrics and refreshes the progress bar after `on_train_batch_end`), and
-    closes when validation or the epoch end begins. Use inside `counting()`.
+    Reads count from the start of a training epoch until validation or the epoch's end, each
+    for the batch the loop has fetched last (Lightning logs a step's metrics and refreshes the
+    progress bar after `on_train_batch_end`). Use inside `counting()`.
     """
 
     def __init__(self) -> None:
         self.reads: dict[int, list[tuple[str, str]]] = defaultdict(list)
         self.steps: list[int] = []
         self.sites: dict[str, int] = defaultdict(int)  # reads by origin, over all windows
-        self._step: int | None = None
+        self._trainer: pl.Trainer | None = None  # set while a training batch runs
         self._busy = False
 
     def record(self, what: str) -> None:
-        if self._step is None or self._busy:
+        if self._trainer is None or self._busy:
             return
         self._busy = True
         try:
@@ -74,22 +75,25 @@ class HostReads(pl.Callback):
                     if part in frame.filename and function in (None, frame.name):
                         return
             frames = [f for f in stack if "host_reads.py" not in f.filename][-25:]
-            self.reads[self._step].append((what, "".join(traceback.format_list(frames))))
+            # The batch the loop works on (hooks of other callbacks may run before ours).
+            step = self._trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1
+            self.reads[step].append((what, "".join(traceback.format_list(frames))))
             # Where it came from: the innermost frame outside torch itself.
-            site = next(
-                (f for f in reversed(frames) if "/torch/" not in f.filename), frames[-1]
-            )
+            site = next((f for f in reversed(frames) if "/torch/" not in f.filename), frames[-1])
             where = site.filename.split("site-packages/")[-1].split("/src/")[-1]
             self.sites[f"{what} at {where}:{site.lineno} ({site.name})"] += 1
         finally:
             self._busy = False
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._trainer = trainer  # reads before its first batch count for the batch before
+
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._step = trainer.global_step
-        self.steps.append(self._step)
+        self._trainer = trainer
+        self.steps.append(trainer.global_step)
 
     def _close(self, *args: Any) -> None:
-        self._step = None
+        self._trainer = None
 
     on_validation_start = on_train_epoch_end = on_train_end = _close
 
@@ -98,7 +102,7 @@ class HostReads(pl.Callback):
         counter = self
 
         class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 what = SYNCING_OPS.get(func)
                 if what is None and func in INDEXING_OPS and _bool_index(args):
                     what = f"{func} with a boolean mask"

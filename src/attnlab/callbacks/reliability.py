@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -323,8 +322,8 @@ class NanGuard(Callback):
         self._first_value: torch.Tensor | None = None  # and that loss
         self._where: dict[int, str] = {}  # global step -> "step S (epoch E, batch B)"
         self._hooks: list[Any] = []
-        # Non-fused optimisers: (tensor, its copy before the step, or None if the step made it)
-        self._copies: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        # Non-fused optimisers: what a step changes, and a copy of it from before the step
+        self._copies: tuple[tuple[int, ...], list[torch.Tensor], list[torch.Tensor]] | None = None
 
     # -- the device side, every step ------------------------------------------------------
 
@@ -373,10 +372,12 @@ class NanGuard(Callback):
         if self._fused(optimizer):  # the kernel skips the update, as under GradScaler
             optimizer.found_inf = self._skip.float()  # type: ignore[attr-defined]
             return
-        self._copies = []
-        for param, state in self._stepped(optimizer):
-            self._copies.append((param, param.detach().clone()))
-            self._copies += [(v, v.clone()) for v in state.values() if isinstance(v, torch.Tensor)]
+        tensors = self._stepped(optimizer)
+        key = tuple(id(t) for t in tensors)
+        if self._copies is None or self._copies[0] != key:  # new state, or other parameters
+            self._copies = (key, tensors, [torch.empty_like(t) for t in tensors])
+        with torch.no_grad():
+            torch._foreach_copy_(self._copies[2], tensors)  # one call for all tensors
 
     def _after_step(self, optimizer: torch.optim.Optimizer, *args: Any) -> None:
         skip, self._skip = self._skip, None
@@ -385,25 +386,27 @@ class NanGuard(Callback):
         if self._fused(optimizer):
             del optimizer.found_inf  # type: ignore[attr-defined]
             return
-        before = {id(tensor): copy for tensor, copy in self._copies}
-        self._copies = []
-        with torch.no_grad():
-            for param, state in self._stepped(optimizer):
-                tensors = [param, *(v for v in state.values() if isinstance(v, torch.Tensor))]
-                for tensor in tensors:
-                    # State the step created did not exist: fresh state is zeros (Adam's).
-                    copy = before.get(id(tensor))
-                    old = torch.zeros_like(tensor) if copy is None else copy
-                    # .to: a host read only for host-side state (step counts) of GPU weights
-                    tensor.copy_(torch.where(skip.to(tensor.device), old, tensor))
+        assert self._copies is not None
+        before = dict(zip(self._copies[0], self._copies[2], strict=True))
+        with torch.no_grad():  # in place, on parameters too
+            for tensor in self._stepped(optimizer):
+                # State the step created did not exist before: fresh state is zeros (Adam's).
+                old = before.get(id(tensor))
+                old = torch.zeros_like(tensor) if old is None else old
+                # .to: a host read only for host-side state (step counts) of GPU weights
+                torch.where(skip.to(tensor.device), old, tensor, out=tensor)
 
     @staticmethod
-    def _stepped(optimizer: torch.optim.Optimizer) -> Iterator[tuple[torch.Tensor, dict]]:
-        """The parameters a step updates (those with a gradient), with their state."""
+    def _stepped(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        """What a step changes: the parameters with a gradient, and their state tensors."""
+        out = []
         for group in optimizer.param_groups:
             for param in group["params"]:
                 if param.grad is not None:
-                    yield param, optimizer.state.get(param, {})
+                    out.append(param)
+                    state = optimizer.state.get(param, {}).values()
+                    out += [v for v in state if isinstance(v, torch.Tensor)]
+        return out
 
     # -- the host side, at logging steps ---------------------------------------------------
 

@@ -247,3 +247,23 @@ def test_tokens_seen_counts_on_the_device_and_survives_a_checkpoint() -> None:
     other = AttnLabModule(nn.Linear(1, 1), module.task, optimizer=torch.optim.SGD)
     other.on_load_checkpoint(checkpoint)
     assert other.tokens_seen == 12
+
+
+@pytest.mark.parametrize("scaler_says", [0.0, 1.0])
+def test_nan_guard_keeps_grad_scalers_flag(scaler_says: float) -> None:
+    """Under fp16 GradScaler sets `found_inf` on a fused optimiser before its step: NanGuard
+    skips when either says so, and leaves GradScaler's flag for GradScaler to delete."""
+    model = nn.Linear(3, 2)
+    opt = optimizer("fused", list(model.parameters()))
+    guard = NanGuard()
+    guard._hooks = [opt.register_step_pre_hook(guard._before_step)]
+    guard._hooks.append(opt.register_step_post_hook(guard._after_step))
+    model(torch.randn(4, 3)).sum().backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    flag = torch.tensor(scaler_says)
+    opt.found_inf = flag  # type: ignore[attr-defined]
+    guard._skip = torch.tensor(False)
+    opt.step()
+    assert opt.found_inf is flag  # type: ignore[attr-defined]
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert unchanged == bool(scaler_says)

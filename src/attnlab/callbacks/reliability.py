@@ -322,14 +322,16 @@ class NanGuard(Callback):
         self._first_value: torch.Tensor | None = None  # and that loss
         self._where: dict[int, str] = {}  # global step -> "step S (epoch E, batch B)"
         self._hooks: list[Any] = []
+        self._scaler_flag: torch.Tensor | None = None  # GradScaler's found_inf, if it set one
         # Non-fused optimisers: what a step changes, and a copy of it from before the step
         self._copies: tuple[tuple[int, ...], list[torch.Tensor], list[torch.Tensor]] | None = None
 
     # -- the device side, every step ------------------------------------------------------
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning runs forward and backward inside optimizer.step(closure): the flag is known
+        # at on_before_optimizer_step, after the closure; torch's post-hook follows the update.
         for optimizer in trainer.optimizers:
-            self._hooks.append(optimizer.register_step_pre_hook(self._before_step))
             self._hooks.append(optimizer.register_step_post_hook(self._after_step))
 
     def on_before_backward(
@@ -366,11 +368,21 @@ class NanGuard(Callback):
             group.get("fused") for group in optimizer.param_groups
         )
 
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self._before_step(optimizer)
+
     def _before_step(self, optimizer: torch.optim.Optimizer, *args: Any) -> None:
         if self._skip is None:
             return
         if self._fused(optimizer):  # the kernel skips the update, as under GradScaler
-            optimizer.found_inf = self._skip.float()  # type: ignore[attr-defined]
+            # GradScaler (fp16) may have set its own flag for this step: skip if either says so.
+            self._scaler_flag = getattr(optimizer, "found_inf", None)
+            flag = self._skip.float()
+            if self._scaler_flag is not None:
+                flag = torch.maximum(flag, self._scaler_flag.to(flag.device))
+            optimizer.found_inf = flag  # type: ignore[attr-defined]
             return
         tensors = self._stepped(optimizer)
         key = tuple(id(t) for t in tensors)
@@ -384,9 +396,13 @@ class NanGuard(Callback):
         if skip is None:
             return
         if self._fused(optimizer):
-            del optimizer.found_inf  # type: ignore[attr-defined]
+            if self._scaler_flag is None:
+                del optimizer.found_inf  # type: ignore[attr-defined]
+            else:  # GradScaler's own, which it deletes itself
+                optimizer.found_inf = self._scaler_flag  # type: ignore[attr-defined]
             return
-        assert self._copies is not None
+        if self._copies is None:  # no copy taken: not a step of the loop's optimiser
+            return
         before = dict(zip(self._copies[0], self._copies[2], strict=True))
         with torch.no_grad():  # in place, on parameters too
             for tensor in self._stepped(optimizer):
@@ -418,9 +434,11 @@ class NanGuard(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        self._skip = None
         from attnlab.module import is_logging_step  # attnlab.module imports no callbacks
 
+        accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0
+        if not accumulating or batch_idx + 1 == trainer.num_training_batches:
+            self._skip = None  # stepped, or not (GradScaler skips the step of an fp16 overflow)
         if is_logging_step(trainer, batch_idx):
             self.check(trainer)
 
@@ -433,9 +451,11 @@ class NanGuard(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check(trainer)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for hook in self._hooks:
             hook.remove()
-        self._hooks = []
+        self._hooks, self._copies = [], None
 
     def check(self, trainer: pl.Trainer) -> None:
         """Read what the device recorded since the last check (the host read); raise

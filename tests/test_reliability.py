@@ -19,7 +19,7 @@ from attnlab.callbacks import NonFiniteLossError
 from attnlab.data.loading.resumable import EpochShuffleSampler, ResumableDataLoader
 from attnlab.tasks.seq2seq import Seq2SeqTask
 from attnlab.train import SIGTERM_EXIT_CODE, train
-from tests.conftest import TINY_SETUP, run_cli
+from tests.conftest import TINY, TINY_SETUP, compose_config, run_cli
 
 # Deterministic tiny CPU run: 8 steps an epoch, 4 epochs, a checkpoint every 3 steps.
 RUN = [
@@ -211,14 +211,24 @@ def nan_at_step(monkeypatch: pytest.MonkeyPatch, bad_steps: set[int]) -> None:
 
 
 def test_nan_loss_stops_with_step_and_saves_last_good_state(
-    train_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    train_config, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch
 ) -> None:
+    """NanGuard checks on the device and reads the outcome at logging steps: here the epoch's
+    last batch (8 batches, log_every_n_steps=20). From the bad step on no step is taken, so
+    last.ckpt holds the weights and optimiser state of a run stopped before step 5."""
     nan_at_step(monkeypatch, {5})
     with pytest.raises(NonFiniteLossError, match=r"step 5 \(epoch 0, batch 5\)"):
         train(train_config("trainer.max_epochs=2"))
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["global_step"] == 5
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert last["global_step"] == 8  # saved at the check, after batch 7
+    reference_dir = tmp_path_factory.mktemp("five_steps")
+    train(compose_config(reference_dir, [*TINY, "trainer.max_steps=5", "test=false"]))
+    reference = torch.load(reference_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert reference["global_step"] == 5
+    torch.testing.assert_close(last["state_dict"], reference["state_dict"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        last["optimizer_states"][0]["state"], reference["optimizer_states"][0]["state"]
+    )
 
 
 def test_nan_loss_skip_policy_drops_the_batch(

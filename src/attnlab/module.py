@@ -19,6 +19,14 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
 
 
+def is_logging_step(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether training batch `batch_idx` logs: every `log_every_n_steps`-th batch of an epoch,
+    and its last. Only these steps read tensor values on the host (a GPU waits for each read):
+    the module's logged loss, NanGuard's check, the progress bar."""
+    n = trainer.log_every_n_steps
+    return (n > 0 and (batch_idx + 1) % n == 0) or batch_idx + 1 == trainer.num_training_batches
+
+
 class AttnLabModule(pl.LightningModule):
     """Wires network + task + optimiser; logs every metric as `{stage}/{name}`.
 
@@ -42,8 +50,21 @@ class AttnLabModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.body_lr_scale = body_lr_scale
-        self.tokens_seen = 0
+        self._tokens_counted = 0  # read on the host: restored from / saved to checkpoints
+        self._tokens_pending: torch.Tensor | int = 0  # counted on the device since
         self._fit_start: float | None = None
+
+    @property
+    def tokens_seen(self) -> int:
+        """Tokens trained on so far (padding excluded). Counted on the device without a host
+        read per step; reading this property reads the count."""
+        self._tokens_counted += int(self._tokens_pending)
+        self._tokens_pending = 0
+        return self._tokens_counted
+
+    @tokens_seen.setter
+    def tokens_seen(self, value: int) -> None:
+        self._tokens_counted, self._tokens_pending = int(value), 0
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.network(*args, **kwargs)
@@ -57,12 +78,15 @@ class AttnLabModule(pl.LightningModule):
         training = stage == "train"
         batch_size = next(iter(batch.values())).size(0)
         # Training loss per step (the curve); evaluation loss averaged over the whole split.
+        # Lightning converts progress-bar values with .item() after every batch, a host read
+        # that makes a GPU wait: attnlab's progress bar shows train/loss itself, read when
+        # logged (callbacks/progress.py).
         self.log(
             f"{stage}/loss",
             loss,
             on_step=training,
             on_epoch=not training,
-            prog_bar=True,
+            prog_bar=not training,
             batch_size=batch_size,
             sync_dist=not training,
         )
@@ -78,12 +102,12 @@ class AttnLabModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        self.tokens_seen += self.task.count_tokens(batch)
-        # Each self.log costs about a millisecond on a CPU; the loggers only record every
-        # log_every_n_steps, so log then (and on an epoch's last batch, for epoch metrics).
-        log = (batch_idx + 1) % self.trainer.log_every_n_steps == 0 or (
-            batch_idx + 1 == self.trainer.num_training_batches
-        )
+        # A tensor on the device (no host read); read when logged or saved.
+        self._tokens_pending = self._tokens_pending + self.task.count_tokens(batch)
+        # Each self.log costs about a millisecond on a CPU and its value is read on the host
+        # when logged; the loggers only record every log_every_n_steps, so log then (and on an
+        # epoch's last batch, for epoch metrics).
+        log = is_logging_step(self.trainer, batch_idx)
         return self._shared_step(batch, "train", log=log)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -83,7 +83,7 @@ def test_collate_pads_then_masks_and_mask_once_is_fixed() -> None:
     items = [{"input_ids": torch.tensor([CLS_ID, *range(10, 10 + n), SEP_ID])} for n in (3, 30)]
     masker = TokenMasker(VOCAB, MASK_ID, SPECIALS)
     batch = MaskingCollate(masker)(items)
-    assert set(batch) == {"input_ids", "labels", "padding_mask"}
+    assert set(batch) == {"input_ids", "labels", "padding_mask", "mlm_positions"}
     assert batch["input_ids"].shape == batch["labels"].shape == (2, 32)
     assert batch["padding_mask"].sum(1).tolist() == [27, 0]
     assert (batch["labels"][batch["padding_mask"]] == IGNORE_INDEX).all()

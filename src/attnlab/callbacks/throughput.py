@@ -29,8 +29,9 @@ class Throughput(pl.Callback):
     def __init__(self, peak_flops: float | None = None, log_every_n_steps: int = 20) -> None:
         self.peak_flops = peak_flops
         self.log_every_n_steps = log_every_n_steps
-        self._tokens = 0
-        self._flops = 0.0
+        # Device tensors where counting needs the values: read only when logged.
+        self._tokens: torch.Tensor | int = 0
+        self._flops: torch.Tensor | float = 0.0
         self._since: float | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -66,8 +67,9 @@ class Throughput(pl.Callback):
             torch.cuda.synchronize()
             now = time.perf_counter()
         elapsed = now - self._since
-        metrics = {"train/tokens_per_sec": self._tokens * trainer.world_size / elapsed}
-        if self._flops and self.peak_flops:
-            metrics["train/mfu"] = self._flops / elapsed / self.peak_flops
+        tokens, flops = float(self._tokens), float(self._flops)  # the host reads, when logged
+        metrics = {"train/tokens_per_sec": tokens * trainer.world_size / elapsed}
+        if flops and self.peak_flops:
+            metrics["train/mfu"] = flops / elapsed / self.peak_flops
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
         self._tokens, self._flops, self._since = 0, 0.0, now

@@ -66,8 +66,10 @@ class Task(nn.Module):
         `network_protocol`."""
         raise NotImplementedError
 
-    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        """Tokens the network reads in this batch (padding excluded), for throughput."""
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+        """Tokens the network reads in this batch (padding excluded), for throughput: a
+        tensor on the batch's device where counting needs the values (read only when logged),
+        else an int."""
         raise NotImplementedError
 
     def flops_per_token(self, network: nn.Module, seq_len: int) -> int | None:

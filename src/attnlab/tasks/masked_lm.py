@@ -6,12 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
-from torchmetrics.text import Perplexity
 
 from attnlab.data.spec import DataSpec
 from attnlab.protocols import MaskedLM
 from attnlab.tasks.base import Task
+from attnlab.tasks.metrics import PerplexityFromLoss, TokenAccuracy
 
 IGNORE_INDEX = -100  # labels of positions that were not selected for masking
 
@@ -21,6 +20,11 @@ class MaskedLMTask(Task):
     the selected positions and -100 elsewhere, and `padding_mask` (B, T), True at padding.
     The data does the (dynamic) masking, so the task only scores. The network provides
     `encode` and `mlm_logits` (see EncoderOnly).
+
+    The vocabulary projection runs only where it is scored (~15% of positions; it dominates a
+    small model's step): at `mlm_positions` (B, S), S slots per row holding the selected
+    positions then unselected ones (label -100), a shape that does not depend on the values
+    (data/loading/masking.py). A batch without them is scored at every position.
     """
 
     name = "masked_lm"
@@ -31,13 +35,9 @@ class MaskedLMTask(Task):
         super().__init__(spec)
 
     def make_metrics(self, stage: str) -> MetricCollection:
-        metrics: dict[str, nn.Module] = {
-            "acc": MulticlassAccuracy(
-                self.spec.vocab_size, average="micro", ignore_index=IGNORE_INDEX
-            )
-        }
+        metrics: dict[str, nn.Module] = {"acc": TokenAccuracy(ignore_index=IGNORE_INDEX)}
         if stage != "train":
-            metrics["ppl"] = Perplexity(ignore_index=IGNORE_INDEX)
+            metrics["ppl"] = PerplexityFromLoss()
         return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
     def step(self, network: MaskedLM, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
@@ -45,17 +45,17 @@ class MaskedLMTask(Task):
             batch["input_ids"], batch["padding_mask"], batch.get("token_type_ids")
         )  # (B, T, D)
         labels = batch["labels"]  # (B, T)
-        selected = labels != IGNORE_INDEX  # (B, T)
-        # The vocabulary projection only where it is scored: ~15% of positions, and the
-        # projection dominates the cost of a small model's step.
-        logits = network.mlm_logits(hidden[selected])  # (N, V)
-        targets = labels[selected]  # (N,)
-        loss = F.cross_entropy(logits, targets)
+        positions = batch.get("mlm_positions")  # (B, S)
+        if positions is not None:
+            hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.size(-1)))
+            labels = labels.gather(1, positions)  # (B, S), -100 at unselected slots
+        logits = network.mlm_logits(hidden)  # (B, S, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         metrics = self.metrics(stage)
-        metrics["acc"].update(logits.argmax(-1), targets)
+        metrics["acc"].update(logits.argmax(-1), labels)
         if stage != "train":
-            metrics["ppl"].update(logits.float()[None], targets[None])
+            metrics["ppl"].update(loss, (labels != IGNORE_INDEX).sum())
         return loss
 
-    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int((~batch["padding_mask"]).sum())
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+        return (~batch["padding_mask"]).sum()

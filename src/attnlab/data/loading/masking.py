@@ -6,10 +6,17 @@ probability * n on average, and at least one when n > 0 (so a short sequence sti
 something; this raises the rate a little for sequences of fewer than 1 / probability tokens).
 Of the selected tokens 80% become [MASK], 10% a random non-special token and 10% stay as they
 are; each selected token is a label, every other position is IGNORE_INDEX.
+
+Batches also carry `mlm_positions` (B, S): the selected positions of each row, then unselected
+ones (whose label is IGNORE_INDEX) up to S = `prediction_slots(T, probability)`, a bound on
+the number selected that depends on the batch length T only. The task scores those S slots
+(a gather of static shape) instead of `hidden[labels != IGNORE_INDEX]`, whose shape depends on
+the values and which therefore waits for the device.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -79,8 +86,34 @@ class TokenMasker:
         return ranks < k[:, None]
 
 
+def prediction_slots(length: int, probability: float) -> int:
+    """How many positions of a row of `length` tokens TokenMasker may select, at most.
+
+    It selects floor(probability * n + u) of n <= length tokens, u < 1, or one: fewer than
+    probability * length + 1 (the ceiling and + 1 leave room for float rounding).
+    """
+    return min(length, math.ceil(probability * length) + 1)
+
+
+def with_prediction_positions(
+    batch: dict[str, torch.Tensor], slots: int
+) -> dict[str, torch.Tensor]:
+    """Adds `mlm_positions` (B, S): each row's labelled positions in order, then unlabelled
+    ones; S = min(slots, T)."""
+    labels = batch["labels"]  # (B, T)
+    unlabelled = (labels == IGNORE_INDEX).to(torch.int8)
+    most = int((1 - unlabelled).sum(dim=1).max()) if labels.numel() else 0  # CPU, in the loader
+    slots = min(slots, labels.size(1))
+    if most > slots:
+        raise ValueError(f"a row has {most} masked positions, more than its {slots} slots")
+    # A stable sort puts labelled positions first, in order.
+    batch["mlm_positions"] = torch.argsort(unlabelled, dim=1, stable=True)[:, :slots]
+    return batch
+
+
 class MaskingCollate:
-    """DataLoader collate for training: pad the items, then mask them afresh (global RNG)."""
+    """DataLoader collate for training: pad the items, then mask them afresh (global RNG);
+    adds `mlm_positions` (see `with_prediction_positions`)."""
 
     def __init__(self, masker: TokenMasker, pad_id: int = 0) -> None:
         self.masker = masker
@@ -91,7 +124,24 @@ class MaskingCollate:
     ) -> dict[str, torch.Tensor]:
         batch = collate_padded(items, self.pad_id)
         batch["input_ids"], batch["labels"] = self.masker(batch["input_ids"])
-        return batch
+        slots = prediction_slots(batch["labels"].size(1), self.masker.probability)
+        return with_prediction_positions(batch, slots)
+
+
+class MaskedCollate:
+    """DataLoader collate for items masked already (`mask_once`, evaluation): pad them and add
+    `mlm_positions` for masks drawn with `probability`."""
+
+    def __init__(self, probability: float, pad_id: int = 0) -> None:
+        self.probability = probability
+        self.pad_id = pad_id
+
+    def __call__(
+        self, items: Sequence[Mapping[str, torch.Tensor | int]]
+    ) -> dict[str, torch.Tensor]:
+        batch = collate_padded(items, self.pad_id)
+        slots = prediction_slots(batch["labels"].size(1), self.probability)
+        return with_prediction_positions(batch, slots)
 
 
 def mask_once(

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.loading.masking import MaskingCollate, TokenMasker, mask_once
+from attnlab.data.loading.masking import MaskedCollate, MaskingCollate, TokenMasker, mask_once
 from attnlab.data.loading.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.loading.packing import Lines, pack
-from attnlab.data.loading.padding import collate_padded
 from attnlab.data.loading.token_cache import TokenCache
 from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
 from attnlab.data.sources.base import TextSource
@@ -41,7 +40,9 @@ class MaskedLMDataModule(TaskDataModule):
 
     Batches: input_ids (B, T) long, with masked positions corrupted; labels (B, T) long, the
     original id at masked positions and -100 elsewhere; padding_mask (B, T) bool, True at
-    padding. With `nsp=True` also token_type_ids (B, T) long and next_sentence_label (B,) long
+    padding; mlm_positions (B, S) long, the masked positions of each row then unmasked ones, S a
+    bound on the masked count that depends on T only (`masking.with_prediction_positions`).
+    With `nsp=True` also token_type_ids (B, T) long and next_sentence_label (B,) long
     (1: B follows A). T is the longest sequence of the batch, at most `max_len`.
 
     `tokenizer_path`: a tokenizer.json to use as it is (a checkpoint's, to evaluate it or go on
@@ -199,5 +200,8 @@ class MaskedLMDataModule(TaskDataModule):
     def loader(self, split: str) -> DataLoader:
         # Training masks come from the global RNG, which ResumeState restores before the first
         # resumed batch is collated; evaluation masks were drawn once in `build_datasets`.
-        collate = MaskingCollate(self.masker) if split == "train" else collate_padded
+        if split == "train":
+            collate = MaskingCollate(self.masker)
+        else:
+            collate = MaskedCollate(self.mlm_probability)
         return self.shuffled_or_in_order(split, collate_fn=collate)

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from attnlab.optim import parameter_groups
 from attnlab.tasks import Task
+from attnlab.utils.distributed import FullyShardedStrategy
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -104,6 +105,13 @@ class AttnLabModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
+
+    def configure_model(self) -> None:
+        """Under trainer=fsdp, shard the network (FullyShardedStrategy.shard); under any other
+        strategy it stays as it is. Lightning calls this before configure_optimizers."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, FullyShardedStrategy):
+            strategy.shard(self.network)
 
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""

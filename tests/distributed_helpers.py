@@ -126,12 +126,15 @@ def fsdp_matches_one_process(
     whole (the reference, which this rank runs alone on the whole global batch) and one sharded
     by FullyShardedStrategy over the ranks (each rank its share of the batch). Writes
     `rank<N>.json`: parameter groups and FLOPs per token of both; for the GPT, per step, the
-    clipped gradient norm of both and the largest weight difference after AdamW steps."""
+    clipped gradient norm of both and the largest weight difference after AdamW steps (the
+    sharded one with activation checkpointing)."""
     import torch
+    from torch.distributed._composable import checkpoint
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
     from attnlab import build
+    from attnlab.models.block import TransformerBlock
     from attnlab.optim import parameter_groups
     from attnlab.utils.distributed import FullyShardedStrategy
     from tests.conftest import compose_config
@@ -139,9 +142,10 @@ def fsdp_matches_one_process(
     torch.set_num_threads(1)
     init_gloo(rank, world_size, port)
     strategy = FullyShardedStrategy()
-    strategy._device_mesh = init_device_mesh(  # what Lightning's setup_environment makes
+    mesh = init_device_mesh(  # what Lightning's setup_environment makes
         "cpu", (world_size, 1), mesh_dim_names=("data_parallel", "tensor_parallel")
     )
+    strategy._device_mesh = mesh
     result: dict[str, Any] = {}
     for name, overrides in SHARDED_NETWORKS.items():
         cfg = compose_config(Path(out_dir) / f"cfg{rank}", [*overrides, *TINY_SIZES])
@@ -160,14 +164,20 @@ def fsdp_matches_one_process(
             "flops": [task.flops_per_token(n, 16) for n in (reference, sharded)],
         }
     # A few training steps of the GPT: clipping (active: max_norm is below the norms) and AdamW
-    # with weight decay on the matrices.
+    # with weight decay on the matrices; the blocks recompute their activations in backward.
     cfg = compose_config(Path(out_dir) / f"cfg{rank}", [*SHARDED_NETWORKS["gpt"], *TINY_SIZES])
     torch.manual_seed(seed)
     module = build.build_module(cfg, build.build_datamodule(cfg))
     reference, task = module.network, module.task
     torch.manual_seed(seed)
     sharded = build.build_module(cfg, build.build_datamodule(cfg)).network
+    strategy = FullyShardedStrategy(
+        activation_checkpointing=["attnlab.models.block.TransformerBlock"]
+    )
+    strategy._device_mesh = mesh
     strategy.shard(sharded)
+    blocks = [m for m in sharded.modules() if isinstance(m, TransformerBlock)]
+    checkpointed = bool(blocks) and all(checkpoint.state(b) is not None for b in blocks)
     optimizers = [
         torch.optim.AdamW(parameter_groups(n, 0.1), lr=3e-3, eps=1e-6) for n in (reference, sharded)
     ]
@@ -195,6 +205,10 @@ def fsdp_matches_one_process(
                 for n, p in sharded.named_parameters()
             )
         )
-    result["training"] = {"norms": norms, "differences": differences}
+    result["training"] = {
+        "norms": norms,
+        "differences": differences,
+        "checkpointed": checkpointed,
+    }
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
     torch.distributed.destroy_process_group()

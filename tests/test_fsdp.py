@@ -49,16 +49,18 @@ def test_sharding_keeps_parameter_groups_and_flops(sharded_run: list[dict], netw
 def test_sharded_training_steps_equal_one_process_on_the_global_batch(
     sharded_run: list[dict],
 ) -> None:
-    """Three AdamW steps with gradient clipping: two ranks, each on half the batch, sharded,
-    against one unsharded network on the whole batch. The clipping norm is the norm over all
-    shards (the unsharded network's; one shard's own would be about 1/sqrt(2) of it), clipping
-    was active, and the weights stay equal up to float summation order (measured: 2.5e-7)."""
+    """Three AdamW steps with gradient clipping: two ranks, each on half the batch, sharded and
+    recomputing the blocks' activations, against one unsharded network on the whole batch. The
+    clipping norm is the norm over all shards (the unsharded network's; one shard's own would be
+    about 1/sqrt(2) of it), clipping was active, and the weights stay equal up to float
+    summation order (measured: 2.5e-7)."""
     for rank in sharded_run:
         training = rank["training"]
         for whole, sharded in training["norms"]:
             assert sharded == pytest.approx(whole, rel=1e-5)
         assert training["norms"][0][0] > 0.5  # above max_norm: the clip changed the step
         assert max(training["differences"]) < 1e-5
+        assert training["checkpointed"]  # recomputing activations changes no gradient
     assert sharded_run[0]["training"] == sharded_run[1]["training"]  # ranks agree
 
 

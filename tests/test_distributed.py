@@ -21,8 +21,14 @@ import torch
 from hydra.utils import instantiate
 from pytorch_lightning.strategies import DDPStrategy, ModelParallelStrategy
 
-from attnlab import build
+from attnlab import build, checkpoint_io
 from attnlab.build import ConfigError
+from attnlab.checkpoint_io import (
+    AtomicCheckpointIO,
+    DamagedCheckpointError,
+    read_checkpoint,
+    with_checksum,
+)
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import EpochShuffleSampler
 from attnlab.data.loading.sharding import shard_by_rank
@@ -220,6 +226,33 @@ def test_fsdp_config_shards_each_transformer_block_with_fsdp2(tmp_path: Path) ->
     cfg = compose_config(tmp_path, ["trainer=fsdp_cpu", "trainer.strategy.param_dtype=int8"])
     with pytest.raises(ConfigError, match=r"trainer.strategy.param_dtype='int8'.*valid: bfloat16"):
         build.build_trainer(cfg, [], [])
+
+
+def test_fsdp_checks_the_checksum_of_a_full_checkpoint_and_lets_the_held_copy_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's FSDP2 loader reads the file past attnlab's checkpoint IO; the strategy
+    checks the checksum itself, and takes the copy a resume verified and held for this read
+    (which would otherwise stay in memory for the whole run)."""
+    loaded: list[Path] = []
+    monkeypatch.setattr(  # the sharded load itself needs a process group and a model
+        ModelParallelStrategy,
+        "load_checkpoint",
+        lambda self, path, weights_only=None: loaded.append(path) or {},
+    )
+    strategy = FullyShardedStrategy()
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(5)}}, path)
+    read_checkpoint(path, keep=True)  # what resume_checkpoint does before fit
+    assert checkpoint_io._kept is not None
+    strategy.load_checkpoint(path)
+    assert loaded == [path] and checkpoint_io._kept is None
+    damaged = with_checksum({"state_dict": {"w": torch.randn(5)}})
+    damaged["state_dict"]["w"] += 1  # contents changed after the checksum was taken
+    torch.save(damaged, path)
+    with pytest.raises(DamagedCheckpointError, match=r"last\.ckpt is damaged"):
+        strategy.load_checkpoint(path)
+    assert loaded == [path]  # not loaded
 
 
 # --- the command of one multirun job --------------------------------------------------------

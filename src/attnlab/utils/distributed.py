@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +38,8 @@ from torch.distributed.fsdp import (
     OffloadPolicy,
     fully_shard,
 )
+
+from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint, release_kept_checkpoint
 
 # Set by Lightning's launcher in the launching process; an external launcher (torchrun, SLURM)
 # sets its own before the process starts, and those are kept.
@@ -174,6 +177,26 @@ class FullyShardedStrategy(ModelParallelStrategy):
         self._data_parallel_size = self.num_nodes * self.num_processes
         self._tensor_parallel_size = 1
         super().setup_environment()
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict:
+        """Lightning's FSDP2 loader reads a full checkpoint file itself (torch.load), past
+        attnlab's checkpoint IO: check its checksum here as that IO does, on rank 0 (a resume
+        verified it before fit, and the copy it holds for this read is taken and let go of on
+        every rank instead of staying in memory for the whole run)."""
+        path = Path(self.broadcast(checkpoint_path))
+        damaged = None
+        if path.is_file():
+            if self.global_rank == 0:
+                try:
+                    read_checkpoint(path)
+                except DamagedCheckpointError as error:
+                    damaged = str(error)
+            else:
+                release_kept_checkpoint()
+        damaged = self.broadcast(damaged)
+        if damaged is not None:
+            raise DamagedCheckpointError(damaged)
+        return super().load_checkpoint(path, weights_only=weights_only)
 
     def shard(self, network: nn.Module) -> None:
         """Shard `network` in place over the data-parallel ranks (once: a second call, e.g. for

@@ -32,10 +32,8 @@ from pytorch_lightning.strategies import ModelParallelStrategy
 from torch import nn
 from torch.distributed._composable import checkpoint
 from torch.distributed.fsdp import (
-    CPUOffloadPolicy,
     FSDPModule,
     MixedPrecisionPolicy,
-    OffloadPolicy,
     fully_shard,
 )
 
@@ -140,8 +138,8 @@ class FullyShardedStrategy(ModelParallelStrategy):
     None keeps the parameters' own (fp32, with autocast from the trainer's precision).
     `reshard_after_forward=False` keeps gathered parameters from forward to backward (more
     memory, less communication). `save_distributed_checkpoint=False`: one full checkpoint file
-    assembled on rank 0, which the single-device tools read. `cpu_offload`: parameters, gradients
-    and optimiser state live in CPU memory between uses.
+    assembled on rank 0, which the single-device tools read. (No CPU offload: Lightning moves
+    the whole sharded model to the GPU after `configure_model`.)
     """
 
     def __init__(
@@ -151,7 +149,6 @@ class FullyShardedStrategy(ModelParallelStrategy):
         reshard_after_forward: bool = True,
         param_dtype: str | None = None,
         reduce_dtype: str | None = None,
-        cpu_offload: bool = False,
         save_distributed_checkpoint: bool = False,
         timeout: timedelta | None = None,
         process_group_backend: str | None = None,
@@ -169,7 +166,6 @@ class FullyShardedStrategy(ModelParallelStrategy):
             param_dtype=_dtype("param_dtype", param_dtype),
             reduce_dtype=_dtype("reduce_dtype", reduce_dtype),
         )
-        self.offload_policy = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
 
     def setup_environment(self) -> None:
         # Every rank holds one shard (no tensor parallelism): data-parallel over the world.
@@ -204,19 +200,15 @@ class FullyShardedStrategy(ModelParallelStrategy):
         if isinstance(network, FSDPModule):
             return
         mesh = self.device_mesh["data_parallel"]
-        options = {
-            "mesh": mesh,
-            "mp_policy": self.mp_policy,
-            "offload_policy": self.offload_policy,
-        }
+        options = {"mesh": mesh, "mp_policy": self.mp_policy}
         for module in network.modules():
             if self.checkpointed_modules and isinstance(module, self.checkpointed_modules):
                 checkpoint(module)
         units = [m for m in network.modules() if isinstance(m, self.shard_modules)]
         for unit in units:
             fully_shard(unit, reshard_after_forward=self.reshard_after_forward, **options)
-        # The root keeps what the units do not own (embeddings, final norm, heads). Its
-        # parameters are used last in the forward: gathering them again for backward is waste.
+        # The root keeps what the units do not own (embeddings, final norm, heads). Backward
+        # starts with the head: resharding it after forward only to gather it again is waste.
         fully_shard(network, reshard_after_forward=False, **options)
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
 from torch import nn
 
+from attnlab import build
 from attnlab.optim import parameter_groups
+from tests.conftest import compose_config
 from tests.distributed_helpers import SHARDED_NETWORKS, fsdp_matches_one_process, spawn_ranks
 
 
@@ -72,3 +77,15 @@ def test_parameter_groups_refuse_fsdp1_flattened_shards() -> None:
     with pytest.raises(ValueError, match=r"_fsdp_wrapped_module.*trainer=fsdp \(FSDP2\)"):
         parameter_groups(network, 0.1)
     assert torch.is_tensor(parameter_groups(nn.Linear(4, 4), 0.1)[0]["params"][0])
+
+
+def test_lightnings_fsdp1_strategy_is_refused_before_wrapping(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path, ["model=gpt", "data=toy_lm", "model.d_model=32"])
+    module = build.build_module(cfg, build.build_datamodule(cfg))
+    module._trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(
+        ValueError, match=r"FSDPStrategy \(FSDP1\) is not supported: use trainer=fsdp"
+    ):
+        module.configure_model()
+    module._trainer = SimpleNamespace(strategy=DDPStrategy())
+    module.configure_model()  # DDP (and no trainer) leave the network as it is

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import FSDPStrategy
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -112,6 +113,12 @@ class AttnLabModule(pl.LightningModule):
         strategy = self._trainer.strategy if self._trainer is not None else None
         if isinstance(strategy, FullyShardedStrategy):
             strategy.shard(self.network)
+        elif isinstance(strategy, FSDPStrategy):
+            # FSDP1 flattens parameters into 1-D shards: weight decay by shape would be off.
+            raise ValueError(
+                f"trainer.strategy={type(strategy).__name__} (FSDP1) is not supported: "
+                "use trainer=fsdp (FSDP2, attnlab.utils.distributed.FullyShardedStrategy)"
+            )
 
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""

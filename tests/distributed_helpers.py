@@ -79,6 +79,7 @@ SHARDED_NETWORKS = {
     "gpt": ["model=gpt", "data=toy_lm"],
     "bert": ["model=bert", "data=toy_mlm"],
     "encdec": ["model=encdec", "data=reverse"],
+    "gpt_seq2seq": ["model=gpt", "data=reverse"],
 }
 TINY_SIZES = [
     "model.d_model=32",
@@ -163,6 +164,21 @@ def fsdp_matches_one_process(
             "groups": [group_names(reference), group_names(sharded)],
             "flops": [task.flops_per_token(n, 16) for n in (reference, sharded)],
         }
+        # One step of the network's own task (its entry points: encode, decode, mlm_logits...)
+        # on rank 0's batch, on every rank: the averaged sharded gradient is the reference's.
+        datamodule = build.build_datamodule(cfg)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        batch = [next(iter(datamodule.train_dataloader()))]
+        torch.distributed.broadcast_object_list(batch, src=0)
+        losses, norms = [], []
+        for network in (reference, sharded):
+            loss = task.step(network, batch[0], "train")
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(network.parameters(), float("inf"))
+            norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))
+            losses.append(float(loss))
+        result[name]["step"] = {"losses": losses, "norms": norms}
     # A few training steps of the GPT: clipping (active: max_norm is below the norms) and AdamW
     # with weight decay on the matrices; the blocks recompute their activations in backward.
     cfg = compose_config(Path(out_dir) / f"cfg{rank}", [*SHARDED_NETWORKS["gpt"], *TINY_SIZES])

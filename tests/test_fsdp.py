@@ -36,8 +36,9 @@ def sharded_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 @pytest.mark.parametrize("network", list(SHARDED_NETWORKS))
 def test_sharding_keeps_parameter_groups_and_flops(sharded_run: list[dict], network: str) -> None:
     """Same names in the same groups with the same weight decay, and the same FLOPs per token,
-    whole and sharded, on every rank; and the network really is sharded (DTensors, each rank
-    holding about half)."""
+    whole and sharded, on every rank; the network really is sharded (DTensors, each rank
+    holding about half); and its task's step (which calls encode, decode, mlm_logits rather
+    than forward) gives the same loss and gradient norm."""
     for rank in sharded_run:
         result = rank[network]
         assert result["dtensors"]
@@ -48,6 +49,10 @@ def test_sharding_keeps_parameter_groups_and_flops(sharded_run: list[dict], netw
         assert whole["no_decay"][0] == 0.0 and len(whole["no_decay"][1]) > 0
         flops_whole, flops_sharded = result["flops"]
         assert flops_whole > 0 and flops_sharded == flops_whole
+        # Its task's training step through the sharded network: same loss, same gradient.
+        (loss, sharded_loss), (norm, sharded_norm) = result["step"].values()
+        assert sharded_loss == pytest.approx(loss, rel=1e-5)
+        assert sharded_norm == pytest.approx(norm, rel=1e-5) and norm > 0
 
 
 @pytest.mark.slow

@@ -35,6 +35,7 @@ from torch.distributed.fsdp import (
     FSDPModule,
     MixedPrecisionPolicy,
     fully_shard,
+    register_fsdp_forward_method,
 )
 
 from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint, release_kept_checkpoint
@@ -42,6 +43,8 @@ from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint, relea
 # Set by Lightning's launcher in the launching process; an external launcher (torchrun, SLURM)
 # sets its own before the process starts, and those are kept.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# The networks' entry points that tasks and tools call instead of forward.
+FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits")
 # Hydra overrides of the sweep itself, which the command of one job must not repeat.
 SWEEP_KEYS = ("hydra.mode", "hydra.sweep", "hydra.launcher", "hydra/sweeper", "hydra/launcher")
 
@@ -210,6 +213,11 @@ class FullyShardedStrategy(ModelParallelStrategy):
         # The root keeps what the units do not own (embeddings, final norm, heads). Backward
         # starts with the head: resharding it after forward only to gather it again is waste.
         fully_shard(network, reshard_after_forward=False, **options)
+        # Tasks call these entry points rather than forward (attnlab/protocols.py); FSDP gathers
+        # the root's parameters (embeddings, heads) only around what it knows as a forward.
+        for method in FORWARD_METHODS:
+            if callable(getattr(network, method, None)):
+                register_fsdp_forward_method(network, method)
 
 
 def _dtype(key: str, name: str | None) -> torch.dtype | None:

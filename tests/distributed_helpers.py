@@ -81,6 +81,12 @@ SHARDED_NETWORKS = {
     "encdec": ["model=encdec", "data=reverse"],
     "gpt_seq2seq": ["model=gpt", "data=reverse"],
 }
+# Classifiers (`classify`, which calls `encode` inside it) need SST-2's files.
+SHARDED_CLASSIFIERS = {
+    "bert": ["model=bert", "data=sst2"],
+    "gpt": ["model=gpt", "data=sst2"],
+    "encdec": ["model=encdec", "data=sst2", "model.pooling=decoder"],
+}
 TINY_SIZES = [
     "model.d_model=32",
     "model.n_heads=2",
@@ -121,14 +127,21 @@ def group_names(network: Any, weight_decay: float = 0.1) -> dict[str, Any]:
 
 
 def fsdp_matches_one_process(
-    rank: int, world_size: int, port: int, out_dir: str, seed: int, max_norm: float
+    rank: int,
+    world_size: int,
+    port: int,
+    out_dir: str,
+    seed: int,
+    max_norm: float,
+    networks: dict[str, list[str]] | None = None,
 ) -> None:
-    """On each rank: every network of SHARDED_NETWORKS built twice from the same seed, one kept
-    whole (the reference, which this rank runs alone on the whole global batch) and one sharded
-    by FullyShardedStrategy over the ranks (each rank its share of the batch). Writes
-    `rank<N>.json`: parameter groups and FLOPs per token of both; for the GPT, per step, the
-    clipped gradient norm of both and the largest weight difference after AdamW steps (the
-    sharded one with activation checkpointing)."""
+    """On each rank: every network of `networks` (default SHARDED_NETWORKS) built twice from
+    the same seed, one kept whole (the reference, which this rank runs alone) and one sharded by
+    FullyShardedStrategy over the ranks. Writes `rank<N>.json`: for each, parameter groups and
+    FLOPs per token of both, and loss and gradient norm of one step of its task on rank 0's
+    batch; for a GPT, per AdamW step on a global batch (each rank its share when sharded), the
+    clipped gradient norm of both and the largest weight difference (the sharded one with
+    activation checkpointing)."""
     import torch
     from torch.distributed._composable import checkpoint
     from torch.distributed.device_mesh import init_device_mesh
@@ -148,7 +161,7 @@ def fsdp_matches_one_process(
     )
     strategy._device_mesh = mesh
     result: dict[str, Any] = {}
-    for name, overrides in SHARDED_NETWORKS.items():
+    for name, overrides in (networks or SHARDED_NETWORKS).items():
         cfg = compose_config(Path(out_dir) / f"cfg{rank}", [*overrides, *TINY_SIZES])
         torch.manual_seed(seed)
         module = build.build_module(cfg, build.build_datamodule(cfg))
@@ -177,7 +190,7 @@ def fsdp_matches_one_process(
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(network.parameters(), float("inf"))
             norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         result[name]["step"] = {"losses": losses, "norms": norms}
     # A few training steps of the GPT: clipping (active: max_norm is below the norms) and AdamW
     # with weight decay on the matrices; the blocks recompute their activations in backward.

@@ -20,7 +20,12 @@ from torch import nn
 from attnlab import build
 from attnlab.optim import parameter_groups
 from tests.conftest import compose_config
-from tests.distributed_helpers import SHARDED_NETWORKS, fsdp_matches_one_process, spawn_ranks
+from tests.distributed_helpers import (
+    SHARDED_CLASSIFIERS,
+    SHARDED_NETWORKS,
+    fsdp_matches_one_process,
+    spawn_ranks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +61,28 @@ def test_sharding_keeps_parameter_groups_and_flops(sharded_run: list[dict], netw
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.needs_data("sst2")
+def test_sharded_classifiers_step_like_the_whole_network(tmp_path: Path) -> None:
+    """`classify` gathers the root's parameters around a nested `encode` (BERT) or decoder
+    step (pooling=decoder): same loss and gradient norm as the whole network."""
+    spawn_ranks(
+        fsdp_matches_one_process,
+        2,
+        str(tmp_path),
+        random.randrange(2**31),
+        0.5,
+        SHARDED_CLASSIFIERS,
+    )
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        for name in SHARDED_CLASSIFIERS:
+            (loss, sharded_loss), (norm, sharded_norm) = result[name]["step"].values()
+            assert sharded_loss == pytest.approx(loss, rel=1e-5), name
+            assert sharded_norm == pytest.approx(norm, rel=1e-5) and norm > 0, name
+            assert result[name]["groups"][1] == result[name]["groups"][0], name
+
+
 def test_sharded_training_steps_equal_one_process_on_the_global_batch(
     sharded_run: list[dict],
 ) -> None:

@@ -125,7 +125,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
     assert sum(p.numel() for p in module.network.parameters()) > 0
     callbacks = build.build_callbacks(cfg)
     loggers = build.build_loggers(cfg) if group == "logger" else []
-    if group == "trainer" and option in ("gpu", "ddp", "fsdp"):
+    if group == "trainer" and option in ("gpu", "ddp"):
         return  # needs CUDA to build a Trainer; composition and resolution are checked above
     trainer = build.build_trainer(cfg, callbacks, loggers)
     assert trainer is not None

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import FSDPStrategy
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from attnlab.optim import parameter_groups
 from attnlab.tasks import Task
+from attnlab.utils.distributed import FullyShardedStrategy
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -128,6 +130,19 @@ class AttnLabModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
+
+    def configure_model(self) -> None:
+        """Under trainer=fsdp, shard the network (FullyShardedStrategy.shard); under any other
+        strategy it stays as it is. Lightning calls this before configure_optimizers."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, FullyShardedStrategy):
+            strategy.shard(self.network)
+        elif isinstance(strategy, FSDPStrategy):
+            # FSDP1 flattens parameters into 1-D shards: weight decay by shape would be off.
+            raise ValueError(
+                f"trainer.strategy={type(strategy).__name__} (FSDP1) is not supported: "
+                "use trainer=fsdp (FSDP2, attnlab.utils.distributed.FullyShardedStrategy)"
+            )
 
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""

@@ -33,12 +33,21 @@ class Throughput(pl.Callback):
         self._tokens: torch.Tensor | int = 0
         self._flops: torch.Tensor | float = 0.0
         self._since: float | None = None
+        self._flops_by_len: dict[int, int | None] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.peak_flops is None and trainer.strategy.root_device.type == "cuda":
             bits = str(trainer.precision).split("-")[0]
             dtype = PRECISION_DTYPES.get(bits, torch.float32)
             self.peak_flops = get_available_flops(trainer.strategy.root_device, dtype)
+
+    def _flops_per_token(self, pl_module: pl.LightningModule, seq_len: int) -> int | None:
+        # Once per sequence length, not per step. Sharded by trainer=fsdp (FSDP2), parameters
+        # are DTensors whose numel is the whole tensor's: the count is the unsharded network's.
+        if seq_len not in self._flops_by_len:
+            network = pl_module.network
+            self._flops_by_len[seq_len] = pl_module.task.flops_per_token(network, seq_len)
+        return self._flops_by_len[seq_len]
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._since = None  # validation in between is not training time
@@ -58,7 +67,7 @@ class Throughput(pl.Callback):
         tokens = pl_module.task.count_tokens(batch)
         self._tokens += tokens
         seq_len = next(iter(batch.values())).size(1)
-        flops_per_token = pl_module.task.flops_per_token(pl_module.network, seq_len)
+        flops_per_token = self._flops_per_token(pl_module, seq_len)
         if flops_per_token is not None:
             self._flops += tokens * flops_per_token
         if (batch_idx + 1) % self.log_every_n_steps:

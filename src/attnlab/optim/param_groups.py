@@ -8,6 +8,8 @@ from torch import nn
 
 from attnlab.protocols import PretrainedBody
 
+FSDP1_PREFIX = "_fsdp_wrapped_module"  # in the names of parameters wrapped by FSDP1
+
 
 def parameter_groups(
     network: nn.Module,
@@ -21,13 +23,20 @@ def parameter_groups(
     `body_lr`: a learning rate of their own for the parameters the network calls its (pretrained)
     body, `network.is_body_parameter(name)` (a PretrainedBody, attnlab/protocols.py), in groups
     `body/decay` and `body/no_decay`.
-    Tied tensors appear once.
+    Tied tensors appear once. Sharded by FSDP2 (trainer=fsdp), parameters keep their names and
+    logical shapes, so the groups are those of the unsharded network; FSDP1 flattens them into
+    1-D shards, which would put every matrix in no_decay, so it is refused.
     """
     if body_lr is not None and not isinstance(network, PretrainedBody):
         raise ValueError(f"{type(network).__name__} has no pretrained body to give its own lr")
     embedding_ids = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding)}
     groups: dict[str, list[nn.Parameter]] = {}
     for name, param in network.named_parameters():  # each tied tensor once
+        if FSDP1_PREFIX in name:
+            raise ValueError(
+                f"parameter {name!r} is an FSDP1 flattened shard: weight decay cannot be told "
+                "from its shape; use trainer=fsdp (FSDP2), not trainer.strategy=fsdp"
+            )
         if not param.requires_grad:
             continue
         exempt = param.dim() < 2 or (not decay_embeddings and id(param) in embedding_ids)

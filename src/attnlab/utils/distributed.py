@@ -1,4 +1,4 @@
-"""Distributed training: FSDP from a config, and Lightning's DDP launcher inside Hydra multiruns.
+"""Distributed training: FSDP2 from a config, and Lightning's DDP launcher inside Hydra multiruns.
 
 Lightning starts ranks 1..N-1 of a node by running the command line again with LOCAL_RANK set
 (`_SubprocessScriptLauncher`); under Hydra it appends `hydra.run.dir=<HydraConfig's run.dir>`.
@@ -19,18 +19,32 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import read_write
-from pytorch_lightning.strategies import FSDPStrategy
+from pytorch_lightning.strategies import ModelParallelStrategy
+from torch import nn
+from torch.distributed._composable import checkpoint
+from torch.distributed.fsdp import (
+    FSDPModule,
+    MixedPrecisionPolicy,
+    fully_shard,
+    register_fsdp_forward_method,
+)
+
+from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint, release_kept_checkpoint
 
 # Set by Lightning's launcher in the launching process; an external launcher (torchrun, SLURM)
 # sets its own before the process starts, and those are kept.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# The networks' entry points that tasks and tools call instead of forward.
+FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits")
 # Hydra overrides of the sweep itself, which the command of one job must not repeat.
 SWEEP_KEYS = ("hydra.mode", "hydra.sweep", "hydra.launcher", "hydra/sweeper", "hydra/launcher")
 
@@ -110,21 +124,109 @@ def stop_launched_ranks(trainer: Any, grace_s: float = 10.0) -> None:
             proc.wait()
 
 
-def fsdp_strategy(
-    auto_wrap: Sequence[str] = ("attnlab.models.block.TransformerBlock",),
-    activation_checkpointing: Sequence[str] = (),
-    timeout: timedelta | None = None,
-    **kwargs: Any,
-) -> FSDPStrategy:
-    """Lightning's FSDPStrategy with the module classes given by name, as a config can.
+class FullyShardedStrategy(ModelParallelStrategy):
+    """Fully sharded data parallel (FSDP2, torch's `fully_shard`) over every rank, as a config
+    can ask for it: Lightning's ModelParallelStrategy with a one-dimensional data-parallel mesh.
 
-    `auto_wrap`: each module of these classes becomes its own FSDP unit (sharded, gathered just
-    for its forward and backward); `activation_checkpointing`: these recompute their activations
-    in the backward pass. Other arguments go to FSDPStrategy (sharding_strategy, state_dict_type,
-    cpu_offload, ...).
+    Each module of the classes in `shard_modules` becomes its own unit (its parameters gathered
+    only for its forward and backward), the rest of the network one root unit.
+    The LightningModule's `configure_model` calls `shard(network)`. Unlike FSDP1's flattened
+    shards, parameters keep their names and logical shapes (DTensors): parameter groups by
+    ndim, FLOPs by numel, `clip_grad_norm_` (a norm over all ranks) and state-dict keys are
+    those of the unsharded network.
+
+    `activation_checkpointing`: modules of these classes recompute their activations in the
+    backward (torch's composable checkpoint: the names stay). `param_dtype`/`reduce_dtype`
+    (e.g. bfloat16/float32): the dtypes parameters are gathered in and gradients reduced in;
+    None keeps the parameters' own (fp32, with autocast from the trainer's precision).
+    `reshard_after_forward=False` keeps gathered parameters from forward to backward (more
+    memory, less communication). `save_distributed_checkpoint=False`: one full checkpoint file
+    assembled on rank 0, which the single-device tools read. (No CPU offload: Lightning moves
+    the whole sharded model to the GPU after `configure_model`.)
     """
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    if activation_checkpointing:
-        kwargs["activation_checkpointing_policy"] = {get_class(c) for c in activation_checkpointing}
-    return FSDPStrategy(auto_wrap_policy={get_class(c) for c in auto_wrap}, **kwargs)
+
+    def __init__(
+        self,
+        shard_modules: Sequence[str] = ("attnlab.models.block.TransformerBlock",),
+        activation_checkpointing: Sequence[str] = (),
+        reshard_after_forward: bool = True,
+        param_dtype: str | None = None,
+        reduce_dtype: str | None = None,
+        save_distributed_checkpoint: bool = False,
+        timeout: timedelta | None = None,
+        process_group_backend: str | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        super().__init__(
+            save_distributed_checkpoint=save_distributed_checkpoint,
+            process_group_backend=process_group_backend,
+            **kwargs,
+        )
+        self.shard_modules = tuple(get_class(c) for c in shard_modules)
+        self.checkpointed_modules = tuple(get_class(c) for c in activation_checkpointing)
+        self.reshard_after_forward = reshard_after_forward
+        self.mp_policy = MixedPrecisionPolicy(
+            param_dtype=_dtype("param_dtype", param_dtype),
+            reduce_dtype=_dtype("reduce_dtype", reduce_dtype),
+        )
+
+    def setup_environment(self) -> None:
+        # Every rank holds one shard (no tensor parallelism): data-parallel over the world.
+        # ModelParallelStrategy's "auto" would make it one rank per node.
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        self._tensor_parallel_size = 1
+        super().setup_environment()
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict:
+        """Lightning's FSDP2 loader reads a full checkpoint file itself (torch.load), past
+        attnlab's checkpoint IO: check its checksum here as that IO does, on rank 0 (a resume
+        verified it before fit, and the copy it holds for this read is taken and let go of on
+        every rank instead of staying in memory for the whole run)."""
+        path = Path(self.broadcast(checkpoint_path))
+        damaged = None
+        if path.is_file():
+            if self.global_rank == 0:
+                try:
+                    read_checkpoint(path)
+                except DamagedCheckpointError as error:
+                    damaged = str(error)
+            else:
+                release_kept_checkpoint()
+        damaged = self.broadcast(damaged)
+        if damaged is not None:
+            raise DamagedCheckpointError(damaged)
+        return super().load_checkpoint(path, weights_only=weights_only)
+
+    def shard(self, network: nn.Module) -> None:
+        """Shard `network` in place over the data-parallel ranks (once: a second call, e.g. for
+        testing after fitting, finds it sharded)."""
+        if isinstance(network, FSDPModule):
+            return
+        mesh = self.device_mesh["data_parallel"]
+        options = {"mesh": mesh, "mp_policy": self.mp_policy}
+        for module in network.modules():
+            if self.checkpointed_modules and isinstance(module, self.checkpointed_modules):
+                checkpoint(module)
+        units = [m for m in network.modules() if isinstance(m, self.shard_modules)]
+        for unit in units:
+            fully_shard(unit, reshard_after_forward=self.reshard_after_forward, **options)
+        # The root keeps what the units do not own (embeddings, final norm, heads). Backward
+        # starts with the head: resharding it after forward only to gather it again is waste.
+        fully_shard(network, reshard_after_forward=False, **options)
+        # Tasks call these entry points rather than forward (attnlab/protocols.py); FSDP gathers
+        # the root's parameters (embeddings, heads) only around what it knows as a forward.
+        for method in FORWARD_METHODS:
+            if callable(getattr(network, method, None)):
+                register_fsdp_forward_method(network, method)
+
+
+def _dtype(key: str, name: str | None) -> torch.dtype | None:
+    if name is None:
+        return None
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"trainer.strategy.{key}={name!r}: not a floating-point torch dtype "
+            "(valid: bfloat16, float16, float32, or null)"
+        )
+    return dtype

@@ -243,7 +243,7 @@ def breakdown(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     callbacks: dict[str, float] = defaultdict(float)
     for action, values in durations.items():
         if action.startswith("[Callback]"):
-            name = action.removeprefix("[Callback]").split(".")[0]
+            name = action.removeprefix("[Callback]").split("{")[0].split(".")[0]
             callbacks[name] += sum(values)
     first, fit_end = phases.marks["first step"], phases.marks["fit end"]
     result = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +25,46 @@ def test_bench_precision_prints_a_row_per_mode() -> None:
     assert [cells[0] for cells in rows] == ["fp32", "bf16"], result.stdout
     assert all(float(cells[1]) > 0 for cells in rows)  # ms/step
     assert rows[0][3] == "1.00x"  # ratios are relative to fp32
+
+
+def test_bench_gpu_smoke_reports_every_path(tmp_path: Path) -> None:
+    """--smoke (CPU, tiny sizes) runs the three training paths, generation and the SDPA check."""
+    out = tmp_path / "bench.json"
+    args = ["--smoke", "--peak-flops", "1e12", "--json", str(out)]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_gpu.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    results = json.loads(out.read_text())
+    paths = results["paths"]
+    assert sorted(paths) == ["a", "b", "c"]
+    for row in paths.values():
+        values = [row["tokens_per_s"], row["mfu"], *row["windows"]]
+        assert all(math.isfinite(v) and v > 0 for v in values), row
+    # The nanoGPT reference is the same network as attnlab's: same size, same FLOPs per token.
+    assert paths["a"]["params"] == paths["b"]["params"] == paths["c"]["params"]
+    assert paths["b"]["flops_per_token"] == paths["c"]["flops_per_token"]
+    assert set(results["ratios"]) == {"a/b", "a/c"}
+    gen = results["generation"]
+    assert gen["cached_tokens_per_s"] > 0 and gen["uncached_tokens_per_s"] > 0
+    for name in ("attnlab", "nanogpt"):
+        assert results["flash"][f"{name}_backends"], results["flash"]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    labels = [line.split("|")[1].strip() for line in table[2:]]
+    assert [label[:2] for label in labels[:3]] == ["a:", "b:", "c:"], result.stdout
+    assert labels[3:] == ["ratio a/b", "ratio a/c"], result.stdout
+
+
+def test_training_path_imports_no_optional_packages() -> None:
+    """A bare GPU machine has torch, Lightning, torchmetrics, Hydra and tokenizers only:
+    attnlab's training modules must not import loggers', sweepers' or BLEU's packages."""
+    code = (
+        "import sys, pytorch_lightning, torchmetrics\n"
+        "for name in ('wandb', 'tensorboardX', 'optuna', 'sacrebleu', 'rich'):\n"
+        "    sys.modules[name] = None  # importing it now raises ImportError\n"
+        "import attnlab.train, attnlab.build, attnlab.callbacks, attnlab.tasks, attnlab.models\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

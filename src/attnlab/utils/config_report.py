@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import rich
-import rich.syntax
-import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -26,6 +23,11 @@ def print_config(cfg: DictConfig) -> None:
     """One branch per top-level section, groups first, the remaining keys last."""
     if not cfg.get("print_config", True):
         return
+    # Imported here: training itself needs no rich (a bare GPU box may lack it).
+    import rich
+    import rich.syntax
+    import rich.tree
+
     tree = rich.tree.Tree("config", style="dim", guide_style="dim")
     sections = [key for key in ORDER if key in cfg] + [key for key in cfg if key not in ORDER]
     for key in sections:

@@ -141,3 +141,35 @@ def test_a_run_saved_with_torchs_adamw_resumes_with_the_factory(train_config) ->
     train(train_config("optimizer._target_=torch.optim.AdamW", "test=false"))
     resumed = train(train_config("resume=auto", "trainer.max_epochs=2", "test=false"))
     assert resumed["global_step"] == 16
+
+
+def test_fused_adamw_is_clipped_under_bf16_mixed(train_config) -> None:
+    """Lightning's mixed-precision plugin refuses to clip for a fused optimizer even in bf16,
+    where no gradient is scaled; the GPU default (fused AdamW, bf16-mixed, clipping) must train
+    and the optimiser must step on the clipped gradients."""
+    import pytorch_lightning as pl
+
+    from attnlab.train import train
+
+    norms: list[float] = []  # gradient norms as the optimiser steps on them
+
+    class RecordNormAtStep(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            def record(optimizer: torch.optim.Optimizer, *_: object) -> None:
+                grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+                norms.append(
+                    float(torch.nn.utils.get_total_norm([g for g in grads if g is not None]))
+                )
+
+            trainer.optimizers[0].register_step_pre_hook(record)
+
+    cfg = train_config(
+        "optimizer.fused=true",
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=1e-3",
+        "trainer.max_steps=2",
+        "test=false",
+    )
+    train(cfg, extra_callbacks=[RecordNormAtStep()])
+    assert len(norms) == 2
+    assert max(norms) > 0 and all(norm <= 1e-3 * (1 + 1e-3) for norm in norms), norms

@@ -152,9 +152,11 @@ def log_hyperparams(loggers: list[Logger], hparams: dict[str, Any]) -> None:
 def finish_wandb(loggers: list[Logger], failed: bool = False) -> None:
     """End this job's W&B run, so the next job of a multirun (same process) starts its own;
     for an offline run, say how to upload it."""
+    if not any(isinstance(logger, WandbLogger) for logger in loggers):
+        return  # wandb is an optional package: a run without W&B never imports it
     import wandb
 
-    if wandb.run is None or not any(isinstance(logger, WandbLogger) for logger in loggers):
+    if wandb.run is None:
         return
     run = wandb.run
     offline, sync_dir = run.offline, Path(run.settings.sync_dir).resolve()

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.strategies import FSDPStrategy
+from pytorch_lightning.utilities.enums import GradClipAlgorithmType
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -143,6 +145,26 @@ class AttnLabModule(pl.LightningModule):
                 f"trainer.strategy={type(strategy).__name__} (FSDP1) is not supported: "
                 "use trainer=fsdp (FSDP2, attnlab.utils.distributed.FullyShardedStrategy)"
             )
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer (which
+        unscales fp16 gradients inside its step), bf16 included, where no gradient is scaled.
+        Without a grad scaler the gradients are true ones: clip them as full precision does."""
+        plugin = self.trainer.precision_plugin
+        if (
+            gradient_clip_val
+            and getattr(plugin, "scaler", None) is None
+            and getattr(optimizer, "_step_supports_amp_scaling", False)
+        ):
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""

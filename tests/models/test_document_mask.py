@@ -209,7 +209,7 @@ def test_compiled_flex_matches_the_explicit_mask_on_cuda(
     """Under torch.compile on CUDA the network takes FlexAttention: its loss and gradients
     must be those of the eager explicit-mask path."""
     # d_head 16: the smallest head FlexAttention's kernels take.
-    network = random_network(pos=pos, n_kv_heads=2, d_model=64).float().cuda()
+    network = random_network(pos=pos, n_kv_heads=2, d_model=64, max_len=256).float().cuda()
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.mul_(0.3)  # moderate logits, for float32 tolerances

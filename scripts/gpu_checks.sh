@@ -53,7 +53,7 @@ for stage in "${stages[@]}"; do
             tee "$OUT/bench_gpu.log" | grep -v "^\s*$" | tail -25
         ;;
     tests)
-        timeout 130 python3 -m pytest -q -p no:cacheprovider -m "slow or not slow" \
+        timeout 60 python3 -m pytest -q -p no:cacheprovider -m "slow or not slow" \
             tests/models/test_padding_side.py tests/models/test_document_mask.py \
             tests/test_compile.py::test_tf32_on_a_gpu_run \
             tests/test_distributed.py::test_fsdp_trains_on_one_gpu_in_bf16 2>&1 |
@@ -62,7 +62,7 @@ for stage in "${stages[@]}"; do
     ddp | fsdp)
         run="/tmp/gpu_runs/$stage"
         rm -rf "$run"
-        timeout 110 attnlab-train "${GPT124M[@]}" "trainer=$stage" "hydra.run.dir=$run" \
+        timeout 120 attnlab-train "${GPT124M[@]}" "trainer=$stage" "hydra.run.dir=$run" \
             >"$OUT/train_$stage.log" 2>&1
         echo "exit $?"
         tail -5 "$OUT/train_$stage.log"

@@ -99,6 +99,10 @@ class PrepareSettings:
             raise PrepareError(
                 "input is not set: give a file, a glob ('corpus/*.txt'), a list, or hf:NAME"
             )
+        for key in ("input", "val_input", "test_input"):  # before anything is written
+            spec = getattr(self, key)
+            if spec and not (isinstance(spec, str) and spec.startswith("hf:")):
+                input_files(key, spec)
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0 <= value < 1:

@@ -20,14 +20,12 @@ from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 
 def settings_of(cfg: DictConfig) -> PrepareSettings:
-    values = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(values, dict)
-    values.pop("verify", None)
     known = set(PrepareSettings.__dataclass_fields__) - {"extra"}
-    unknown = sorted(set(values) - known - {"hydra"})
+    unknown = sorted(set(cfg) - known - {"verify", "paths", "hydra"})
     if unknown:
         raise ConfigError(f"unknown keys {unknown}; valid keys: {sorted(known | {'verify'})}")
-    return PrepareSettings(**{key: values[key] for key in known if key in values})
+    values = {key: cfg[key] for key in known if key in cfg}
+    return PrepareSettings(**OmegaConf.to_container(OmegaConf.create(values), resolve=True))
 
 
 def run(cfg: DictConfig) -> TokenIndex:

@@ -101,7 +101,13 @@ class PrepareSettings:
             )
         for key in ("input", "val_input", "test_input"):  # before anything is written
             spec = getattr(self, key)
-            if spec and not (isinstance(spec, str) and spec.startswith("hf:")):
+            if isinstance(spec, str) and spec.startswith("hf:"):
+                if importlib.util.find_spec("datasets") is None:
+                    raise PrepareError(
+                        f"{key}={spec} needs the Hugging Face `datasets` package, which is not "
+                        "installed (pip install datasets); or give local files"
+                    )
+            elif spec:
                 input_files(key, spec)
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)

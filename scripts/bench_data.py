@@ -60,8 +60,9 @@ def word_tokenizer(path: Path, corpus: Path) -> None:
     tokenizer.save(str(path))
 
 
-def run_child(args: list[str]) -> tuple[float, int, str]:
-    """(seconds, peak RSS in bytes of the child's process tree, stdout)."""
+def run_child(args: list[str]) -> tuple[float, int, str, float]:
+    """(seconds, peak RSS in bytes of the child's process tree, stdout, CPU seconds of the
+    tree: user + system, which a loaded machine does not inflate as it does wall time)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -72,7 +73,7 @@ def run_child(args: list[str]) -> tuple[float, int, str]:
         text = out.read()
     if process.returncode != 0:
         raise RuntimeError(f"{args[:3]} failed ({process.returncode}):\n{text[-3000:]}")
-    return seconds, usage.ru_maxrss * 1024, text
+    return seconds, usage.ru_maxrss * 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def child_train(shards: str, steps: int) -> None:
@@ -124,12 +125,12 @@ def bench_size(size: float, args: argparse.Namespace, root: Path) -> dict[str, f
         else:
             prepare += [f"tokenizer={args.tokenizer}", f"vocab_size={args.vocab_size}",
                         f"sample_mb={args.sample_mb}"]  # fmt: skip
-        prep_s, prep_rss, _ = run_child(prepare)
+        prep_s, prep_rss, _, prep_cpu = run_child(prepare)
         index = json.loads((work / "shards" / "index.json").read_text())
         tokens = sum(s["tokens"] for shards in index["splits"].values() for s in shards)
         os.environ["BENCH_LAUNCH"] = str(time.time())
         train_cmd = [sys.executable, __file__, "--child-train", str(work / "shards")]
-        train_s, train_rss, text = run_child([*train_cmd, "--steps", str(args.steps)])
+        train_s, train_rss, text, _ = run_child([*train_cmd, "--steps", str(args.steps)])
         marks = [line.split()[1] for line in text.splitlines() if line.startswith("FIRST_STEP")]
         if not marks:
             raise RuntimeError(f"the training child never reported a first step:\n{text[-3000:]}")
@@ -141,6 +142,8 @@ def bench_size(size: float, args: argparse.Namespace, root: Path) -> dict[str, f
             "prepare_s": prep_s,
             "prepare_mb_s": mb_s,
             "prepare_mb_s_per_core": mb_s / args.workers,
+            "prepare_cpu_s": prep_cpu,
+            "prepare_mb_per_cpu_s": nbytes / 1e6 / prep_cpu,
             "prepare_rss_mb": prep_rss / 1e6,
             "train_rss_mb": train_rss / 1e6,
             "first_step_s": first,
@@ -171,13 +174,14 @@ def main() -> None:
     )
     print(f"tokenizer={args.tokenizer} workers={args.workers} steps={args.steps}")
     print(header)
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 9)
     for size in (float(s) for s in args.sizes.split(",")):
         r = bench_size(size, args, Path(args.tmp))
         rows.append(r)
         print(
             f"| {r['size_gb']:.2f} | {r['tokens_m']:.1f} | {r['prepare_s']:.1f} "
             f"| {r['prepare_mb_s']:.1f} | {r['prepare_mb_s_per_core']:.1f} "
+            f"| {r['prepare_mb_per_cpu_s']:.1f} "
             f"| {r['prepare_rss_mb']:.0f} | {r['train_rss_mb']:.0f} | {r['first_step_s']:.1f} |",
             flush=True,
         )

@@ -55,6 +55,17 @@ class TokenWindows(Dataset):
         window = torch.from_numpy(window)
         return {"input_ids": window[:-1], "labels": window[1:]}
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """A batch of windows in one fancy-index read (the DataLoader calls this with a
+        batch's indices); the rows are views that the default collate stacks."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.length):
+            raise IndexError(f"window index out of range for {self.length} windows")
+        starts = idx * self.stride
+        rows = self.tokens[starts[:, None] + np.arange(self.block_size + 1)].astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return [{"input_ids": row[:-1], "labels": row[1:]} for row in rows]
+
 
 class RandomOffsetSampler(SkippableSampler):
     """`num_samples` random window indices per epoch, fresh every epoch.

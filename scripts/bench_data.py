@@ -169,7 +169,8 @@ def main() -> None:
 
     rows = []
     header = (
-        "| corpus GB | tokens (M) | prepare s | MB/s | MB/s per core | prepare peak RSS MB "
+        "| corpus GB | tokens (M) | prepare s | MB/s | MB/s per core | MB per CPU-s "
+        "| prepare peak RSS MB "
         "| train-start peak RSS MB | launch to first step s |"
     )
     print(f"tokenizer={args.tokenizer} workers={args.workers} steps={args.steps}")

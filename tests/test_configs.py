@@ -41,7 +41,8 @@ def options(group: str) -> list[str]:
 
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
-PRIMARY = ["train", "eval", "generate", "fill_mask", "translate"]  # the entry points' own configs
+# the entry points' own configs
+PRIMARY = ["train", "eval", "generate", "fill_mask", "translate", "prepare"]
 
 
 def task_of_data(option: str) -> str:
@@ -116,7 +117,14 @@ def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
-    cfg = compose_config(tmp_path, [*with_partner(group, option), "trainer.accelerator=cpu"])
+    extra = []
+    if (group, option) == ("data", "tokens"):  # shards of a tiny corpus, prepared on first use
+        text = tmp_path / "corpus.txt"
+        text.write_text("".join(f"line {i} of a tiny corpus\n" for i in range(2000)))
+        prepare = f"{{input: '{text}', tokenizer: char, workers: 1, val_fraction: 0.05}}"
+        extra = [f"data.path={tmp_path / 'shards'}", f"data.prepare={prepare}"]
+    overrides = [*with_partner(group, option), *extra, "trainer.accelerator=cpu"]
+    cfg = compose_config(tmp_path, overrides)
     assert cfg.hydra.runtime.choices[group] == option
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     build.check_compatibility(cfg)
@@ -136,7 +144,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
         assert scheduler.get_last_lr()[0] >= 0
 
 
-@pytest.mark.parametrize("name", [p for p in PRIMARY if p != "train"])
+@pytest.mark.parametrize("name", [p for p in PRIMARY if p not in ("train", "prepare")])
 def test_entry_point_config_composes(tmp_path: Path, name: str) -> None:
     """eval, generate and fill_mask: compose with their required values set."""
     required = {"ckpt_path": "x.ckpt", "text": "'a [MASK] .'"}

@@ -90,3 +90,18 @@ def test_every_offset_under_a_plain_distributed_sampler_is_sharded() -> None:
     shards = [set(DistributedSampler(dataset, num_replicas=2, rank=r, seed=1)) for r in (0, 1)]
     assert len(shards[0] & shards[1]) <= 1  # at most the one index repeated to even them out
     assert shards[0] | shards[1] == set(range(len(dataset)))
+
+
+def test_one_read_batch_equals_the_per_window_path() -> None:
+    tokens = np.random.default_rng().integers(0, 65, 3000).astype(np.uint16)
+    for stride in (1, 16):
+        dataset = TokenWindows(tokens, block_size=16, stride=stride)
+        indices = np.random.default_rng().integers(0, len(dataset), 32).tolist()
+        indices.append(len(dataset) - 1)
+        for index, item in zip(indices, dataset.__getitems__(indices), strict=True):
+            one = dataset[index]
+            assert torch.equal(one["input_ids"], item["input_ids"])
+            assert torch.equal(one["labels"], item["labels"])
+            assert item["input_ids"].dtype == torch.int64
+    with pytest.raises(IndexError):
+        dataset.__getitems__([len(dataset)])

@@ -14,6 +14,7 @@ from attnlab.data.modules.causal_lm import CausalLMDataModule, LanguageModelingD
 from attnlab.data.modules.classification import ClassificationDataModule
 from attnlab.data.modules.masked_lm import MaskedLMDataModule
 from attnlab.data.modules.seq2seq import Seq2SeqDataModule
+from attnlab.data.modules.tokens import TokenShardsDataModule
 from attnlab.data.sources.base import TokenizedCorpus
 from attnlab.data.spec import DataSpec
 from attnlab.data.stable import (
@@ -42,6 +43,7 @@ __all__ = [
     "ShakespeareCharDataModule",
     "TokenCache",
     "TokenMasker",
+    "TokenShardsDataModule",
     "TokenWindows",
     "TokenizedCorpus",
     "ToyLMDataModule",

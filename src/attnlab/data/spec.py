@@ -28,3 +28,6 @@ class DataSpec:
     tgt_vocab_size: int | None = None
     # `decode` gives text as people write it (cased, detokenised): BLEU can be sacreBLEU's.
     detokenized: bool = False
+    # Causal LM on packed documents: batches carry `document_ids` (B, T), and attention should
+    # stay inside each document (data.document_mask=true; data/modules/tokens.py).
+    document_mask: bool = False

@@ -70,10 +70,50 @@ def read_lines(path: Path) -> list[str]:
     return text.removesuffix("\n").split("\n") if text else []
 
 
+# ATTNLAB_VERIFY_DATA=1: hash every file in full again instead of trusting the memo below.
+VERIFY_ENV = "ATTNLAB_VERIFY_DATA"
+
+
 def file_sha256(path: Path) -> str:
-    """sha256 of the bytes as stored (a .gz file is not decompressed): a cheap identity."""
+    """sha256 of the bytes as stored (a .gz file is not decompressed).
+
+    Memoised on disk by the file's identity as `stat` gives it (device, inode, size, mtime and
+    ctime in ns; any write changes ctime), so a start-up does not re-read a corpus or a token
+    cache it has hashed before: an unchanged file costs one stat. ATTNLAB_VERIFY_DATA=1 hashes
+    in full regardless (damage that left every time stamp as it was: bit rot, say).
+    """
+    memo = _hash_memo_path(path)
+    if memo is not None and os.environ.get(VERIFY_ENV, "") in ("", "0"):
+        try:
+            known = memo.read_text().strip()
+            if len(known) == 64:
+                return known
+        except OSError:
+            pass
     with open(path, "rb") as file:
-        return _stream_sha256(file)
+        digest = _stream_sha256(file)
+    if memo is not None:
+        try:
+            with atomic_path(memo) as tmp:
+                tmp.write_text(digest + "\n")
+        except OSError:  # a read-only cache: hash again next time
+            pass
+    return digest
+
+
+def _hash_memo_path(path: Path) -> Path | None:
+    """Where the sha256 of this exact version of `path` is kept (None if it cannot be stat'ed)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    identity = f"{os.path.realpath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|"
+    identity += f"{st.st_mtime_ns}|{st.st_ctime_ns}"
+    name = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    root = os.environ.get("ATTNLAB_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "attnlab"
+    )
+    return Path(root) / "file-sha256" / name
 
 
 # ATTNLAB_OFFLINE=1: never reach the network for data (a compute node without internet fails at

@@ -12,10 +12,13 @@ multi-GPU run every rank draws the same offsets and takes a disjoint, interleave
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from attnlab.data.loading.permutation import FeistelPermutation
 from attnlab.data.loading.resumable import SkippableSampler
 
 
@@ -52,14 +55,28 @@ class TokenWindows(Dataset):
         window = torch.from_numpy(window)
         return {"input_ids": window[:-1], "labels": window[1:]}
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """A batch of windows in one fancy-index read (the DataLoader calls this with a
+        batch's indices); the rows are views that the default collate stacks."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.length):
+            raise IndexError(f"window index out of range for {self.length} windows")
+        starts = idx * self.stride
+        rows = self.tokens[starts[:, None] + np.arange(self.block_size + 1)].astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return [{"input_ids": row[:-1], "labels": row[1:]} for row in rows]
+
 
 class RandomOffsetSampler(SkippableSampler):
     """`num_samples` random window indices per epoch, fresh every epoch.
 
-    Indices are drawn without replacement; asking for more than there are windows repeats whole
-    random permutations first. The draw depends only on (seed, epoch), so every DDP rank draws
-    the same list and `shard_by_rank` splits it into disjoint shares. Lightning
-    calls `set_epoch` at the start of each epoch; call it yourself outside a Trainer.
+    Indices are drawn without replacement; asking for as many as there are windows or more
+    (`train_samples_per_epoch=None`: every window once) walks whole random permutations, each a
+    `FeistelPermutation` computed as it goes: O(1) memory, whatever the corpus size. Fewer are
+    drawn with Floyd's algorithm (O(num_samples)). The draw depends only on (seed, epoch), so
+    every DDP rank draws the same list and `shard_by_rank` splits it into disjoint shares, also
+    without materialising it (`draw`). Lightning calls `set_epoch` at the start of each epoch;
+    call it yourself outside a Trainer.
     """
 
     def __init__(self, num_windows: int, num_samples: int, seed: int = 0) -> None:
@@ -73,8 +90,24 @@ class RandomOffsetSampler(SkippableSampler):
         return self.num_samples
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
-        full, rest = divmod(self.num_samples, self.num_windows)
-        parts = [rng.permutation(self.num_windows) for _ in range(full)]
         # choice without replacement uses Floyd's algorithm when rest << num_windows: no O(n) work.
-        parts.append(rng.choice(self.num_windows, rest, replace=False))
-        return np.concatenate(parts)
+        return rng.choice(self.num_windows, self.num_samples, replace=False)
+
+    def draw(self, start: int, stop: int, step: int = 1) -> Iterator[int]:
+        """Items start, start + step, ... (< stop) of this epoch's order, computed lazily."""
+        if self.num_samples < self.num_windows:
+            order = self.order(np.random.default_rng([self.seed, self.epoch]))
+            yield from order[start:stop:step].tolist()
+            return
+        chunk = (1 << 16) * step
+        for begin in range(start, stop, chunk):
+            ks = np.arange(begin, min(begin + chunk, stop), step, dtype=np.int64)
+            passes, positions = np.divmod(ks, self.num_windows)
+            out = np.empty_like(ks)
+            for p in np.unique(passes).tolist():  # one or two passes per chunk
+                perm = FeistelPermutation(self.num_windows, [self.seed, self.epoch, p])
+                out[passes == p] = perm[positions[passes == p]]
+            yield from out.tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return self.draw(self.take_skip(), self.num_samples)

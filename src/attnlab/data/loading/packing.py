@@ -14,17 +14,25 @@ from typing import Any
 import numpy as np
 
 
-def encode_stream(tokenizer: Any, lines: Sequence[str], sep_id: int) -> np.ndarray:
+def encode_stream(
+    tokenizer: Any, lines: Sequence[str], sep_id: int, chunk: int = 1 << 14
+) -> np.ndarray:
     """One flat int64 stream: the ids of each line (HF `tokenizers.Tokenizer`, no special
-    tokens) followed by `sep_id`."""
+    tokens) followed by `sep_id`. Encoded `chunk` lines at a time: the Encoding objects of a
+    whole corpus at once would take many times its size."""
     # encode_batch_fast skips character offsets (tokenizers >= 0.21); both run in Rust.
     encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    encodings = encode_batch(list(lines), add_special_tokens=False)
-    return np.fromiter(
-        chain.from_iterable(chain(e.ids, (sep_id,)) for e in encodings),
-        dtype=np.int64,
-        count=sum(len(e.ids) + 1 for e in encodings),
-    )
+    parts = []
+    for begin in range(0, len(lines), chunk):
+        encodings = encode_batch(list(lines[begin : begin + chunk]), add_special_tokens=False)
+        parts.append(
+            np.fromiter(
+                chain.from_iterable(chain(e.ids, (sep_id,)) for e in encodings),
+                dtype=np.int64,
+                count=sum(len(e.ids) + 1 for e in encodings),
+            )
+        )
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,17 @@ class SkippableSampler(Sampler[int]):
     def order(self, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def take_skip(self) -> int:
+        """Indices to skip at the start of this pass (a resumed epoch), 0 otherwise; once."""
+        if self._resume is None:
+            return 0
+        epoch, samples = self._resume
+        self._resume = None
+        return samples if epoch == self.epoch else 0  # a stale skip must not cut a new epoch
+
     def __iter__(self) -> Iterator[int]:
         indices = self.order(np.random.default_rng([self.seed, self.epoch]))
-        if self._resume is not None:
-            epoch, samples = self._resume
-            self._resume = None
-            if epoch == self.epoch:  # a stale skip (the epoch had ended) must not cut a new one
-                indices = indices[samples:]
-        return iter(indices.tolist())
+        return iter(indices[self.take_skip() :].tolist())
 
 
 class EpochShuffleSampler(SkippableSampler):

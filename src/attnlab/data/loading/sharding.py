@@ -11,9 +11,13 @@ DistributedSampler, which Lightning leaves as it is.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from typing import Any
+
 import torch.distributed as dist
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 
 def process_group() -> tuple[int, int]:
@@ -38,4 +42,34 @@ def shard_by_rank(
     rank = own_rank if rank is None else rank
     if num_replicas == 1:
         return sampler
+    if hasattr(sampler, "draw"):  # computes its order lazily: shard it without a list
+        return LazyShard(sampler, num_replicas, rank)
     return DistributedSamplerWrapper(sampler, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+
+class LazyShard(DistributedSampler):
+    """Rank `rank`'s interleaved share of a sampler with `draw(start, stop, step)`
+    (RandomOffsetSampler): what DistributedSamplerWrapper(shuffle=False) gives, without its
+    list of the whole epoch's order (O(1) memory for an epoch over every window). A
+    DistributedSampler, so Lightning leaves it as it is."""
+
+    def __init__(self, sampler: Any, num_replicas: int, rank: int) -> None:
+        # Not DistributedSampler.__init__: it wants a dataset; these are what it sets.
+        self.sampler, self.num_replicas, self.rank = sampler, num_replicas, rank
+        self.epoch, self.seed, self.shuffle, self.drop_last = 0, 0, False, False
+        self.num_samples = math.ceil(len(sampler) / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.sampler)
+        yield from self.sampler.draw(self.rank, n, self.num_replicas)
+        # Padding to an equal share per rank: the order's first items, as DistributedSampler.
+        for k in range(n + (self.rank - n) % self.num_replicas, self.total_size, self.num_replicas):
+            yield from self.sampler.draw(k - n, k - n + 1)

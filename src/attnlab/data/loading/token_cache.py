@@ -7,7 +7,9 @@ tokenizer gets a new entry, and runs with different settings (a sweep over BPE v
 say) never overwrite each other's entries. Old entries are not deleted: the cache directory can be
 removed at any time.
 
-Writes are atomic and the metadata is written last, as a commit mark. An entry whose metadata is
+Writes are atomic and the metadata is written last, as a commit mark. The sha256s of sources and
+entries are memoised by file identity (`download.file_sha256`): a start with nothing changed
+re-reads neither the corpus nor the token array. An entry whose metadata is
 missing or unreadable, whose array fails to load or has the wrong length or dtype (a truncated
 file), is rebuilt.
 """
@@ -111,6 +113,17 @@ class TokenCache:
             tokenizer.save(str(tmp))
         _write_json(meta_path, {"key": full_key, "sha256": file_sha256(json_path)})
         return tokenizer
+
+    def value(self, name: str, key: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+        """A small JSON value for `key` (a vocabulary, say); `build()` makes it on a miss."""
+        stem, full_key = self._entry("value", name, key)
+        path = _suffixed(stem, ".value.json")
+        stored = _read_json(path)
+        if stored is not None and stored.get("key") == full_key and "value" in stored:
+            return stored["value"]
+        value = build()
+        _write_json(path, {"key": full_key, "value": value})
+        return value
 
     def tokenizer_path(self, name: str, key: Mapping[str, Any]) -> Path:
         """Where `tokenizer(name, key, ...)` keeps its tokenizer.json."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch.utils.data import DataLoader
 
 from attnlab.data.loading.lm_windows import RandomOffsetSampler, TokenWindows
@@ -48,11 +49,13 @@ class CausalLMDataModule(TaskDataModule):
         num_workers: int = 0,
         train_samples_per_epoch: int | None = None,
         shuffle_seed: int | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         *,
         source: TokenStreams | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory)
+        # None: pin host memory when batches go to a GPU (faster, asynchronous copies).
+        pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+        super().__init__(batch_size, num_workers, pin)
         if block_size < 1:
             raise ValueError(f"data.block_size={block_size} must be at least 1")
         if train_samples_per_epoch is not None and train_samples_per_epoch < batch_size:

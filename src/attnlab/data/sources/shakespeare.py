@@ -46,12 +46,18 @@ class ShakespeareChars:
 
     def load(self) -> TokenizedCorpus:
         path = shakespeare_file(self.data_dir, self.url, self.sha256)
-        text = read_text(path)
-        vocab = CharVocab.from_text(text)
+        source = source_key(path)
+        # The vocabulary is cached too: a start with both cached does not read the text.
+        chars = self.cache.value(
+            "tinyshakespeare/vocab",
+            {"source": source},
+            lambda: CharVocab.from_text(read_text(path)).chars,
+        )
+        vocab = CharVocab(chars)
         tokens = self.cache.tokens(
             "tinyshakespeare/chars",
-            {"source": source_key(path), "vocab": vocab.fingerprint},
-            lambda: vocab.encode_array(text),
+            {"source": source, "vocab": vocab.fingerprint},
+            lambda: vocab.encode_array(read_text(path)),
             vocab.vocab_size,
         )
         n_train = int(len(tokens) * TRAIN_FRACTION)

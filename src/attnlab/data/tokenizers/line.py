@@ -15,6 +15,7 @@ from itertools import chain
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from attnlab.data.loading.packing import encode_stream
 from attnlab.data.loading.token_cache import tokenizer_fingerprint
 
 EOS = "<eos>"
@@ -69,15 +70,7 @@ class LineTokenizer:
 
     def encode_lines(self, lines: Sequence[str]) -> np.ndarray:
         """One flat int64 array: the tokens of each line followed by `<eos>`."""
-        # encode_batch_fast skips character offsets (tokenizers >= 0.21); both run in Rust.
-        encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        encodings = encode_batch(list(lines), add_special_tokens=False)
-        eos = [self.eos_id]
-        return np.fromiter(
-            chain.from_iterable(chain(e.ids, eos) for e in encodings),
-            dtype=np.int64,
-            count=sum(len(e.ids) + 1 for e in encodings),
-        )
+        return encode_stream(self.tokenizer, lines, self.eos_id)
 
     def encode(self, text: str) -> list[int]:
         """Ids of `text`; each newline becomes `<eos>` (a prompt without one gets none)."""

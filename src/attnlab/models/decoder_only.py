@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.attention import PADDING_SIDES, causal_padding_mask
+from attnlab.models.attention import PADDING_SIDES, causal_padding_mask, decoding_kernels
 from attnlab.models.checks import check_choice, invalid
 from attnlab.models.config import ModelConfig
 from attnlab.models.document_mask import DocumentMask, check_document_ids, document_positions
@@ -246,6 +246,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         return training_flops(self._matmul_params, len(self.layers), self.d_model, seq_len)
 
     @torch.no_grad()
+    @decoding_kernels()
     def generate(
         self,
         prompt_ids: Tensor,

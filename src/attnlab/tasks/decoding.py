@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from attnlab.models.attention import decoding_kernels
 from attnlab.protocols import Seq2SeqNetwork
 
 
 @torch.no_grad()
+@decoding_kernels()
 def greedy_decode(
     network: Seq2SeqNetwork,
     src: torch.Tensor,
@@ -43,6 +45,7 @@ def greedy_decode(
 
 
 @torch.no_grad()
+@decoding_kernels()
 def beam_search(
     network: Seq2SeqNetwork,
     src: torch.Tensor,

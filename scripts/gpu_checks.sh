@@ -5,7 +5,8 @@
 #
 #   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp]   (default: all four)
 #
-# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU)
+# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU);
+#        BENCH_ARGS="--batch-size 32" passes options to it
 # tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp)
 # ddp, fsdp: `attnlab-train` with trainer=ddp / trainer=fsdp, a 124M GPT on synthetic tokens,
 #            compiled, bf16, 300 steps on every visible GPU; metrics.json and the CSV log kept.
@@ -49,7 +50,7 @@ for stage in "${stages[@]}"; do
     echo "== $stage $(date -u +%T)"
     case $stage in
     bench)
-        timeout 240 python3 scripts/bench_gpu.py --json "$OUT/bench_gpu.json" 2>&1 |
+        timeout 240 python3 scripts/bench_gpu.py ${BENCH_ARGS:-} --json "$OUT/bench_gpu.json" 2>&1 |
             tee "$OUT/bench_gpu.log" | grep -v "^\s*$" | tail -25
         ;;
     tests)

@@ -53,6 +53,11 @@ def check_batch(batch: dict[str, torch.Tensor], max_len: int, vocab_size: int) -
     assert not (scored & ((ids == CLS_ID) | (ids == SEP_ID))).any()
     assert (ids[ids == MASK_ID].numel()) > 0
     assert ids.max() < vocab_size
+    # The fixed-size prediction slots hold every labelled position (the rest are unlabelled).
+    positions = batch["mlm_positions"]
+    gathered = torch.zeros_like(scored).scatter_(1, positions, True)
+    assert (gathered >= scored).all()
+    assert (labels.gather(1, positions) != IGNORE_INDEX).sum() == scored.sum()
 
 
 def test_spec_is_known_before_setup(tmp_path: Path) -> None:
@@ -93,7 +98,7 @@ def test_a_given_tokenizer_needs_no_corpus_files(toy: MaskedLMDataModule, tmp_pa
 def test_toy_batches(toy: MaskedLMDataModule) -> None:
     train, val = next(iter(toy.train_dataloader())), next(iter(toy.val_dataloader()))
     for batch in (train, val):
-        assert set(batch) == {"input_ids", "labels", "padding_mask"}
+        assert set(batch) == {"input_ids", "labels", "padding_mask", "mlm_positions"}
         assert len(batch["input_ids"]) == 16
         check_batch(batch, 32, toy.spec.vocab_size)
     scored = (train["labels"] != IGNORE_INDEX).sum() / (~train["padding_mask"]).sum()
@@ -139,6 +144,7 @@ def test_next_sentence_pairs(toy_nsp: MaskedLMDataModule) -> None:
         "padding_mask",
         "token_type_ids",
         "next_sentence_label",
+        "mlm_positions",
     }
     check_batch(batch, 32, toy_nsp.spec.vocab_size)
     assert batch["token_type_ids"].dtype == batch["next_sentence_label"].dtype == torch.long

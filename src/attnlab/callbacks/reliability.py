@@ -337,7 +337,7 @@ class NanGuard(Callback):
     more than `max_skips` were dropped.
 
     How a step is left untaken: an optimiser with a fused implementation (AdamW, Adam, SGD
-    with `fused=True`, attnlab's default on CUDA) reads a `found_inf` flag as GradScaler sets
+    with `fused=True`, attnlab's default on CUDA and CPU) reads a `found_inf` flag as GradScaler sets
     it and skips the update in its kernel. Any other optimiser is stepped as usual and then put
     back, tensor by tensor, from a copy taken before the step (`torch.where`; state created by
     the step is put back to zeros, an Adam/AdamW state that was never stepped). That costs a

@@ -36,6 +36,19 @@ def tokenizer_spec(task: str, tokenizer: Any, max_len: int, **extra: Any) -> Dat
     )
 
 
+def check_window_settings(
+    block_size: int, batch_size: int, train_samples_per_epoch: int | None
+) -> None:
+    """The checks every causal-LM windowing datamodule makes of its arguments."""
+    if block_size < 1:
+        raise ValueError(f"data.block_size={block_size} must be at least 1")
+    if train_samples_per_epoch is not None and train_samples_per_epoch < batch_size:
+        raise ValueError(
+            f"data.train_samples_per_epoch={train_samples_per_epoch} must be at least "
+            f"data.batch_size={batch_size} (or null for every window once per epoch)"
+        )
+
+
 class TaskDataModule(pl.LightningDataModule):
     """Base of the task DataModules: `task`, `spec`, `datasets` and the loaders."""
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from attnlab.data.loading.lm_windows import RandomOffsetSampler, TokenWindows
 from attnlab.data.loading.resumable import ResumableDataLoader
 from attnlab.data.loading.sharding import shard_by_rank
-from attnlab.data.modules.base import SPLITS, TaskDataModule
+from attnlab.data.modules.base import SPLITS, TaskDataModule, check_window_settings
 from attnlab.data.sources.base import TokenizedCorpus, TokenStreams
 from attnlab.data.spec import DataSpec
 
@@ -56,13 +56,7 @@ class CausalLMDataModule(TaskDataModule):
         # None: pin host memory when batches go to a GPU (faster, asynchronous copies).
         pin = torch.cuda.is_available() if pin_memory is None else pin_memory
         super().__init__(batch_size, num_workers, pin)
-        if block_size < 1:
-            raise ValueError(f"data.block_size={block_size} must be at least 1")
-        if train_samples_per_epoch is not None and train_samples_per_epoch < batch_size:
-            raise ValueError(
-                f"data.train_samples_per_epoch={train_samples_per_epoch} must be at least "
-                f"data.batch_size={batch_size} (or null for every offset once per epoch)"
-            )
+        check_window_settings(block_size, batch_size, train_samples_per_epoch)
         self.source = source
         self.block_size = block_size
         self.train_samples_per_epoch = train_samples_per_epoch

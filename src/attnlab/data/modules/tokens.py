@@ -30,7 +30,7 @@ from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import ResumableDataLoader, run_seed
 from attnlab.data.loading.sharding import shard_by_rank
 from attnlab.data.loading.shards import INDEX, TOKENIZER, TokenIndex
-from attnlab.data.modules.base import SPLITS, TaskDataModule
+from attnlab.data.modules.base import SPLITS, TaskDataModule, check_window_settings
 from attnlab.data.spec import DataSpec
 
 
@@ -115,13 +115,7 @@ class TokenShardsDataModule(TaskDataModule):
         workers = _default_workers() if num_workers is None else num_workers
         pin = torch.cuda.is_available() if pin_memory is None else pin_memory
         super().__init__(batch_size, workers, pin)
-        if block_size < 1:
-            raise ValueError(f"data.block_size={block_size} must be at least 1")
-        if train_samples_per_epoch is not None and train_samples_per_epoch < batch_size:
-            raise ValueError(
-                f"data.train_samples_per_epoch={train_samples_per_epoch} must be at least "
-                f"data.batch_size={batch_size} (or null for every window once per epoch)"
-            )
+        check_window_settings(block_size, batch_size, train_samples_per_epoch)
         self.path = Path(path)
         self.block_size = block_size
         self.train_samples_per_epoch = train_samples_per_epoch

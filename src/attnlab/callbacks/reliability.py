@@ -336,14 +336,14 @@ class NanGuard(Callback):
     skip: each bad batch's update is dropped; the checks log how many, and stop as above once
     more than `max_skips` were dropped.
 
-    How a step is left untaken: an optimiser with a fused implementation (AdamW, Adam, SGD
-    with `fused=True`, attnlab's default on CUDA and CPU) reads a `found_inf` flag as GradScaler sets
+    How a step is left untaken: an optimiser with a fused implementation (AdamW, Adam, SGD with
+    `fused=True`, attnlab's default on CUDA and CPU) reads a `found_inf` flag as GradScaler sets
     it and skips the update in its kernel. Any other optimiser is stepped as usual and then put
     back, tensor by tensor, from a copy taken before the step (`torch.where`; state created by
     the step is put back to zeros, an Adam/AdamW state that was never stepped). That costs a
-    copy of the parameters and optimiser state; where the optimiser keeps its step counts on
-    the host (torch's non-fused, non-capturable optimisers) and the parameters on a GPU,
-    putting those back reads the flag on the host at every step.
+    copy of the parameters and optimiser state; where the optimiser keeps its step counts on the
+    host (torch's non-fused, non-capturable optimisers) and the parameters on a GPU, putting
+    those back reads the flag on the host at every step.
     Automatic optimisation only.
     """
 

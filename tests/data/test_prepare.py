@@ -73,6 +73,18 @@ def test_round_trip_and_document_boundaries(tmp_path: Path, tokenizer: str) -> N
     assert index.dtype == np.uint16 and index.verify() == []
 
 
+def test_an_empty_chunk_adds_no_document() -> None:
+    """The last chunk of a split can be empty (the text ended on a chunk boundary): it used to
+    add a document start at the shard's end, past its last token (7 of 150 random corpora)."""
+    tokenizer = prep.char_tokenizer(["ab"])
+    prep._init_worker(tokenizer.to_str(), 0, "uint16")
+    data, starts = prep.encode_chunk([])
+    assert data == b"" and len(starts) == 0
+    data, starts = prep.encode_chunk(["ab", "b"])  # <eos>=0, a=2, b=3
+    assert np.frombuffer(data, np.uint16).tolist() == [0, 2, 3, 0, 3]
+    assert starts.tolist() == [0, 3]
+
+
 def test_uint32_when_the_vocabulary_exceeds_uint16(tmp_path: Path) -> None:
     # A user's tokenizer.json with 70,000 tokens (a word-level vocabulary).
     from tokenizers import models, pre_tokenizers

@@ -310,7 +310,7 @@ def encode_chunk(docs: list[str]) -> tuple[bytes, np.ndarray]:
         dtype=np.int64,
         count=int(lengths.sum()),
     )
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths  # exclusive: no start at all for an empty chunk
     return ids.astype(_worker["dtype"]).tobytes(), starts
 
 

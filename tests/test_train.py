@@ -183,3 +183,19 @@ def test_architecture_knobs_from_the_command_line(architecture: str, tmp_path: P
     network = torch.load(result["best_checkpoint"], weights_only=False)["state_dict"]
     assert any(k.endswith("gate.weight") for k in network)  # SwiGLU was built
     assert any(k.endswith("q_norm.weight") for k in network)  # and QK-norm
+
+
+def test_a_run_that_ends_before_its_optimized_metric_is_logged_returns_no_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """attnlab-train model=gpt data=tokens ... trainer.max_steps=3: the steps end before the
+    first validation; the run succeeded, so it must not end in a KeyError traceback."""
+    from omegaconf import OmegaConf
+
+    from attnlab.train import optimized_value
+
+    cfg = OmegaConf.create({"optimized_metric": "val/loss"})
+    with caplog.at_level("WARNING"):
+        assert optimized_value(cfg, {"metrics": {}}) is None
+    assert "optimized_metric=val/loss was not logged" in caplog.text
+    assert optimized_value(cfg, {"metrics": {"val/loss": 1.5}}) == 1.5

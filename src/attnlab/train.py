@@ -175,9 +175,14 @@ def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
     if not name:
         return None
     if name not in result["metrics"]:
-        raise KeyError(
-            f"optimized_metric={name} was not logged; logged: {sorted(result['metrics'])}"
+        # The run itself succeeded (its name was checked before it started): it ended before
+        # logging it, e.g. trainer.max_steps reached before the first validation.
+        log.warning(
+            "optimized_metric=%s was not logged (the run ended before it was, e.g. "
+            "trainer.max_steps before the first validation); sweepers get no value",
+            name,
         )
+        return None
     return result["metrics"][name]
 
 

@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from attnlab import build
 from attnlab.artefacts import write_failure, write_metrics
 from attnlab.build import chosen_options
+from attnlab.build.ladder import apply_ladder, check_ladder, flops_per_token
 from attnlab.build.run_folder import (
     RunFolderError,
     claim_run_folder,
@@ -67,6 +68,7 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
         pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = build.build_datamodule(cfg)
+    rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
     module = build.build_module(cfg, datamodule)  # the last checks: the data's sizes
     mark_started(cfg)
     callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
@@ -94,6 +96,8 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
         finish_wandb(loggers, failed=failed)
         if failed:  # no DDP rank may outlive a failed job (docs/reliability.md)
             stop_launched_ranks(trainer)
+    if rung is not None:  # what a ladder's fit reads (build/ladder.py)
+        result["ladder"] = rung.record(result)
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
     rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
     return result
@@ -102,6 +106,7 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work."""
     build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    check_ladder(cfg)  # before anything resolves the rung's sizes
     build.check_required(cfg)
     build.check_compatibility(cfg)
 
@@ -141,6 +146,7 @@ def _fit_and_test(
         trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt or None)
         test_metrics = _scalars(trainer.callback_metrics)
 
+    per_token = flops_per_token(module.task, module.network, cfg)
     metrics = {
         **{k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
         **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
@@ -150,8 +156,10 @@ def _fit_and_test(
         "optimized_metric": cfg.get("optimized_metric"),
         "metrics": metrics,
         "parameters": parameters,
-        "flops_per_token": _flops_per_token(module, cfg),
+        "flops_per_token": per_token,
         "tokens_seen": tokens_seen,
+        # the compute of a scaling law's fit (attnlab-compare --ladder)
+        "training_flops": per_token * tokens_seen if per_token is not None else None,
         "tokens_per_sec": round(tokens_seen / fit_time, 1) if fit_time > 0 else None,
         "global_step": trainer.global_step,
         # Processes that trained together (devices x num_nodes); the global batch is
@@ -161,12 +169,6 @@ def _fit_and_test(
         "best_checkpoint": best_ckpt or None,
         "choices": chosen_options(),
     }
-
-
-def _flops_per_token(module: Any, cfg: DictConfig) -> int | None:
-    """Training FLOPs per token at the data's sequence length, for networks that estimate it."""
-    seq_len = cfg.data.get("block_size") or cfg.data.get("max_len")
-    return module.task.flops_per_token(module.network, seq_len) if seq_len else None
 
 
 def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:

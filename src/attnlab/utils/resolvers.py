@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 def _run_id() -> str:
@@ -28,6 +29,14 @@ def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     return attempt_subdir(output_dir, resume)
 
 
+def _ladder_rung(key: str, rung: int | None = None, *, _root_: DictConfig) -> Any:
+    # conf/ladder/*.yaml: the chosen rung's `key` (null where the rung leaves it out); `rung`
+    # names another (rung 0: the μP base width). build/ladder.check_ladder reports a bad rung
+    # in one line before anything resolves this.
+    ladder = _root_.ladder
+    return ladder.rungs[ladder.rung if rung is None else rung].get(key)
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("attempt_subdir"):
@@ -36,3 +45,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", _run_dir)
+    if not OmegaConf.has_resolver("ladder_rung"):
+        OmegaConf.register_new_resolver("ladder_rung", _ladder_rung)

@@ -29,6 +29,7 @@ GROUPS = [
     "hydra",
     "hydra/launcher",
     "hparams_search",
+    "ladder",
 ]
 
 
@@ -118,7 +119,8 @@ def test_scheduler_can_be_switched_off(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
     extra = []
-    if (group, option) == ("data", "tokens"):  # shards of a tiny corpus, prepared on first use
+    # shards of a tiny corpus, prepared on first use
+    if (group, option) in (("data", "tokens"), ("ladder", "gpt_small")):
         text = tmp_path / "corpus.txt"
         text.write_text("".join(f"line {i} of a tiny corpus\n" for i in range(2000)))
         prepare = f"{{input: '{text}', tokenizer: char, workers: 1, val_fraction: 0.05}}"

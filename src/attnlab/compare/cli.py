@@ -14,6 +14,9 @@ its seeds. Writes into SWEEP_DIR/compare (or --out):
   order), so "A beats B" is read against the seed-to-seed noise.
 
 A sweep still running, or with failed jobs, is fine: unfinished runs are counted, not read.
+
+With --ladder (one or more SWEEP_DIRs holding a scaling ladder's rungs): ladder.md / ladder.csv,
+loss_vs_compute.png and multiplier_vs_compute.png; see attnlab.compare.ladder.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="attnlab-compare", description=__doc__.splitlines()[0].strip("`")
     )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun's sweep directory")
+    parser.add_argument(
+        "sweep_dir", type=Path, nargs="+", help="a multirun's sweep directory (several: --ladder)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: SWEEP_DIR/compare")
     parser.add_argument(
         "--metric", default=None, help="curve metric (default: the optimized_metric or val/loss)"
@@ -93,7 +98,28 @@ def main(argv: list[str] | None = None) -> None:
         default="two-sided",
         help="greater: variant > baseline (a one-sided test)",
     )
+    ladder = parser.add_argument_group("scaling ladders (docs/compare_ladder.md)")
+    ladder.add_argument(
+        "--ladder", action="store_true", help="fit L(C) = E + A*C^-alpha per variant"
+    )
+    ladder.add_argument(
+        "--budget",
+        type=float,
+        nargs="+",
+        default=[],
+        help="compute budgets (FLOPs) to extrapolate the multipliers to, e.g. 1e18",
+    )
+    ladder.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples")
+    ladder.add_argument(
+        "--rung-key", default="ladder.rung", help="the override that names a run's rung"
+    )
     args = parser.parse_args(argv)
+    if args.ladder:
+        _main_ladder(parser, args)
+        return
+    if len(args.sweep_dir) > 1:
+        parser.error("several SWEEP_DIRs are read only with --ladder; give one")
+    args.sweep_dir = args.sweep_dir[0]
     try:
         out_dir = compare(
             args.sweep_dir, args.out, args.metric, args.baseline, args.stat_metric, args.alternative
@@ -103,6 +129,27 @@ def main(argv: list[str] | None = None) -> None:
     print((out_dir / "comparison.md").read_text())
     if args.baseline is not None:
         print((out_dir / "significance.md").read_text())
+    print(f"Tables and plots in {out_dir}")
+
+
+def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from attnlab.compare.ladder import compare_ladder
+
+    if args.bootstrap < 100:
+        parser.error(f"--bootstrap {args.bootstrap}: at least 100 samples for a 95% interval")
+    try:
+        out_dir = compare_ladder(
+            args.sweep_dir,
+            args.out,
+            args.baseline,
+            args.stat_metric,
+            tuple(args.budget),
+            args.bootstrap,
+            args.rung_key,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    print((out_dir / "ladder.md").read_text())
     print(f"Tables and plots in {out_dir}")
 
 

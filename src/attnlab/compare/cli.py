@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     ladder.add_argument(
         "--rung-key", default="ladder.rung", help="the override that names a run's rung"
     )
+    ladder.add_argument(
+        "--resample",
+        choices=("pooled", "rung"),
+        default="pooled",
+        help="bootstrap: seed deviations pooled over a variant's rungs (default), or per rung",
+    )
     args = parser.parse_args(argv)
     if args.ladder:
         _main_ladder(parser, args)
@@ -146,6 +152,7 @@ def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             tuple(args.budget),
             args.bootstrap,
             args.rung_key,
+            resample=args.resample,
         )
     except ValueError as error:
         parser.error(str(error))

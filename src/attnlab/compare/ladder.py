@@ -35,6 +35,7 @@ from attnlab.compare.scaling_fit import (
     multiplier,
     percentile_interval,
     resample_means,
+    resample_pooled,
 )
 from attnlab.compare.significance import resolve_variant
 
@@ -250,14 +251,25 @@ def _check_fittable(ladder: dict[str, list[Rung]]) -> None:
 # --- fitting ------------------------------------------------------------------------------------
 
 
+RESAMPLING = ("pooled", "rung")
+
+
 def _fit_variant(
-    name: str, rungs: list[Rung], c_ref: float, n_boot: int, rng: np.random.Generator
+    name: str,
+    rungs: list[Rung],
+    c_ref: float,
+    n_boot: int,
+    rng: np.random.Generator,
+    resample: str = "pooled",
 ) -> VariantFit:
     compute = np.array([r.mean_compute for r in rungs])
     means = np.array([r.values.mean() for r in rungs])
     counts = np.array([len(r.values) for r in rungs])
     law = fit_laws(compute[None], means[None], counts, c_ref)
-    samples = np.stack([resample_means(r.values, n_boot, rng) for r in rungs], axis=1)
+    if resample == "pooled":  # seed deviations pooled over the rungs: see scaling_fit.py
+        samples = resample_pooled([r.values for r in rungs], n_boot, rng)
+    else:
+        samples = np.stack([resample_means(r.values, n_boot, rng) for r in rungs], axis=1)
     boot = fit_laws(np.broadcast_to(compute, samples.shape), samples, counts, c_ref)
     return VariantFit(name, rungs, law, boot)
 
@@ -268,11 +280,14 @@ def fit_ladder(
     budgets: tuple[float, ...] = (),
     n_boot: int = 1000,
     seed: int = 0,
+    resample: str = "pooled",
 ) -> list[VariantFit]:
     """One fit per variant; against `baseline`, multipliers at the largest rung and budgets."""
     rng = np.random.default_rng(seed)
     c_ref = max(r.mean_compute for rungs in ladder.values() for r in rungs)
-    fits = [_fit_variant(name, rungs, c_ref, n_boot, rng) for name, rungs in ladder.items()]
+    fits = [
+        _fit_variant(name, rungs, c_ref, n_boot, rng, resample) for name, rungs in ladder.items()
+    ]
     if baseline is None:
         return fits
     base = next(f for f in fits if f.name == baseline)
@@ -315,13 +330,19 @@ def write_ladder(
     runs: list[Run],
     out_dir: Path,
     rung_key: str = RUNG_KEY,
+    resample: str = "pooled",
 ) -> None:
+    how = {
+        "pooled": "each rung's seeds drawn from the deviations of all the variant's seeds from "
+        "their rung means",
+        "rung": "each rung's seeds resampled with replacement",
+    }[resample]
     lines = [
         f"# Scaling ladder: {metric} against training compute",
         "",
         f"Per variant, {LAW} with C the training FLOPs (FLOPs per token x tokens "
         f"seen), fitted to each rung's mean over seeds. Intervals: 95% percentile bootstrap over "
-        f"seeds ({n_boot} samples; each rung's seeds resampled with replacement).",
+        f"seeds ({n_boot} samples; {how}).",
         "",
         f"| variant | rungs | seeds per rung | E [95% CI] | A [95% CI] | {ALPHA} [95% CI] |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -337,6 +358,8 @@ def write_ladder(
             f"| {fit.name} | {len(fit.rungs)} | {'-'.join(map(str, seeds))} | "
             f"{cells[0]} | {cells[1]} | {alpha} |"
         )
+    if all(len(r.values) == 1 for fit in fits for r in fit.rungs):
+        lines += ["", "One seed per rung: no seed spread to resample, so the intervals are points."]
     if baseline is not None:
         top = next(f for f in fits if f.multipliers).rungs[-1] if len(fits) > 1 else None
         lines += [
@@ -451,6 +474,7 @@ def compare_ladder(
     n_boot: int = 1000,
     rung_key: str = RUNG_KEY,
     seed: int = 0,
+    resample: str = "pooled",
 ) -> Path:
     """Read, fit, write ladder.md / ladder.csv / plots; returns the output directory."""
     metric, ladder, runs = read_ladder(sweep_dirs, metric, rung_key)
@@ -459,10 +483,12 @@ def compare_ladder(
     bad = [b for b in budgets if not (b > 0 and math.isfinite(b))]
     if bad:
         raise ValueError(f"--budget {bad[0]!r}: a compute budget is a positive number of FLOPs")
-    fits = fit_ladder(ladder, baseline, budgets, n_boot, seed)
+    if resample not in RESAMPLING:
+        raise ValueError(f"--resample {resample!r}; valid choices: {', '.join(RESAMPLING)}")
+    fits = fit_ladder(ladder, baseline, budgets, n_boot, seed, resample)
     out_dir = out_dir or sweep_dirs[0] / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_ladder(fits, metric, baseline, budgets, n_boot, runs, out_dir, rung_key)
+    write_ladder(fits, metric, baseline, budgets, n_boot, runs, out_dir, rung_key, resample)
     from attnlab.compare.ladder_plots import plot_ladder
 
     plot_ladder(fits, metric, baseline, budgets, out_dir)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from attnlab.compare import Run, significance
+from attnlab.compare import Run, compare, significance
 from attnlab.compare.cli import main
 from attnlab.compare.ladder import read_ladder
 from attnlab.compare.scaling_fit import (
@@ -431,3 +431,22 @@ def test_significance_rows_hold_holm_and_mde() -> None:
     se = float(np.std(diffs, ddof=1)) / 2
     assert big["paired_mde"] == pytest.approx(min_detectable_effect(se, 3))
     assert big["welch_mde"] > 0
+
+
+def test_tune_lr_in_the_plain_comparison_keeps_each_variants_best_lr(tmp_path: Path) -> None:
+    rng = random.Random()
+    best = {pos: rng.choice(["1e-3", "1e-2"]) for pos in ("learned", "rope")}
+    for pos in best:
+        for lr in ("1e-3", "1e-2"):
+            for seed in (1, 2):
+                val = 2.0 if lr == best[pos] else 2.0 + rng.uniform(0.01, 0.3)
+                metrics = {"val/loss": val, "test/loss": val + seed / 100}
+                overrides = {"model.pos": pos, "optimizer.lr": lr, "seed": seed}
+                write_run(tmp_path / f"{pos}{lr}{seed}", overrides, metrics, 1e12)
+    out = compare(tmp_path, tmp_path / "out", baseline="model.pos=learned", tune_lr=True)
+    rows = read_csv(out / "comparison.csv")
+    names = [f"model.pos={p} (optimizer.lr={best[p]} best on val/loss)" for p in best]
+    assert [r["variant"] for r in rows] == names
+    assert all(float(r["test/loss_mean"]) == pytest.approx(2.015) for r in rows)
+    (row,) = read_csv(out / "significance.csv")
+    assert row["variant"] == names[1] and float(row["difference"]) == pytest.approx(0.0, abs=1e-12)

@@ -11,7 +11,9 @@ its seeds. Writes into SWEEP_DIR/compare (or --out):
 - with --baseline: significance.md / significance.csv, every other variant against that one on
   one metric (default: the test counterpart of the optimized metric): difference of means,
   Welch's t-test, and the paired t-test over the seeds the two share (same seed, same data
-  order), so "A beats B" is read against the seed-to-seed noise.
+  order), so "A beats B" is read against the seed-to-seed noise; p-values Holm-corrected over
+  the variants tested, and each test's minimum detectable effect;
+- with --tune-lr: where variants ran several optimizer.lr, each at its lr best on validation.
 
 A sweep still running, or with failed jobs, is fine: unfinished runs are counted, not read.
 
@@ -24,8 +26,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from attnlab.compare import selection
 from attnlab.compare.plots import plot_curves
-from attnlab.compare.runs import default_metric, find_runs, variants
+from attnlab.compare.runs import SEED_KEYS, default_metric, find_runs, variants
 from attnlab.compare.significance import (
     default_stat_metric,
     resolve_variant,
@@ -42,6 +45,7 @@ def compare(
     baseline: str | None = None,
     stat_metric: str | None = None,
     alternative: str = "two-sided",
+    tune_lr: bool = False,
 ) -> Path:
     """Write the tables and plots of `sweep_dir`'s runs; returns the output directory."""
     if not sweep_dir.is_dir():
@@ -52,7 +56,10 @@ def compare(
             f"no runs under {sweep_dir}: expected job directories with .hydra/overrides.yaml "
             "(a Hydra multirun's sweep directory, or one run's directory)"
         )
-    groups = variants(runs)
+    if tune_lr:  # each variant at the optimizer.lr best on validation (selection.py)
+        groups = selection.tune_lr(variants(runs, (*SEED_KEYS, selection.LR_KEY)))
+    else:
+        groups = variants(runs)
     if baseline is not None:  # fail before writing anything
         baseline = resolve_variant(groups, baseline)
         stat_metric = stat_metric or default_stat_metric(runs)
@@ -119,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         default="pooled",
         help="bootstrap: seed deviations pooled over a variant's rungs (default), or per rung",
     )
+    parser.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="compare each variant at its optimizer.lr best on validation (mean over seeds)",
+    )
     args = parser.parse_args(argv)
     if args.ladder:
         _main_ladder(parser, args)
@@ -128,7 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     args.sweep_dir = args.sweep_dir[0]
     try:
         out_dir = compare(
-            args.sweep_dir, args.out, args.metric, args.baseline, args.stat_metric, args.alternative
+            args.sweep_dir,
+            args.out,
+            args.metric,
+            args.baseline,
+            args.stat_metric,
+            args.alternative,
+            args.tune_lr,
         )
     except ValueError as error:
         parser.error(str(error))

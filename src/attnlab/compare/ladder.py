@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import csv
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from attnlab.compare.runs import SEED_KEYS, Run, find_runs
 from attnlab.compare.scaling_fit import (
@@ -37,10 +35,10 @@ from attnlab.compare.scaling_fit import (
     resample_means,
     resample_pooled,
 )
+from attnlab.compare.selection import LR_KEY, pick_lr
 from attnlab.compare.significance import resolve_variant
 
 RUNG_KEY = "ladder.rung"
-LR_KEY = "optimizer.lr"
 UNREACHABLE = "∞ (beyond baseline's asymptote)"
 
 
@@ -94,15 +92,6 @@ def compute_of(run: Run) -> float | None:
     return None
 
 
-def _optimized_mode(run: Run) -> str:
-    config = run.path / ".hydra" / "config.yaml"
-    if config.exists():
-        mode = (yaml.safe_load(config.read_text()) or {}).get("optimized_mode")
-        if mode in ("min", "max"):
-            return mode
-    return "min"
-
-
 def ladder_variants(runs: list[Run], rungs: dict[int, str], rung_key: str) -> dict[str, list[Run]]:
     """Runs grouped by the overrides that differ, less seed, lr and what the rung sets."""
     ignored = {*SEED_KEYS, LR_KEY, rung_key}
@@ -136,31 +125,8 @@ def _finite(value: Any) -> bool:
 
 
 def _pick_lr(runs: list[Run], metric: str, label: str, name: str) -> Rung:
-    """The (variant, rung)'s runs at the learning rate best on validation."""
-    by_lr: dict[str | None, list[Run]] = {}
-    for run in runs:
-        by_lr.setdefault(run.overrides.get(LR_KEY), []).append(run)
-    done = [r for r in runs if r.status == "done"]
-    val_metric = next((r.result.get("optimized_metric") for r in done), None) or "val/loss"
-    picked, scores = None, {}
-    if len(by_lr) > 1:
-        mode = _optimized_mode(done[0]) if done else "min"
-        for lr, group in by_lr.items():
-            values = [r.metrics.get(val_metric) for r in group if r.status == "done"]
-            # A learning rate with a failed (e.g. diverged) run or a NaN is not picked.
-            if any(r.status == "failed" for r in group) or not values:
-                continue
-            if not all(_finite(v) for v in values):
-                continue
-            scores[str(lr)] = statistics.fmean(values)
-        if not scores:
-            raise ValueError(
-                f"variant {name!r} rung {label}: no learning rate has finished runs with a "
-                f"finite {val_metric}; learning rates: " + ", ".join(map(str, by_lr))
-            )
-        best = (min if mode == "min" else max)(scores, key=scores.__getitem__)
-        picked = best
-        runs = next(g for lr, g in by_lr.items() if str(lr) == best)
+    """The (variant, rung)'s runs at the learning rate best on validation (selection.py)."""
+    runs, picked, scores, val_metric = pick_lr(runs, f"variant {name!r} rung {label}")
     kept = [r for r in runs if r.status == "done" and _finite(r.metrics.get(metric))]
     computes = [compute_of(r) for r in kept]
     lost = [r for r, c in zip(kept, computes, strict=True) if c is None]

@@ -450,3 +450,14 @@ def test_tune_lr_in_the_plain_comparison_keeps_each_variants_best_lr(tmp_path: P
     assert all(float(r["test/loss_mean"]) == pytest.approx(2.015) for r in rows)
     (row,) = read_csv(out / "significance.csv")
     assert row["variant"] == names[1] and float(row["difference"]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_rungs_of_one_compute_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for rung in range(4):  # an iso-FLOP ladder: every size at the same compute
+        overrides = {"ladder.rung": rung, "seed": 1}
+        write_run(tmp_path / str(rung), overrides, {"test/loss": 2.0 + rung / 10}, 1e15)
+    with pytest.raises(SystemExit):
+        main(["--ladder", str(tmp_path)])
+    assert "used 1 distinct training compute(s)" in capsys.readouterr().err

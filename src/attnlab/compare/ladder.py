@@ -17,6 +17,7 @@ lr, compute, metric, whether it was kept), loss_vs_compute.png and multiplier_vs
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,13 @@ def _check_fittable(ladder: dict[str, list[Rung]]) -> None:
             raise ValueError(
                 f"ladder too small to fit: variant {name!r} has finished runs at rung(s) "
                 f"{', '.join(have) or 'none'}; {LAW} needs at least 3 rungs"
+            )
+        computes = sorted(r.mean_compute for r in rungs)
+        distinct = 1 + sum(b > 1.01 * a for a, b in itertools.pairwise(computes))
+        if distinct < 3:
+            raise ValueError(
+                f"variant {name!r}: its rungs {', '.join(have)} used {distinct} distinct "
+                f"training compute(s) (an iso-FLOP ladder?); {LAW} needs at least 3"
             )
         missing = [label for label in every if label not in have]
         if missing:

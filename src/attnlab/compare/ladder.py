@@ -370,7 +370,8 @@ def write_ladder(
             cells = [fit.name, r.label, f"{r.mean_compute:.3g}", str(len(r.values))]
             cells.append(f"{r.values.mean():.4f} ± {std:.4f}")
             if tuned:
-                scores = ", ".join(f"{lr}: {v:.4f}" for lr, v in r.lr_scores.items())
+                ordered = sorted(r.lr_scores.items(), key=lambda item: _rung_order(item[0]))
+                scores = ", ".join(f"{lr}: {v:.4f}" for lr, v in ordered)
                 cells += [r.lr or "—", f"{r.val_metric} {scores}" if scores else "—"]
             lines.append("| " + " | ".join(cells) + " |")
     (out_dir / "ladder.md").write_text("\n".join(lines) + "\n")

@@ -30,7 +30,7 @@ def plot_ladder(
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import NullLocator
 
     lo_c = min(r.compute.min() for f in fits for r in f.rungs)
     hi_c = max([*(r.compute.max() for f in fits for r in f.rungs), *budgets])
@@ -66,10 +66,12 @@ def plot_ladder(
     ax.set_yscale("log")
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel(_unit(metric))
-    # Losses span well under a decade: plain numbers on the log axis, not 2 x 10^0.
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    # Losses span well under a decade: a few plain numbers on the log axis, not 2 x 10^0.
+    low, high = ax.get_ylim()
+    ticks = np.unique(np.round(np.geomspace(low, high, 7)[1:-1], 2))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticks(ticks, [f"{t:.2f}" for t in ticks])
+    ax.set_ylim(low, high)
     ax.set_title(
         f"Loss vs compute: {LAW} per variant\n"
         "(dots: seeds; circles: rung mean ± std; band: 95% bootstrap over seeds)",

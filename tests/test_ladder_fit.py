@@ -147,9 +147,9 @@ def simulate(
 
 @pytest.mark.slow
 def test_planted_multiplier_of_two_is_recovered_in_100_replications() -> None:
-    # The criterion. A fixed seed: the interval's coverage is about 93% on this design
-    # (4000 replications, docs/compare_ladder.md), so a fresh draw of 100 would fall under 90
-    # about one time in six while the method is fine.
+    # The criterion, on a fixed seed: over 1500 replications of this design the interval
+    # covered 2.0 in 94.5% and the estimate was within 10% in 97.9% (docs/compare_ladder.md), so
+    # a fresh draw of 100 would fall under 90 about one time in 45 while the method is fine.
     close, covered, _ = simulate(np.random.default_rng(20), 100)
     assert close >= 90, close
     assert covered >= 90, covered

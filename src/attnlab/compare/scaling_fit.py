@@ -14,8 +14,9 @@ sqrt(n/(n-1)) so that a resampled mean's spread matches s^2/n instead of (n-1)/n
 resample_pooled (the default of attnlab-compare --ladder): each rung's seeds drawn from the
 deviations of all the variant's seeds from their rung means, which assumes the seed noise is of
 similar size at every rung. With 2 to 5 seeds a rung, a per-rung spread is itself so noisy that
-the per-rung intervals come out too narrow (about 88% coverage for a nominal 95% in
-tests/test_ladder_fit.py's simulation); pooling uses every seed for the spread.
+the per-rung intervals come out too narrow: in tests/test_ladder_fit.py's simulation (4 seeds,
+5 rungs) the 95% interval of the multiplier covered the planted value in 91.3% of 1000
+replications per rung and in 94.5% of 1500 pooled.
 """
 
 from __future__ import annotations

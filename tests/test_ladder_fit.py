@@ -139,8 +139,8 @@ def simulate(
             boots.append(fit_laws(np.broadcast_to(compute, shape), samples, counts, compute[-1]))
         m = float(multiplier(fits[1], fits[0], compute[-1])[0, 0])
         lo, hi = percentile_interval(multiplier(boots[1], boots[0], compute[-1])[:, 0])
-        close += abs(m / 2.0 - 1) <= 0.10
-        covered += lo <= 2.0 <= hi
+        close += bool(abs(m / 2.0 - 1) <= 0.10)
+        covered += bool(lo <= 2.0 <= hi)
         estimates.append(m)
     return close, covered, estimates
 

@@ -172,6 +172,7 @@ def write_run(
     compute: float,
     mode: str = "min",
     optimized: str = "val/loss",
+    ladder: dict[str, object] | None = None,
 ) -> None:
     """A job directory as attnlab-train leaves it (the parts attnlab-compare reads)."""
     (path / ".hydra").mkdir(parents=True)
@@ -189,6 +190,8 @@ def write_run(
         "flops_per_token": compute / tokens,
         "tokens_seen": tokens,
     }
+    if ladder is not None:  # what attnlab-train writes for a run of a ladder= config
+        result["ladder"] = ladder
     (path / "metrics.json").write_text(json.dumps(result))
 
 
@@ -461,3 +464,18 @@ def test_rungs_of_one_compute_are_refused(
     with pytest.raises(SystemExit):
         main(["--ladder", str(tmp_path)])
     assert "used 1 distinct training compute(s)" in capsys.readouterr().err
+
+
+def test_rung_and_compute_come_from_metrics_json_ladder_record(tmp_path: Path) -> None:
+    # A run of `ladder=...` records its rung and training FLOPs in metrics.json; they win over
+    # the overrides and over flops_per_token x tokens_seen.
+    for rung, flops in enumerate((3e12, 5e13, 7e14)):
+        for seed in (1, 2):
+            record = {"name": "tiny_cpu", "rung": rung, "training_flops": flops}
+            overrides = {"ladder.rung": 9, "seed": seed}  # a wrong override: the record wins
+            metrics = {"test/loss": 3.0 - rung / 4 + seed / 100}
+            write_run(tmp_path / f"{rung}_{seed}", overrides, metrics, 1.0, ladder=record)
+    _, ladder, _ = read_ladder([tmp_path])
+    (rungs,) = ladder.values()
+    assert [r.label for r in rungs] == ["0", "1", "2"]
+    assert [r.mean_compute for r in rungs] == [3e12, 5e13, 7e14]

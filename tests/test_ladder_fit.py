@@ -479,3 +479,41 @@ def test_rung_and_compute_come_from_metrics_json_ladder_record(tmp_path: Path) -
     (rungs,) = ladder.values()
     assert [r.label for r in rungs] == ["0", "1", "2"]
     assert [r.mean_compute for r in rungs] == [3e12, 5e13, 7e14]
+
+
+def test_a_flat_ladder_says_its_exponent_is_not_pinned_down(tmp_path: Path) -> None:
+    rng = np.random.default_rng()
+    for rung, c in enumerate((1e12, 1e13, 1e14, 1e15)):
+        for seed in (1, 2):  # a loss that does not fall with compute: noise around 2.0
+            metrics = {"test/loss": 2.0 + float(rng.normal(0, 0.01))}
+            write_run(tmp_path / f"{rung}{seed}", {"ladder.rung": rung, "seed": seed}, metrics, c)
+    main(["--ladder", str(tmp_path), "--bootstrap", "100"])
+    assert (
+        "is at the edge of the range searched" in (tmp_path / "compare" / "ladder.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "0"], "--budget 0.0: a compute budget is a positive number of FLOPs"),
+        (["--bootstrap", "10"], "--bootstrap 10: at least 100 samples"),
+        (["--baseline", "model.pos=alibi"], "valid choices: 'model.pos=learned'"),
+        (["--stat-metric", "test/acc"], "--stat-metric 'test/acc' is in no finished run"),
+    ],
+)
+def test_bad_ladder_options_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    write_ladder(tmp_path, {"learned": planted(1.8, 1e4, 0.3), "rope": planted(1.8, 1e4, 0.3, 2)})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ladder", str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "small" / "compare").exists()
+
+
+def test_several_sweep_dirs_need_ladder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), str(tmp_path)])
+    assert "several SWEEP_DIRs are read only with --ladder" in capsys.readouterr().err

@@ -28,6 +28,7 @@ import numpy as np
 from attnlab.compare.runs import SEED_KEYS, Run, find_runs
 from attnlab.compare.scaling_fit import (
     ALPHA,
+    ALPHA_RANGE,
     LAW,
     Laws,
     fit_laws,
@@ -332,6 +333,16 @@ def write_ladder(
             f"| {fit.name} | {len(fit.rungs)} | {'-'.join(map(str, seeds))} | "
             f"{cells[0]} | {cells[1]} | {alpha} |"
         )
+    low, high = ALPHA_RANGE
+    for fit in fits:
+        alpha = float(fit.law.alpha[0])
+        if not low * 1.01 < alpha < high * 0.99:
+            lines += [
+                "",
+                f"{fit.name}: {ALPHA} = {alpha:.3g} is at the edge of the range searched "
+                f"({low:g} to {high:g}): its rungs do not pin the law down (too few rungs, too "
+                "narrow a compute range, or a loss that does not fall with compute).",
+            ]
     if all(len(r.values) == 1 for fit in fits for r in fit.rungs):
         lines += ["", "One seed per rung: no seed spread to resample, so the intervals are points."]
     if baseline is not None:

@@ -517,3 +517,25 @@ def test_several_sweep_dirs_need_ladder(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit):
         main([str(tmp_path), str(tmp_path)])
     assert "several SWEEP_DIRs are read only with --ladder" in capsys.readouterr().err
+
+
+def test_failed_and_unfinished_runs_are_left_out_not_fatal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_ladder(tmp_path, {"learned": planted(1.8, 1e4, 0.3)}, seeds=2)
+    running = tmp_path / "small" / "running"  # started, no metrics.json, rung not yet known
+    (running / ".hydra").mkdir(parents=True)
+    (running / ".hydra" / "overrides.yaml").write_text("- model.pos=learned\n- seed=3\n")
+    failed = tmp_path / "large" / "failed"
+    write_run(failed, {"model.pos": "learned", "ladder.rung": 3, "seed": 3}, {}, 1e15)
+    (failed / "failure.json").write_text(json.dumps({"error": "out of memory"}))
+    _, ladder, runs = read_ladder([tmp_path / "small", tmp_path / "large"])
+    assert [len(r.values) for r in ladder["all runs"]] == [2, 2, 2, 2]
+    assert sorted(r.status for r in runs).count("done") == 8 and len(runs) == 10
+    with pytest.raises(SystemExit):
+        main(["--ladder", str(tmp_path / "nope")])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"sweep directory {tmp_path / 'nope'} does not exist")
+    )

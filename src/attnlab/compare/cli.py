@@ -172,7 +172,7 @@ def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             args.rung_key,
             resample=args.resample,
         )
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     print((out_dir / "ladder.md").read_text())
     print(f"Tables and plots in {out_dir}")

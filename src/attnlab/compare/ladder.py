@@ -68,7 +68,8 @@ class VariantFit:
     rungs: list[Rung]
     law: Laws  # the fit to the data (one law)
     boot: Laws  # the fits to the bootstrap samples
-    multipliers: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    # (point, low, high) at the largest rung, then at each budget
+    multipliers: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 # --- reading runs -------------------------------------------------------------------------------
@@ -168,7 +169,9 @@ def read_ladder(
             "with .hydra/overrides.yaml"
         )
     rungs = {id(run): rung_of(run, rung_key) for run in runs}
-    unranked = [run for run in runs if rungs[id(run)] is None]
+    unranked = [run for run in runs if rungs[id(run)] is None and run.status == "done"]
+    # A failed or unfinished run may not know its rung yet (no metrics.json): it is left out.
+    runs_read, runs = runs, [run for run in runs if rungs[id(run)] is not None]
     if unranked:
         raise ValueError(
             f"run {unranked[0].path} has no rung: expected a {rung_key} override "
@@ -195,7 +198,7 @@ def read_ladder(
             (rung for rung in kept if len(rung.values)), key=lambda r: _rung_order(r.label)
         )
     _check_fittable(ladder)
-    return metric, ladder, runs
+    return metric, ladder, runs_read
 
 
 def _check_fittable(ladder: dict[str, list[Rung]]) -> None:
@@ -272,8 +275,9 @@ def fit_ladder(
         horizons = [fit.rungs[-1].mean_compute, *budgets]
         point = multiplier(fit.law, base.law, horizons)[0]
         lo, hi = percentile_interval(multiplier(fit.boot, base.boot, horizons))
-        for i, c in enumerate(horizons):
-            fit.multipliers[float(c)] = (float(point[i]), float(lo[i]), float(hi[i]))
+        fit.multipliers = [
+            (float(p), float(a), float(b)) for p, a, b in zip(point, lo, hi, strict=True)
+        ]
     return fits
 
 
@@ -361,7 +365,7 @@ def write_ladder(
         for fit in fits:
             if fit.name == baseline:
                 continue
-            cells = [_multiplier_cell(*m) for m in fit.multipliers.values()]
+            cells = [_multiplier_cell(*m) for m in fit.multipliers]
             lines.append("| " + " | ".join([fit.name, *cells]) + " |")
     else:
         lines += ["", "Compute multipliers: give --baseline (a variant's name or overrides)."]
@@ -419,7 +423,7 @@ def _write_csv(
             ):
                 lo, hi = percentile_interval(boot)
                 row[name], row[f"{name}_lo"], row[f"{name}_hi"] = float(point[0]), lo, hi
-            for h, (point_m, lo_m, hi_m) in zip(horizons, fit.multipliers.values(), strict=False):
+            for h, (point_m, lo_m, hi_m) in zip(horizons, fit.multipliers, strict=False):
                 row[f"multiplier_{h}"] = point_m
                 row[f"multiplier_{h}_lo"], row[f"multiplier_{h}_hi"] = lo_m, hi_m
             row["lr_by_rung"] = ";".join(f"{r.label}:{r.lr}" for r in fit.rungs if r.lr)

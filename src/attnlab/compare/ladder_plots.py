@@ -100,7 +100,7 @@ def plot_ladder(
         ax.fill_between(grid, band_lo, np.minimum(band_hi, 1e6), color=color, alpha=0.2)
         shown += [v for v in (*point, *band_lo, *band_hi) if np.isfinite(v) and v > 0]
         top = fit.rungs[-1].mean_compute
-        ax.scatter([top], [fit.multipliers[top][0]], color=color, edgecolor="black", zorder=3)
+        ax.scatter([top], [fit.multipliers[0][0]], color=color, edgecolor="black", zorder=3)
     ax.axhline(1.0, color="black", linewidth=1, label=f"baseline ({base.name})")
     top_c = max(f.rungs[-1].mean_compute for f in fits)
     ax.axvline(top_c, color="grey", linestyle="--", linewidth=1, label="largest rung")

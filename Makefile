@@ -14,7 +14,8 @@ NAMES ?=
 
 .DEFAULT_GOAL := help
 COMPARE_DIR ?= logs/compare_example
-.PHONY: help install data train compare-example test test-slow test-all lint format clean
+LADDER_DIR ?= logs/ladder_example
+.PHONY: help install data train compare-example ladder-example test test-slow test-all lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +41,12 @@ compare-example: $(STAMP) ## sweep GPT positions (learned, rope) x 2 seeds on Ti
 		trainer.max_steps=600 trainer.val_check_interval=100 \
 		callbacks.rich_progress_bar=null print_config=false hydra.sweep.dir=$(COMPARE_DIR) $(ARGS)
 	$(BIN)/attnlab-compare $(COMPARE_DIR)
+
+# The documented ladder result (docs/ladders.md): 4 rungs x positions x activations x 2 seeds.
+ladder-example: $(STAMP) ## scaling ladder on Tiny Shakespeare (learned/rope x gelu/swiglu), then the fit
+	$(BIN)/attnlab-train -m ladder=tiny_cpu ladder.rung=0,1,2,3 model.pos=learned,rope \
+		model.activation=gelu,swiglu seed=1,2 print_config=false hydra.sweep.dir=$(LADDER_DIR) $(ARGS)
+	$(BIN)/attnlab-compare --ladder $(LADDER_DIR) --baseline "model.activation=gelu model.pos=learned"
 
 test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from attnlab import build
 from attnlab.build.ladder import apply_ladder, check_ladder
 from attnlab.build.validation import ConfigError
 from attnlab.train import check_config, train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli
 
 # The synthetic language: no real data, data in milliseconds.
 TOY = ["ladder=tiny_cpu", "data=toy_lm", "data.block_size=32", "data.batch_size=8"]
@@ -170,3 +170,58 @@ def test_ladder_run_records_what_a_fit_needs(tmp_path: Path) -> None:
     assert int(validations[-1]["step"]) == record["max_steps"] - 1
     assert record["final_val_loss"] == written["metrics"]["val/loss"]
     assert record["final_val_loss"] == pytest.approx(float(validations[-1]["val/loss"]))
+
+
+@pytest.mark.slow
+def test_tiny_ladder_through_the_commands(tmp_path: Path) -> None:
+    """Three rungs x two variants x one seed, a few steps each, through `attnlab-train -m`, then
+    `attnlab-compare --ladder`: every run's compute is its metrics.json's, the fit is written."""
+    sweep = tmp_path / "ladder"
+    run_cli(
+        "attnlab-train",
+        "-m",
+        *TOY,
+        "ladder.rung=0,1,2",
+        "model.pos=learned,rope",
+        "seed=1",
+        "ladder.tokens_per_param=0.3",
+        "ladder.evals=1",
+        "trainer.limit_val_batches=4",
+        "trainer.limit_test_batches=4",
+        "callbacks.model_summary=null",
+        "print_config=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert len(results) == 6
+    computes = {}
+    for result in results:
+        record = result["ladder"]
+        assert record["training_flops"] == result["flops_per_token"] * result["tokens_seen"]
+        computes.setdefault(record["rung"], set()).add(record["training_flops"])
+    # learned and rope have the same non-embedding sizes: one compute per rung, growing
+    assert [len(computes[r]) for r in (0, 1, 2)] == [1, 1, 1]
+    assert min(computes[0]) < min(computes[1]) < min(computes[2])
+
+    out = tmp_path / "fit"
+    compare = run_cli(
+        "attnlab-compare",
+        "--ladder",
+        str(sweep),
+        "--baseline",
+        "model.pos=learned",
+        "--bootstrap",
+        "50",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert "model.pos=rope" in compare.stdout
+    for name in ("ladder.md", "ladder.csv", "loss_vs_compute.png", "multiplier_vs_compute.png"):
+        assert (out / name).is_file(), name
+    with (out / "ladder_runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    flops = {float(r["compute"]) for r in rows}
+    assert flops == {float(c) for values in computes.values() for c in values}

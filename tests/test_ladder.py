@@ -184,7 +184,7 @@ def test_tiny_ladder_through_the_commands(tmp_path: Path) -> None:
         "ladder.rung=0,1,2",
         "model.pos=learned,rope",
         "seed=1",
-        "ladder.tokens_per_param=0.3",
+        "ladder.tokens_per_param=0.2",
         "ladder.evals=1",
         "trainer.limit_val_batches=4",
         "trainer.limit_test_batches=4",
@@ -192,6 +192,7 @@ def test_tiny_ladder_through_the_commands(tmp_path: Path) -> None:
         "print_config=false",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        timeout=900,  # six runs: seconds each on a quiet machine, minutes on a loaded one
     )
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert len(results) == 6

@@ -4,6 +4,7 @@
 - extensions.py: the user's modules that register models, position schemes, corpora;
 - run_settings.py: where run-level settings live (`init.*`, `compile`), old keys translated;
 - construction.py: data, network + task (the module), callbacks, loggers, Trainer;
+- ladder.py: scaling ladders: a rung's sizes and its budget in steps (`ladder=`);
 - checkpoints.py: the checkpoint to resume from, the run config stored in one;
 - pretrained.py: starting from a pretrained checkpoint (tokenizer, body, frozen layers);
 - trained.py: a trained run rebuilt from its checkpoint.

@@ -213,7 +213,7 @@ def test_tiny_ladder_through_the_commands(tmp_path: Path) -> None:
         "--baseline",
         "model.pos=learned",
         "--bootstrap",
-        "50",
+        "100",
         "--out",
         str(out),
         cwd=tmp_path,

@@ -25,6 +25,8 @@ def load_trained_module(
         # The weights come from this checkpoint, not from where its training started ...
         if run_cfg.get("init") is not None:
             run_cfg.init.pretrained = None
+            if "from_hf" in run_cfg.init:
+                run_cfg.init.from_hf = None
         # ... and so does the tokenizer, wherever the run kept its copy.
         if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
             run_cfg.data.tokenizer_path = write_tokenizer_file(

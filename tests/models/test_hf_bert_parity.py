@@ -123,3 +123,40 @@ def test_classifier_matches_bert_for_sequence_classification(ours, config) -> No
         torch.testing.assert_close(
             ours.classify(ids, pad, segments), expected, atol=1e-4, rtol=1e-4
         )
+
+
+@torch.no_grad()
+def bert_nsp_head_state_dict(model: EncoderOnly) -> dict[str, torch.Tensor]:
+    """BertForPreTraining's next-sentence head. Its label 0 means "B follows A", ours 1: the
+    two rows swap."""
+    head = model.nsp_head
+    return {
+        "cls.seq_relationship.weight": head.weight.flip(0),
+        "cls.seq_relationship.bias": head.bias.flip(0),
+    }
+
+
+def test_pretraining_heads_match_bert_for_pretraining(config) -> None:
+    """Both heads of BERT's pretraining (masked LM and next-sentence prediction) in fp32."""
+    ours = EncoderOnly(V, D, H, L, max_len=T_MAX, type_vocab_size=2, dropout=0.0, nsp=True).eval()
+    with torch.no_grad():  # off the 1/0 init; the pooler and NSP head random too
+        for p in ours.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ref = transformers.BertForPreTraining(config).eval()
+    ref.load_state_dict(  # strict: every BERT weight is set
+        bert_body_state_dict(ours, "bert.")
+        | bert_pooler_state_dict(ours, "bert.")
+        | bert_mlm_head_state_dict(ours)
+        | bert_nsp_head_state_dict(ours)
+    )
+    ids, pad, segments = random_batch()
+    with torch.no_grad():
+        out = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments)
+        hidden = ours.encode(ids, pad, segments)
+        torch.testing.assert_close(
+            ours.mlm_logits(hidden), out.prediction_logits, atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            ours.nsp_logits(hidden, pad).flip(-1), out.seq_relationship_logits, atol=1e-5, rtol=0
+        )
+    assert set(ours.state_dict()) >= {"pooler.dense.weight", "nsp_head.weight", "nsp_head.bias"}

@@ -59,10 +59,13 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 
 def network_arguments(spec: DataSpec) -> dict[str, Any]:
-    """What the network learns from the data: vocabulary size, and classes for classifiers."""
+    """What the network learns from the data: vocabulary size, classes for classifiers, and
+    whether masked-LM pretraining predicts the next sentence too."""
     kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
     if spec.num_classes is not None:
         kwargs["num_classes"] = spec.num_classes
+    if spec.next_sentence:  # sentence pairs: a next-sentence head too
+        kwargs["nsp"] = True
     # Separate source/target vocabularies (only EncoderDecoder takes tgt_vocab_size).
     if spec.tgt_vocab_size is not None and spec.tgt_vocab_size != spec.vocab_size:
         kwargs["tgt_vocab_size"] = spec.tgt_vocab_size

@@ -11,6 +11,7 @@ from torch import nn
 
 from attnlab.build.run_settings import bad_switch_message, moved_keys_in_config
 from attnlab.models.registry import NETWORKS, network_class_of
+from attnlab.protocols import NextSentencePredictor
 from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
 
@@ -165,6 +166,12 @@ def check_data_fits_task(cfg: DictConfig, datamodule: pl.LightningDataModule) ->
             "data.vocab=separate gives source and target their own vocabularies, but "
             "model.share_embeddings=true would look both up in one table; set "
             "model.share_embeddings=false"
+        )
+    network_cls = network_class_of(cfg.model)
+    if getattr(spec, "next_sentence", False) and not issubclass(network_cls, NextSentencePredictor):
+        raise ConfigError(
+            f"data.nsp=true needs a model with a next-sentence head (NextSentencePredictor, "
+            f"attnlab/protocols.py); {network_cls.__name__} has none: set data.nsp=false"
         )
     check_network_fits_data(cfg, datamodule)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+from datetime import datetime
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def _run_id() -> str:
@@ -28,6 +30,28 @@ def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     return attempt_subdir(output_dir, resume)
 
 
+def _hydra_runtime(key: str) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime[key]) if HydraConfig.initialized() else None
+
+
+def _launch_dir() -> str:
+    # Hydra's runtime.cwd under attnlab-train; without a Hydra app (compose() in a notebook or
+    # script), the working directory.
+    return _hydra_runtime("cwd") or os.getcwd()
+
+
+def _output_dir(log_dir: str, task_name: str) -> str:
+    # Hydra's runtime.output_dir under attnlab-train; without a Hydra app, a fresh run
+    # directory as hydra/default.yaml names them. Cached per config: every read agrees.
+    found = _hydra_runtime("output_dir")
+    if found is not None:
+        return found
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return f"{log_dir}/{task_name}/runs/{stamp}_{_run_id()}"
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("attempt_subdir"):
@@ -36,3 +60,15 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", _run_dir)
+    if not OmegaConf.has_resolver("launch_dir"):
+        OmegaConf.register_new_resolver("launch_dir", _launch_dir)
+    if not OmegaConf.has_resolver("output_dir"):
+        OmegaConf.register_new_resolver("output_dir", _output_dir, use_cache=True)
+
+
+def fix_output_dir(cfg: DictConfig) -> None:
+    """Store paths.output_dir resolved: without a Hydra app it names a fresh folder, cached
+    per config object, which a copy of the unresolved config would draw anew."""
+    if cfg.get("paths") is not None and "output_dir" in cfg.paths:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(cfg.paths.output_dir)

@@ -145,7 +145,7 @@ class MaskedLMDataModule(TaskDataModule):
 
     @property
     def spec(self) -> DataSpec:
-        return tokenizer_spec(self.task, self.tokenizer, self.max_len)
+        return tokenizer_spec(self.task, self.tokenizer, self.max_len, next_sentence=self.nsp)
 
     @property
     def masker(self) -> TokenMasker:

@@ -41,9 +41,12 @@ LLAMA_CASES = [
     LLAMA | dict(qk_norm=True, bias=False, layer_norm_eps=1e-6, n_kv_heads=k, tie_output=t)
     for k, t in itertools.product((None, 2), (True, False))
 ]
+# Masked LM, as BertForMaskedLM, or with next-sentence prediction as BertForPreTraining.
 BERT_MLM_CASES = [
-    dict(activation=a, type_vocab_size=s, tie_output=t)
-    for a, s, t in itertools.product(("gelu", "gelu_tanh", "relu"), (0, 2), (True, False))
+    dict(activation=a, type_vocab_size=s, tie_output=t, nsp=n)
+    for a, s, t, n in itertools.product(
+        ("gelu", "gelu_tanh", "relu"), (0, 2), (True, False), (False, True)
+    )
 ]
 BERT_CLASSIFIER_CASES = [
     dict(activation=a, type_vocab_size=s, num_classes=3)
@@ -53,7 +56,7 @@ BERT_CLASSIFIER_CASES = [
 REPRESENTATIVE = {
     "gpt2": [GPT2_CASES[2], GPT2_CASES[7]],
     "llama": [LLAMA_CASES[3], LLAMA_CASES[8], LLAMA_CASES[-1]],
-    "bert_mlm": [BERT_MLM_CASES[1], BERT_MLM_CASES[6]],
+    "bert_mlm": [BERT_MLM_CASES[2], BERT_MLM_CASES[13], BERT_MLM_CASES[19]],
     "bert_cls": [BERT_CLASSIFIER_CASES[3]],
 }
 
@@ -91,18 +94,28 @@ def test_gpt_exports_as_llama(tmp_path: Path, knobs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("knobs", cases("bert_mlm", BERT_MLM_CASES))
-def test_bert_exports_as_bert_for_masked_lm(tmp_path: Path, knobs: dict[str, Any]) -> None:
+def test_bert_exports_as_bert_for_masked_lm_or_pretraining(
+    tmp_path: Path, knobs: dict[str, Any]
+) -> None:
     network = bert_network(**knobs)
     plan = plan_export(network, "masked_lm")
-    assert plan.architecture == "BertForMaskedLM"
-    ref = transformers.AutoModelForMaskedLM.from_pretrained(write_model(plan, tmp_path)).eval()
+    nsp = knobs["nsp"]
+    assert plan.architecture == ("BertForPreTraining" if nsp else "BertForMaskedLM")
+    auto = transformers.AutoModelForPreTraining if nsp else transformers.AutoModelForMaskedLM
+    ref = auto.from_pretrained(write_model(plan, tmp_path)).eval()
+    assert type(ref).__name__ == plan.architecture
     ids, pad = padded_batch()
     segments = (
         (torch.arange(T_MAX) >= 10).long().expand(3, -1) if knobs["type_vocab_size"] else None
     )
     with torch.no_grad():
-        expected = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments).logits
-        torch.testing.assert_close(network(ids, pad, segments), expected, **TOL)
+        out = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments)
+        hidden = network.encode(ids, pad, segments)
+        expected = out.prediction_logits if nsp else out.logits
+        torch.testing.assert_close(network.mlm_logits(hidden), expected, **TOL)
+        if nsp:  # our label 1 ("B follows A") is their 0
+            nsp_logits = network.nsp_logits(hidden, pad).flip(-1)
+            torch.testing.assert_close(nsp_logits, out.seq_relationship_logits, **TOL)
 
 
 @pytest.mark.parametrize("knobs", cases("bert_cls", BERT_CLASSIFIER_CASES))

@@ -115,11 +115,12 @@ def bert_config(tmp_path: Path, directory: Path, *extra: str):
     )
 
 
+@pytest.mark.parametrize("nsp", [False, True], ids=["mlm", "mlm_nsp"])
 def test_bert_imports_with_equal_logits_and_its_special_ids(
-    tmp_path: Path, checkpoints: dict[str, Path]
+    tmp_path: Path, checkpoints: dict[str, Path], nsp: bool
 ) -> None:
     directory = checkpoints["bert"]
-    cfg = bert_config(tmp_path, directory)
+    cfg = bert_config(tmp_path, directory, f"data.nsp={str(nsp).lower()}")
     datamodule = build.build_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     tokenizer = datamodule.tokenizer
@@ -138,7 +139,12 @@ def test_bert_imports_with_equal_logits_and_its_special_ids(
     segments = (torch.arange(20) >= 8).long().expand(3, -1)
     with torch.no_grad():
         out = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments)
-        torch.testing.assert_close(network(ids, pad, segments), out.prediction_logits, **TOL)
+        hidden = network.encode(ids, pad, segments)
+        torch.testing.assert_close(network.mlm_logits(hidden), out.prediction_logits, **TOL)
+        if nsp:  # BertForPreTraining's next-sentence head, its labels swapped to ours
+            nsp_logits = network.nsp_logits(hidden, pad).flip(-1)
+            torch.testing.assert_close(nsp_logits, out.seq_relationship_logits, **TOL)
+    assert (network.nsp_head is not None) == nsp
 
 
 def write_tsv(path: Path, rows: int) -> Path:

@@ -129,11 +129,7 @@ def test_classifier_matches_bert_for_sequence_classification(ours, config) -> No
 def bert_nsp_head_state_dict(model: EncoderOnly) -> dict[str, torch.Tensor]:
     """BertForPreTraining's next-sentence head. Its label 0 means "B follows A", ours 1: the
     two rows swap."""
-    head = model.nsp_head
-    return {
-        "cls.seq_relationship.weight": head.weight.flip(0),
-        "cls.seq_relationship.bias": head.bias.flip(0),
-    }
+    return to_theirs(bert.nsp_head_maps(), model.state_dict())
 
 
 def test_pretraining_heads_match_bert_for_pretraining(config) -> None:

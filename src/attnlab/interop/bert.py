@@ -1,6 +1,9 @@
 """BERT (transformers' BertForMaskedLM, BertForSequenceClassification, BertForPreTraining)
 <-> EncoderOnly: which knobs fit, config, weights.
 
+BertForPreTraining is a masked-LM EncoderOnly with next-sentence prediction (nsp=True): the
+pooler and `nsp_head` score the sentence pair.
+
 BERT is attnlab's EncoderOnly with its defaults: post-LN, LayerNorm with biases, learned
 positions, segment embeddings, the pooler tanh(dense(h_[CLS])) for classification and the
 masked-LM head dense -> activation -> LayerNorm -> decoder (tied to the token embedding).
@@ -146,6 +149,15 @@ def mlm_head_maps(vocab_size: int) -> list[TensorMap]:
             TensorMap(f"mlm_head.decoder.{k}", (p + f"decoder.{k}",), vocab_rows=vocab_size)
         )
     return maps
+
+
+def nsp_head_maps() -> list[TensorMap]:
+    """BertForPreTraining's next-sentence head: its label 0 means "B follows A", ours 1, so
+    the two rows swap."""
+    return [
+        TensorMap(f"nsp_head.{k}", (f"cls.seq_relationship.{k}",), flipped=True)
+        for k in ("weight", "bias")
+    ]
 
 
 def classifier_maps() -> list[TensorMap]:

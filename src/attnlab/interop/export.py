@@ -5,7 +5,8 @@
 
 GPT becomes GPT2LMHeadModel when its knobs are GPT-2's, else LlamaForCausalLM (RoPE, RMSNorm,
 SwiGLU, GQA, no biases; Qwen3ForCausalLM with qk_norm); BERT becomes BertForMaskedLM or
-BertForSequenceClassification by the checkpoint's task. A knob no target expresses (ALiBi, a
+BertForSequenceClassification or BertForPreTraining (with next-sentence prediction) by the
+checkpoint's task. A knob no target expresses (ALiBi, a
 post-LN GPT, ...) is refused before anything is written. docs/interop.md has the whole table.
 """
 
@@ -107,9 +108,14 @@ def plan_encoder_only(network: EncoderOnly, task: str) -> ExportPlan:
         )
     tied = network.mlm_head.decoder.weight is network.tok_embed.weight
     arguments = bert.hf_config(config, vocab, layers, tied, type_vocab, pad_id)
-    weights = to_theirs(maps + bert.mlm_head_maps(vocab), state)
+    maps += bert.mlm_head_maps(vocab)
+    architecture = "BertForMaskedLM"
+    if network.nsp_head is not None:  # both pretraining heads
+        maps += bert.pooler_maps() + bert.nsp_head_maps()
+        architecture = "BertForPreTraining"
+    weights = to_theirs(maps, state)
     weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"]  # one tensor there
-    return ExportPlan("BertForMaskedLM", "BertConfig", arguments, weights)
+    return ExportPlan(architecture, "BertConfig", arguments, weights)
 
 
 def plan_export(network: torch.nn.Module, task: str, eos_id: int | None = None) -> ExportPlan:

@@ -157,6 +157,8 @@ def _maps(hf: Any, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
         heads.append(bert.mlm_head_maps(vocab))
     if network.pooler is not None and network.pooler.dense is not None:
         heads.append(bert.pooler_maps())
+    if getattr(network, "nsp_head", None) is not None:
+        heads.append(bert.nsp_head_maps())
     classifier = state.get("classifier.weight")
     mine = network.classifier
     if mine is not None and classifier is not None and classifier.shape == mine.weight.shape:

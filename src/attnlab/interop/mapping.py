@@ -19,13 +19,16 @@ from torch import Tensor
 class TensorMap:
     """ours = cat(theirs, dim=0) (transposed if `transposed`); `rows`: the row count of each of
     `theirs` when there are several. vocab_rows: our table may have padded vocabulary rows
-    (ModelConfig.vocab_pad_multiple) that the other side does not: keep the first vocab_rows."""
+    (ModelConfig.vocab_pad_multiple) that the other side does not: keep the first vocab_rows.
+    flipped: the rows are in reverse order there (BERT's next-sentence labels are ours
+    swapped)."""
 
     ours: str
     theirs: tuple[str, ...]
     transposed: bool = False
     rows: tuple[int, ...] = ()
     vocab_rows: int | None = None
+    flipped: bool = False
 
 
 def rename(ours: str, theirs: str, transposed: bool = False) -> TensorMap:
@@ -39,6 +42,8 @@ def to_theirs(maps: Iterable[TensorMap], state: Mapping[str, Tensor]) -> dict[st
         tensor = state[m.ours].detach()
         if m.vocab_rows is not None:
             tensor = tensor[: m.vocab_rows]
+        if m.flipped:
+            tensor = tensor.flip(0)
         parts = tensor.split(list(m.rows)) if len(m.theirs) > 1 else (tensor,)
         for name, part in zip(m.theirs, parts, strict=True):
             out[name] = (part.T if m.transposed else part).contiguous().clone()
@@ -55,5 +60,7 @@ def to_ours(maps: Iterable[TensorMap], state: Mapping[str, Tensor]) -> dict[str,
     for m in maps:
         parts = [state[name].detach() for name in m.theirs]
         tensor = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if m.flipped:
+            tensor = tensor.flip(0)
         out[m.ours] = (tensor.T if m.transposed else tensor).contiguous().clone()
     return out

@@ -108,6 +108,10 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work."""
     build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    if (cfg.get("init") or {}).get("from_hf"):  # model.* from its config.json, checked too
+        from attnlab.interop.from_hf import configure_from_hf
+
+        configure_from_hf(cfg)
     build.check_required(cfg)
     build.check_compatibility(cfg)
 

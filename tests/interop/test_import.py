@@ -15,7 +15,7 @@ import torch
 from attnlab import build
 from attnlab.build import ConfigError
 from attnlab.data.loading.prepare import PrepareSettings, prepare
-from attnlab.train import train
+from attnlab.train import check_config, train
 from tests.conftest import compose_config
 from tests.interop.checkpoints import (
     LINES,
@@ -263,3 +263,16 @@ def test_data_with_another_vocabulary_is_refused(
     datamodule = build.build_datamodule(cfg)
     with pytest.raises(ConfigError, match=r"vocabulary of .* tokens but the data's has 64"):
         build.build_module(cfg, datamodule)
+
+
+def test_the_checks_see_the_checkpoints_settings(
+    tmp_path: Path, checkpoints: dict[str, Path], shards: Path
+) -> None:
+    """model=gpt's max_len (256) gives way to the checkpoint's 64 positions before the checks
+    compare it with the data's block size."""
+    cfg = causal_lm_config(tmp_path, checkpoints["gpt2"], shards)
+    check_config(cfg)
+    assert cfg.model.max_len == 64 and cfg.model.activation == "gelu_tanh"
+    too_long = causal_lm_config(tmp_path, checkpoints["gpt2"], shards, "data.block_size=100")
+    with pytest.raises(ConfigError, match=r"model\.max_len=64 is not valid: data\.block_size=100"):
+        check_config(too_long)

@@ -54,9 +54,9 @@ BERT_CLASSIFIER_CASES = [
 ]
 # The default suite runs these; the slow suite runs every case.
 REPRESENTATIVE = {
-    "gpt2": [GPT2_CASES[2], GPT2_CASES[7]],
-    "llama": [LLAMA_CASES[3], LLAMA_CASES[8], LLAMA_CASES[-1]],
-    "bert_mlm": [BERT_MLM_CASES[2], BERT_MLM_CASES[13], BERT_MLM_CASES[19]],
+    "gpt2": [GPT2_CASES[7]],
+    "llama": [LLAMA_CASES[7], LLAMA_CASES[-1]],  # GQA with biases, untied; Qwen3
+    "bert_mlm": [BERT_MLM_CASES[13]],  # tanh GELU, segments, tied, NSP
     "bert_cls": [BERT_CLASSIFIER_CASES[3]],
 }
 

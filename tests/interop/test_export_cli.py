@@ -20,6 +20,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
 TOL = dict(atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_old_gpt_checkpoint_exports_as_gpt2(tmp_path: Path) -> None:
     out, tokenizer = export(str(FIXTURES / "gpt.ckpt"), tmp_path)
     assert tokenizer is None  # toy_lm: token ids without text

@@ -77,7 +77,7 @@ def causal_lm_config(tmp_path: Path, directory: Path, shards: Path, *extra: str)
     )
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", pytest.param("llama", marks=pytest.mark.slow)])
 def test_causal_lm_imports_with_equal_logits(
     tmp_path: Path, checkpoints: dict[str, Path], shards: Path, family: str
 ) -> None:
@@ -115,7 +115,9 @@ def bert_config(tmp_path: Path, directory: Path, *extra: str):
     )
 
 
-@pytest.mark.parametrize("nsp", [False, True], ids=["mlm", "mlm_nsp"])
+@pytest.mark.parametrize(
+    "nsp", [pytest.param(False, marks=pytest.mark.slow), True], ids=["mlm", "mlm_nsp"]
+)
 def test_bert_imports_with_equal_logits_and_its_special_ids(
     tmp_path: Path, checkpoints: dict[str, Path], nsp: bool
 ) -> None:
@@ -199,6 +201,7 @@ def test_bert_fine_tunes_for_masked_lm_and_classification(
         assert result["global_step"] == 3 and math.isfinite(result["metrics"]["val/loss"]), name
 
 
+@pytest.mark.slow
 def test_a_bert_for_sequence_classification_keeps_its_classifier(tmp_path: Path) -> None:
     (tmp_path / "hf").mkdir()
     directory = bert_checkpoint(tmp_path / "hf", "BertForSequenceClassification")
@@ -221,11 +224,12 @@ def edit_config(directory: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     ("family", "changes", "extra", "named"),
     [
-        (
+        pytest.param(
             "gpt2",
             {"scale_attn_by_inverse_layer_idx": True},
             [],
             "scale_attn_by_inverse_layer_idx=true",
+            marks=pytest.mark.slow,
         ),
         (
             "llama",
@@ -233,9 +237,11 @@ def edit_config(directory: Path, **changes) -> Path:
             [],
             "rope_theta=500000",
         ),
-        ("llama", {"hidden_act": "gelu"}, [], "hidden_act=gelu"),
+        pytest.param(
+            "llama", {"hidden_act": "gelu"}, [], "hidden_act=gelu", marks=pytest.mark.slow
+        ),
         ("bert", {}, ["model=gpt"], "choose model=bert"),
-        ("gpt2", {"model_type": "t5"}, [], "attnlab imports"),
+        pytest.param("gpt2", {"model_type": "t5"}, [], "attnlab imports", marks=pytest.mark.slow),
     ],
     ids=["gpt2_layer_scaling", "llama3_rope_base", "gelu_gate", "wrong_model", "unknown_family"],
 )
@@ -254,6 +260,7 @@ def test_what_attnlab_cannot_represent_is_refused_naming_it(
     assert named in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_data_with_another_vocabulary_is_refused(
     tmp_path: Path, checkpoints: dict[str, Path]
 ) -> None:

@@ -34,20 +34,24 @@ GPT2_CASES = [
 ]
 LLAMA = dict(pos="rope", norm="rmsnorm", activation="swiglu", d_ff=80)
 # Llama: grouped-query attention x biases x tying; Qwen3 (QK-norm) with and without GQA.
-LLAMA_CASES = [
-    LLAMA | dict(n_kv_heads=k, bias=b, tie_output=t)
-    for k, b, t in itertools.product((None, 2, 1), (False, True), (True, False))
-] + [
-    LLAMA | dict(qk_norm=True, bias=False, layer_norm_eps=1e-6, n_kv_heads=k, tie_output=t)
-    for k, t in itertools.product((None, 2), (True, False))
-]
+LLAMA_CASES = (
+    [
+        LLAMA | dict(n_kv_heads=k, bias=b, tie_output=t)
+        for k, b, t in itertools.product((None, 2, 1), (False, True), (True, False))
+    ]
+    + [
+        LLAMA | dict(qk_norm=True, bias=False, layer_norm_eps=1e-6, n_kv_heads=k, tie_output=t)
+        for k, t in itertools.product((None, 2), (True, False))
+    ]
+    + [LLAMA | dict(n_kv_heads=2, vocab_pad_multiple=8)]
+)  # padded tables
 # Masked LM, as BertForMaskedLM, or with next-sentence prediction as BertForPreTraining.
 BERT_MLM_CASES = [
     dict(activation=a, type_vocab_size=s, tie_output=t, nsp=n)
     for a, s, t, n in itertools.product(
         ("gelu", "gelu_tanh", "relu"), (0, 2), (True, False), (False, True)
     )
-]
+] + [dict(activation="gelu", type_vocab_size=2, tie_output=True, nsp=True, vocab_pad_multiple=8)]
 BERT_CLASSIFIER_CASES = [
     dict(activation=a, type_vocab_size=s, num_classes=3)
     for a, s in itertools.product(("gelu", "gelu_tanh"), (0, 2))
@@ -55,7 +59,7 @@ BERT_CLASSIFIER_CASES = [
 # The default suite runs these; the slow suite runs every case.
 REPRESENTATIVE = {
     "gpt2": [GPT2_CASES[7]],
-    "llama": [LLAMA_CASES[7], LLAMA_CASES[-1]],  # GQA with biases, untied; Qwen3
+    "llama": [LLAMA_CASES[7], LLAMA_CASES[-2]],  # GQA with biases, untied; Qwen3
     "bert_mlm": [BERT_MLM_CASES[13]],  # tanh GELU, segments, tied, NSP
     "bert_cls": [BERT_CLASSIFIER_CASES[3]],
 }

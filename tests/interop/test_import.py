@@ -81,15 +81,18 @@ def causal_lm_config(tmp_path: Path, directory: Path, shards: Path, *extra: str)
 def test_causal_lm_imports_with_equal_logits(
     tmp_path: Path, checkpoints: dict[str, Path], shards: Path, family: str
 ) -> None:
+    """With a padded vocabulary (the user's choice; the checkpoint's tables get zero rows)."""
     directory = checkpoints[family]
-    cfg = causal_lm_config(tmp_path, directory, shards)
+    cfg = causal_lm_config(tmp_path, directory, shards, "model.vocab_pad_multiple=64")
     datamodule = build.build_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     assert cfg.model.d_model == 32 and cfg.model.n_layers == 2  # from config.json
     expected_knobs = {"gpt2": ("learned", "gelu_tanh"), "llama": ("rope", "swiglu")}[family]
     assert (cfg.model.pos, cfg.model.activation) == expected_knobs
     ref = transformers.AutoModelForCausalLM.from_pretrained(directory).eval()
-    ids = torch.randint(ref.config.vocab_size, (3, 40))
+    vocab = ref.config.vocab_size
+    assert network.tok_embed.weight.size(0) == -(-vocab // 64) * 64 > vocab  # padded rows
+    ids = torch.randint(vocab, (3, 40))
     with torch.no_grad():
         torch.testing.assert_close(network(ids), ref(ids).logits, **TOL)
 

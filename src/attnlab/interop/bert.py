@@ -93,7 +93,6 @@ def model_arguments(hf: Any) -> dict[str, Any]:
         type_vocab_size=hf.type_vocab_size,
         pad_id=hf.pad_token_id,
         tie_output=hf.tie_word_embeddings,
-        vocab_pad_multiple=1,
         **FIXED,
     )
     if getattr(hf, "classifier_dropout", None) is not None:

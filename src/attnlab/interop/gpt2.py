@@ -84,7 +84,6 @@ def model_arguments(hf: Any) -> dict[str, Any]:
         dropout=hf.resid_pdrop,
         max_len=hf.n_positions,
         tie_output=hf.tie_word_embeddings,
-        vocab_pad_multiple=1,
         **FIXED,
     )
 

@@ -123,7 +123,6 @@ def model_arguments(hf: Any) -> dict[str, Any]:
         dropout=float(getattr(hf, "attention_dropout", 0.0)),
         max_len=hf.max_position_embeddings,
         tie_output=hf.tie_word_embeddings,
-        vocab_pad_multiple=1,
         **FIXED,
     )
 

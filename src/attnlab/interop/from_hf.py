@@ -86,7 +86,7 @@ def configure_from_hf(cfg: DictConfig) -> None:
     chosen = network_class_of(cfg.model)
     if not issubclass(chosen, network_class):
         raise ConfigError(
-            f"{KEY}={directory} holds a {hf.model_type} model, a {network_class.__name__}; "
+            f"{KEY}={directory} holds a {hf.model_type} model ({network_class.__name__}); "
             f"choose model={option} (model is {chosen.__name__})"
         )
     try:

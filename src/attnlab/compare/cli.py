@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         help="variant to test the others against: its name, or overrides only it has",
     )
     parser.add_argument(
-        "--stat-metric", default=None, help="metric tested (default: e.g. test/acc for val/acc)"
+        "--stat-metric",
+        default=None,
+        help="metric tested (default: e.g. test/acc for val/acc); --ladder: the metric fitted "
+        "(default: test/loss)",
     )
     parser.add_argument(
         "--alternative",
@@ -116,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="compute budgets (FLOPs) to extrapolate the multipliers to, e.g. 1e18",
     )
-    ladder.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples")
+    ladder.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)"
+    )
     ladder.add_argument(
         "--rung-key", default="ladder.rung", help="the override that names a run's rung"
     )

@@ -11,9 +11,14 @@ its seeds. Writes into SWEEP_DIR/compare (or --out):
 - with --baseline: significance.md / significance.csv, every other variant against that one on
   one metric (default: the test counterpart of the optimized metric): difference of means,
   Welch's t-test, and the paired t-test over the seeds the two share (same seed, same data
-  order), so "A beats B" is read against the seed-to-seed noise.
+  order), so "A beats B" is read against the seed-to-seed noise; p-values Holm-corrected over
+  the variants tested, and each test's minimum detectable effect;
+- with --tune-lr: where variants ran several optimizer.lr, each at its lr best on validation.
 
 A sweep still running, or with failed jobs, is fine: unfinished runs are counted, not read.
+
+With --ladder (one or more SWEEP_DIRs holding a scaling ladder's rungs): ladder.md / ladder.csv,
+loss_vs_compute.png and multiplier_vs_compute.png; see attnlab.compare.ladder.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from attnlab.compare import selection
 from attnlab.compare.plots import plot_curves
-from attnlab.compare.runs import default_metric, find_runs, variants
+from attnlab.compare.runs import SEED_KEYS, default_metric, find_runs, variants
 from attnlab.compare.significance import (
     default_stat_metric,
     resolve_variant,
@@ -39,6 +45,7 @@ def compare(
     baseline: str | None = None,
     stat_metric: str | None = None,
     alternative: str = "two-sided",
+    tune_lr: bool = False,
 ) -> Path:
     """Write the tables and plots of `sweep_dir`'s runs; returns the output directory."""
     if not sweep_dir.is_dir():
@@ -49,7 +56,10 @@ def compare(
             f"no runs under {sweep_dir}: expected job directories with .hydra/overrides.yaml "
             "(a Hydra multirun's sweep directory, or one run's directory)"
         )
-    groups = variants(runs)
+    if tune_lr:  # each variant at the optimizer.lr best on validation (selection.py)
+        groups = selection.tune_lr(variants(runs, (*SEED_KEYS, selection.LR_KEY)))
+    else:
+        groups = variants(runs)
     if baseline is not None:  # fail before writing anything
         baseline = resolve_variant(groups, baseline)
         stat_metric = stat_metric or default_stat_metric(runs)
@@ -74,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="attnlab-compare", description=__doc__.splitlines()[0].strip("`")
     )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun's sweep directory")
+    parser.add_argument(
+        "sweep_dir", type=Path, nargs="+", help="a multirun's sweep directory (several: --ladder)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: SWEEP_DIR/compare")
     parser.add_argument(
         "--metric", default=None, help="curve metric (default: the optimized_metric or val/loss)"
@@ -85,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         help="variant to test the others against: its name, or overrides only it has",
     )
     parser.add_argument(
-        "--stat-metric", default=None, help="metric tested (default: e.g. test/acc for val/acc)"
+        "--stat-metric",
+        default=None,
+        help="metric tested (default: e.g. test/acc for val/acc); --ladder: the metric fitted "
+        "(default: test/loss)",
     )
     parser.add_argument(
         "--alternative",
@@ -93,16 +108,78 @@ def main(argv: list[str] | None = None) -> None:
         default="two-sided",
         help="greater: variant > baseline (a one-sided test)",
     )
+    ladder = parser.add_argument_group("scaling ladders (docs/compare_ladder.md)")
+    ladder.add_argument(
+        "--ladder", action="store_true", help="fit L(C) = E + A*C^-alpha per variant"
+    )
+    ladder.add_argument(
+        "--budget",
+        type=float,
+        nargs="+",
+        default=[],
+        help="compute budgets (FLOPs) to extrapolate the multipliers to, e.g. 1e18",
+    )
+    ladder.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)"
+    )
+    ladder.add_argument(
+        "--rung-key", default="ladder.rung", help="the override that names a run's rung"
+    )
+    ladder.add_argument(
+        "--resample",
+        choices=("pooled", "rung"),
+        default="pooled",
+        help="bootstrap: seed deviations pooled over a variant's rungs (default), or per rung",
+    )
+    parser.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="compare each variant at its optimizer.lr best on validation (mean over seeds)",
+    )
     args = parser.parse_args(argv)
+    if args.ladder:
+        _main_ladder(parser, args)
+        return
+    if len(args.sweep_dir) > 1:
+        parser.error("several SWEEP_DIRs are read only with --ladder; give one")
+    args.sweep_dir = args.sweep_dir[0]
     try:
         out_dir = compare(
-            args.sweep_dir, args.out, args.metric, args.baseline, args.stat_metric, args.alternative
+            args.sweep_dir,
+            args.out,
+            args.metric,
+            args.baseline,
+            args.stat_metric,
+            args.alternative,
+            args.tune_lr,
         )
     except ValueError as error:
         parser.error(str(error))
     print((out_dir / "comparison.md").read_text())
     if args.baseline is not None:
         print((out_dir / "significance.md").read_text())
+    print(f"Tables and plots in {out_dir}")
+
+
+def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from attnlab.compare.ladder import compare_ladder
+
+    if args.bootstrap < 100:
+        parser.error(f"--bootstrap {args.bootstrap}: at least 100 samples for a 95% interval")
+    try:
+        out_dir = compare_ladder(
+            args.sweep_dir,
+            args.out,
+            args.baseline,
+            args.stat_metric,
+            tuple(args.budget),
+            args.bootstrap,
+            args.rung_key,
+            resample=args.resample,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    print((out_dir / "ladder.md").read_text())
     print(f"Tables and plots in {out_dir}")
 
 

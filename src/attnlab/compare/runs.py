@@ -77,9 +77,9 @@ def find_runs(sweep_dir: Path) -> list[Run]:
     return [read_run(p) for p in sorted(paths, key=lambda p: (len(p.parts), str(p)))]
 
 
-def variants(runs: list[Run]) -> dict[str, list[Run]]:
-    """Runs grouped by the overrides that differ between them (seeds excepted)."""
-    keys = sorted({k for run in runs for k in run.overrides if k not in SEED_KEYS})
+def variants(runs: list[Run], ignore: tuple[str, ...] = SEED_KEYS) -> dict[str, list[Run]]:
+    """Runs grouped by the overrides that differ between them (seeds, or `ignore`, excepted)."""
+    keys = sorted({k for run in runs for k in run.overrides if k not in ignore})
     swept = [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:

@@ -87,9 +87,9 @@ def missing_extras(args: Sequence[str]) -> list[str]:
                 if needs and not any_installed(*needs[0]):
                     messages.append(_message(f"logger={option.strip()}", needs[1]))
         elif key == "hparams_search" and value == "optuna":
-            if not (is_installed("optuna") and is_installed("sqlalchemy")):
+            if not all(is_installed(module) for module in ("optuna", "sqlalchemy")):
                 messages.append(_message("hparams_search=optuna", "sweep"))
-        elif key == "hydra/launcher" and (value.startswith("submitit") or value == "slurm"):
+        elif key == "hydra/launcher" and (value.startswith("submitit") or value == "slurm"):  # noqa: SIM102
             if not all(is_installed(module) for module in SUBMITIT):
                 messages.append(_message(f"hydra/launcher={value}", "sweep"))
     return messages

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,28 +103,45 @@ def distribution(override: Override) -> BaseDistribution | None:
     return CategoricalDistribution(choices)
 
 
-def search_space(
-    params: Mapping[str, Any] | None, arguments: Sequence[str]
-) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """(distributions by key, the fixed overrides every trial gets) from `params` (key ->
-    sweep expression) and the command line's overrides; for a key given twice the later wins,
-    and a plain value takes the key out of the search."""
+@dataclass
+class SearchSpace:
+    """What a search samples and what every trial gets unchanged."""
+
+    distributions: dict[str, BaseDistribution]  # config key -> Optuna distribution
+    fixed: list[str]  # overrides given to every trial, as typed
+    prefixes: dict[str, str]  # `+`/`++` of sampled keys the command line adds to the config
+
+    def overrides(self, params: Mapping[str, Any], trial_number: int) -> list[str]:
+        """A trial's overrides: the fixed ones, its sampled values, and its number (for the
+        pruning callback; a Hydra override, so not among the run's own overrides)."""
+        sampled = [
+            f"{self.prefixes.get(key, '')}{key}={override_value(value)}"
+            for key, value in params.items()
+        ]
+        return [*self.fixed, *sampled, f"{TRIAL_KEY}={trial_number}"]
+
+
+def search_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> SearchSpace:
+    """The search space of `params` (config key -> sweep expression) and the command line's
+    overrides: for a key given twice the later wins, and a plain value takes the key out of
+    the search."""
     lines = [f"{key}={value}" for key, value in (params or {}).items()]
     parsed = OverridesParser.create().parse_overrides([*lines, *arguments])
     last: dict[str, Override] = {}
     for override in parsed:
-        key = override.get_key_element()
+        key = override.get_key_element().lstrip("+~")
         last.pop(key, None)  # re-inserted at the end: the command line's order
         last[key] = override
-    space: dict[str, BaseDistribution] = {}
-    fixed: list[str] = []
+    space = SearchSpace({}, [], {})
     for key, override in last.items():
         dist = distribution(override)
         if dist is None:
-            fixed.append(override.input_line)
-        else:
-            space[key] = dist
-    return space, fixed
+            space.fixed.append(override.input_line)
+            continue
+        space.distributions[key] = dist
+        if override.is_force_add() or override.is_add():
+            space.prefixes[key] = "++" if override.is_force_add() else "+"
+    return space
 
 
 _PLAIN = re.compile(r"[\w.\-+/:@]*")
@@ -138,11 +156,6 @@ def override_value(value: Any) -> str:
     if isinstance(value, str) and not (_PLAIN.fullmatch(value) and value):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return str(value)
-
-
-def trial_overrides(trial: optuna.trial.FrozenTrial | optuna.Trial, fixed: list[str]) -> list[str]:
-    sampled = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
-    return [*fixed, *sampled, f"{TRIAL_KEY}={trial.number}"]
 
 
 # --- results -------------------------------------------------------------------------------
@@ -215,7 +228,7 @@ def n_finished(study: optuna.Study) -> int:
 
 def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> None:
     assert sweeper.config is not None and sweeper.launcher is not None
-    space, fixed = search_space(sweeper.params, arguments)
+    space = search_space(sweeper.params, arguments)
     directions = directions_of(sweeper.direction)
     sampler = instantiate(sweeper.sampler) if sweeper.sampler else None
     study = optuna.create_study(
@@ -235,14 +248,17 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> None:
         f"so far; storage {sweeper.storage}; sampler {type(study.sampler).__name__}, "
         f"pruner {type(study.pruner).__name__}, directions {directions}"
     )
-    log.info("Search space: " + ", ".join(f"{k}: {d}" for k, d in space.items()))
+    log.info("Search space: " + ", ".join(f"{k}: {d}" for k, d in space.distributions.items()))
 
     completed = failed = 0
     while (to_go := sweeper.n_trials - n_finished(study)) > 0:
-        trials = [study.ask(fixed_distributions=space) for _ in range(min(to_go, sweeper.n_jobs))]
+        trials = [
+            study.ask(fixed_distributions=space.distributions)
+            for _ in range(min(to_go, sweeper.n_jobs))
+        ]
         try:
             returns = sweeper.launcher.launch(
-                [trial_overrides(trial, fixed) for trial in trials],
+                [space.overrides(trial.params, trial.number) for trial in trials],
                 initial_job_idx=sweeper.job_idx,
             )
         except BaseException:

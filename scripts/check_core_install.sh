@@ -20,7 +20,8 @@ start=$SECONDS
 # included, and no build files left in the checkout.
 mkdir "$WORK/src"
 git ls-files -z | xargs -0 cp --parents -t "$WORK/src"
-"$VENV/bin/python" -m pip install -q "$WORK/src"
+"$VENV/bin/python" -m pip install -q "$WORK/src" > "$WORK/pip.log" 2>&1 \
+    || { tail -40 "$WORK/pip.log"; echo "core install: pip install failed"; exit 1; }
 echo "core install: $((SECONDS - start)) s"
 
 # No optional package came with the core.

@@ -256,34 +256,23 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> None:
             study.ask(fixed_distributions=space.distributions)
             for _ in range(min(to_go, sweeper.n_jobs))
         ]
+        told: set[int] = set()
         try:
             returns = sweeper.launcher.launch(
                 [space.overrides(trial.params, trial.number) for trial in trials],
                 initial_job_idx=sweeper.job_idx,
             )
-        except BaseException:
-            for trial in trials:  # not left RUNNING in the storage for good
-                study.tell(trial, state=TrialState.FAIL)
+            sweeper.job_idx += len(returns)
+            for trial, ret in zip(trials, returns, strict=True):
+                state = tell(study, trial, ret, len(directions))
+                told.add(trial.number)
+                completed += state == TrialState.COMPLETE
+                failed += state == TrialState.FAIL
+        except BaseException:  # Ctrl-C, a launcher's error: no trial left RUNNING for good
+            for trial in trials:
+                if trial.number not in told:
+                    study.tell(trial, state=TrialState.FAIL)
             raise
-        sweeper.job_idx += len(returns)
-        for trial, ret in zip(trials, returns, strict=True):
-            output_dir = ret.hydra_cfg and ret.hydra_cfg.hydra.runtime.get("output_dir")
-            if output_dir:  # links the trial to its run directory (metrics.json, logs)
-                trial.set_user_attr("output_dir", str(output_dir))
-            values, state, why = trial_values(ret, len(directions))
-            where = f" (run directory {output_dir})" if output_dir else ""
-            if state == TrialState.COMPLETE:
-                study.tell(trial, values)
-                completed += 1
-                continue
-            trial.set_user_attr("error" if state == TrialState.FAIL else "pruned", why)
-            if state == TrialState.PRUNED:
-                # Its last reported value is its intermediate value at the pruning step.
-                log.info(f"Trial {trial.number} pruned: {why}{where}")
-            else:
-                log.warning(f"Trial {trial.number} failed, the search goes on: {why}{where}")
-                failed += 1
-            study.tell(trial, state=state)
 
     if completed == 0 and failed and not study.get_trials(states=(TrialState.COMPLETE,)):
         raise RuntimeError(
@@ -291,6 +280,24 @@ def run_search(sweeper: OptunaSweeper, arguments: list[str]) -> None:
             f"and in each run's failure.json under {sweeper.config.hydra.sweep.dir}"
         )
     save_results(study, directions, Path(sweeper.config.hydra.sweep.dir))
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, n_objectives: int) -> TrialState:
+    """Tell the study how the trial's job ended; returns the trial's state."""
+    output_dir = ret.hydra_cfg and ret.hydra_cfg.hydra.runtime.get("output_dir")
+    if output_dir:  # links the trial to its run directory (metrics.json, logs)
+        trial.set_user_attr("output_dir", str(output_dir))
+    values, state, why = trial_values(ret, n_objectives)
+    where = f" (run directory {output_dir})" if output_dir else ""
+    if state == TrialState.PRUNED:
+        trial.set_user_attr("pruned", why)
+        log.info(f"Trial {trial.number} pruned: {why}{where}")
+    elif state == TrialState.FAIL:
+        trial.set_user_attr("error", why)
+        log.warning(f"Trial {trial.number} failed, the search goes on: {why}{where}")
+    # A pruned trial's value is its last reported one (Optuna takes it from the storage).
+    study.tell(trial, values, state=state)
+    return state
 
 
 def save_results(study: optuna.Study, directions: list[str], sweep_dir: Path) -> None:

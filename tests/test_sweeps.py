@@ -84,18 +84,22 @@ def test_optuna_config(tmp_path: Path) -> None:
     assert directions_of(cfg.hydra.sweeper.direction) == ["maximize"]
 
 
-@pytest.mark.parametrize(
-    ("option", "pruner"),
-    [
-        ("median", optuna.pruners.MedianPruner),
-        ("hyperband", optuna.pruners.HyperbandPruner),
-        ("none", optuna.pruners.NopPruner),
-    ],
-)
-def test_pruner_options(tmp_path: Path, option: str, pruner: type) -> None:
-    cfg = compose_config(tmp_path, ["hparams_search=optuna", f"hydra/sweeper/pruner={option}"])
-    assert type(build_pruner(cfg.hydra.sweeper.pruner)) is pruner
+SWEEPER_CONF = ROOT / "conf" / "hydra" / "sweeper"
+
+
+def test_pruner_and_sampler_options(tmp_path: Path) -> None:
+    """Every option of hydra/sweeper/{pruner,sampler} builds its Optuna object; the groups are
+    chosen on the command line (test_configs.py counts these files as covered here)."""
+    bases = {"pruner": optuna.pruners.BasePruner, "sampler": optuna.samplers.BaseSampler}
+    for group, base in bases.items():
+        for path in sorted((SWEEPER_CONF / group).glob("*.yaml")):
+            built = instantiate(OmegaConf.load(path))
+            assert isinstance(built, base), path
     assert type(build_pruner(None)) is optuna.pruners.NopPruner
+    overrides = ["hparams_search=optuna", "hydra/sweeper/pruner=hyperband"]
+    cfg = compose_config(tmp_path, [*overrides, "hydra/sweeper/sampler=random"])
+    assert type(build_pruner(cfg.hydra.sweeper.pruner)) is optuna.pruners.HyperbandPruner
+    assert cfg.hydra.sweeper.sampler == {"_target_": "optuna.samplers.RandomSampler", "seed": 1234}
 
 
 def test_search_space_from_params_and_command_line() -> None:

@@ -65,6 +65,7 @@ def test_command_line_features(
     assert caught.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("attnlab: ") and line.endswith(f"pip install 'attnlab[{extra}]'")
+    exit_on_missing_extras(["model=gpt", *args, "--cfg", "job"])  # printing the config is fine
 
 
 def test_logger_of_a_config_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

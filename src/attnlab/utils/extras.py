@@ -99,8 +99,14 @@ def _message(feature: str, extra: str) -> str:
     return f"{feature} needs the optional packages of attnlab[{extra}]: {install_hint(extra)}"
 
 
+# Hydra's flags that print and exit: nothing runs, so nothing is missing.
+PRINT_ONLY = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion")
+
+
 def exit_on_missing_extras(args: Sequence[str]) -> None:
     """The command line's features that are not installed: one line each, exit code 2."""
+    if any(arg.split("=")[0] in PRINT_ONLY for arg in args):
+        return
     messages = missing_extras(args)
     for message in messages:
         print(f"attnlab: {message}", file=sys.stderr)

@@ -351,13 +351,14 @@ def test_killed_search_resumes(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    database = tmp_path / "logs" / "optuna" / "train.db"
+    sweeps = tmp_path / "logs" / "train" / "multiruns"
     try:
         finished: list[optuna.trial.FrozenTrial] = []
-        for _ in range(1200):  # until its first trial is done (a guard of 10 minutes)
+        for _ in range(1200):  # until its first trial is told (a guard of 10 minutes)
             if process.poll() is not None:
                 break
-            if database.is_file():
+            # The study exists once a trial has run: it is created before the first launch.
+            if list(sweeps.glob("*/0/metrics.json")):
                 finished = load_study(tmp_path / "logs").get_trials(states=(TrialState.COMPLETE,))
                 if finished:
                     break

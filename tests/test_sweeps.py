@@ -500,3 +500,31 @@ def test_wandb_sweep_metric_is_logged(tmp_path: Path) -> None:
     ]
     result = train(compose_config(tmp_path, [*overrides, *SHORT]))
     assert math.isfinite(result["metrics"][WANDB_SWEEP["metric"]["name"]])
+
+
+@pytest.mark.slow
+def test_workers_share_one_study(tmp_path: Path) -> None:
+    """Two processes running the same search (each its own sampler seed) against one SQLite
+    study finish n_trials together, each stopping one batch past it at most."""
+    command = ["-m", "hparams_search=optuna", *SHORT, "hydra.sweeper.n_trials=4"]
+    executable = Path(sys.executable).parent / "attnlab-train"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    logs = [tmp_path / f"worker{seed}.log" for seed in (1, 2)]
+    workers = [
+        subprocess.Popen(
+            [str(executable), *command, f"hydra.sweeper.sampler.seed={seed}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for seed, log in zip((1, 2), logs, strict=True)
+    ]
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.wait(timeout=900) == 0, log.read_text()[-3000:]
+    trials = load_study(tmp_path / "logs").trials
+    assert 4 <= len(trials) <= 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == len(trials)
+    sweeps = {Path(t.user_attrs["output_dir"]).parent for t in trials}
+    assert sweeps <= set((tmp_path / "logs" / "train" / "multiruns").iterdir())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from filelock import FileLock
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import (
     ChoiceSweep,
@@ -194,25 +195,27 @@ def trial_values(
 # --- the study -----------------------------------------------------------------------------
 
 
-def make_sqlite_dir(storage: Any) -> None:
-    """SQLite creates the database file but not its folder (logs/optuna/ on a first run)."""
-    if not isinstance(storage, str) or not storage.startswith("sqlite"):
-        return
-    database = make_url(storage).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL; None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """The study's storage; SQLite waits for a lock that another worker holds."""
+    """The study's storage. SQLite: its folder created (logs/optuna/ on a first run), the
+    tables created by one worker at a time, and a lock held by another worker waited for."""
     if url is None:
         return None
-    make_sqlite_dir(url)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its setup chatter at INFO
-    engine_kwargs = (
-        {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    )
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    database = sqlite_file(url)
+    if database is None:
+        return optuna.storages.RDBStorage(url)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    with FileLock(f"{database}.lock"):
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def build_pruner(config: Any) -> optuna.pruners.BasePruner:

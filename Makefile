@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	@# attnlab's own Optuna sweeper replaced this plugin (pinned to Optuna 2): gone from old venvs
+	$(BIN)/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
 	touch $@
 
-install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
+install: $(STAMP) ## create .venv and install attnlab (editable) with every extra and the dev tools
 
 data: $(STAMP) ## download the real datasets (sha256-checked) into ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
 	$(BIN)/attnlab-data download $(NAMES)

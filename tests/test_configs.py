@@ -78,6 +78,8 @@ def test_every_config_file_is_covered() -> None:
         {f"{group}/{option}.yaml" for group, option in CASES}
         | {f"{name}.yaml" for name in PRIMARY}
         | {f"experiment/matched/{name}.yaml" for name in options("experiment/matched")}
+        # the Optuna sweeper's own groups: tests/test_sweeps.py builds each
+        | {str(p.relative_to(root)) for p in root.joinpath("hydra", "sweeper").rglob("*.yaml")}
     )
     tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
     picked = {

@@ -14,6 +14,7 @@ from attnlab.models.registry import NETWORKS, network_class_of
 from attnlab.protocols import NextSentencePredictor
 from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
+from attnlab.utils.extras import logger_extra_message
 
 
 class ConfigError(ValueError):
@@ -94,6 +95,16 @@ def check_max_len(cfg: DictConfig, network_cls: type) -> None:
         )
 
 
+def check_logger_extras(cfg: DictConfig) -> None:
+    """A logger whose optional packages are missing (logger=wandb without wandb): one line
+    naming the extra to install, before any work."""
+    for name, entry in (cfg.get("logger") or {}).items():
+        if entry and "_target_" in entry:
+            message = logger_extra_message(str(name), entry._target_)
+            if message:
+                raise ConfigError(message)
+
+
 def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task (the architecture-task
     matrix of the README), naming the pair and the models that can. Also fails on a value of
@@ -104,6 +115,7 @@ def check_compatibility(cfg: DictConfig) -> None:
     except ValueCheckError as error:
         raise ConfigError(str(error)) from None
     check_run_settings(cfg)
+    check_logger_extras(cfg)
     network_cls = network_class_of(cfg.model)
     task_name = get_class(cfg.task._target_).name
     if not isinstance(getattr(network_cls, "supported_tasks", None), tuple):

@@ -7,8 +7,9 @@ from types import ModuleType
 from typing import Any
 
 from attnlab.build.validation import ConfigError
+from attnlab.utils.extras import install_hint
 
-INSTALL_HINT = "pip install attnlab[hf]"
+INSTALL_HINT = install_hint("hf")
 
 
 def transformers_module(purpose: str) -> ModuleType:

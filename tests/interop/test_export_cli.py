@@ -54,7 +54,7 @@ def test_an_old_bert_checkpoint_exports_with_its_tokenizer(tmp_path: Path) -> No
 
 def test_without_transformers_one_line_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails
-    with pytest.raises(ConfigError, match=r"pip install attnlab\[hf\]$"):
+    with pytest.raises(ConfigError, match=r"pip install 'attnlab\[hf\]'$"):
         transformers_module("attnlab-export")
 
 

@@ -3,6 +3,8 @@ data.nsp=true, and the refusals."""
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import attnlab
 from attnlab.build import ConfigError
 from attnlab.data.spec import DataSpec
 from attnlab.models import EncoderOnly
@@ -98,14 +101,39 @@ def test_task_adds_nsp_loss_and_logs_its_accuracy() -> None:
     torch.testing.assert_close(plain.step(network, batch, "val"), mlm)
 
 
-def test_nsp_pretraining_trains_and_logs_nsp_metrics(tmp_path: Path) -> None:
+def test_nsp_pretraining_trains_and_logs_nsp_metrics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     result = train(compose_config(tmp_path, TINY_NSP))
     metrics = result["metrics"]
     for name in ("train/nsp_acc", "train/nsp_loss", "val/nsp_acc", "val/nsp_loss", "test/nsp_acc"):
         assert math.isfinite(metrics[name]), name
     assert 0.0 <= metrics["val/nsp_acc"] <= 1.0
-    checkpoint = torch.load(result["best_checkpoint"], weights_only=False)
-    assert "network.nsp_head.weight" in checkpoint["state_dict"]
+    # A fresh checkpoint loads without unpickling code (weights_only=True), whole and equal
+    # to a full load; the network rebuilt from it (attnlab.load) computes what it computed.
+    path = result["best_checkpoint"]
+    plain, full = torch.load(path, weights_only=True), torch.load(path, weights_only=False)
+    assert "network.nsp_head.weight" in plain["state_dict"] and plain.keys() == full.keys()
+    assert plain["hyper_parameters"] == full["hyper_parameters"]
+    assert plain["tokenizer"] == full["tokenizer"]
+    network = attnlab.load(path).network
+    reference = copy.deepcopy(network)
+    reference.load_state_dict({k[8:]: v for k, v in full["state_dict"].items()})
+    ids = torch.randint(5, network.tok_embed.weight.size(0), (2, 9))
+    torch.testing.assert_close(network(ids), reference(ids), rtol=0, atol=0)
+    hidden = network.encode(ids)
+    torch.testing.assert_close(network.nsp_logits(hidden), reference.nsp_logits(hidden))
+
+    # A run on pairs from before the NSP head still loads, without one (and says so).
+    heads = ("network.nsp_head.", "network.pooler.")
+    weights = {k: v for k, v in full["state_dict"].items() if not k.startswith(heads)}
+    old = {**full, "state_dict": weights}
+    old = {k: v for k, v in old.items() if k != "attnlab_checksum"}
+    torch.save(old, tmp_path / "before_nsp.ckpt")
+    with caplog.at_level(logging.WARNING, logger="attnlab.build.trained"):
+        before = attnlab.load(tmp_path / "before_nsp.ckpt").network
+    assert before.nsp_head is None and "no next-sentence head" in caplog.text
+    torch.testing.assert_close(before(ids), reference(ids), rtol=0, atol=0)
 
 
 class PlainEncoder(EncoderOnly):

@@ -143,13 +143,13 @@ class PlainEncoder(EncoderOnly):
 
 
 def test_data_nsp_with_a_model_without_the_head_is_refused_in_one_line(tmp_path: Path) -> None:
-    from attnlab.build.validation import check_data_fits_task
+    from attnlab.build.validation import check_compatibility
 
     cfg = compose_config(tmp_path, TINY_NSP)
+    check_compatibility(cfg)  # EncoderOnly has the head
     cfg.model._target_ = f"{__name__}.PlainEncoder"
-    datamodule = type("Data", (), {"spec": spec(True)})()
     with pytest.raises(ConfigError, match=r"^data\.nsp=true needs a model with a next-sent") as e:
-        check_data_fits_task(cfg, datamodule)
+        check_compatibility(cfg)  # before any data is built
     assert "\n" not in str(e.value) and "PlainEncoder" in str(e.value)
     with pytest.raises(TypeError, match=r"data\.nsp=true needs a NextSentencePredictor"):
         MaskedLMTask(spec(True)).check_network(PlainEncoder(V, D, 2, 1))

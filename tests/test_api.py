@@ -89,7 +89,7 @@ def test_train_then_load_and_generate(no_hydra_app: Path) -> None:
     assert not (result.run_dir / ".hydra").exists()
 
     lm = attnlab.load(result.run_dir)
-    assert lm.checkpoint == result.best_checkpoint and lm.task == "causal_lm"
+    assert lm.checkpoint == result.best_checkpoint and lm.task_name == "causal_lm"
     assert not lm.network.training
     # The network holds the checkpoint's weights.
     saved_weights = torch.load(lm.checkpoint, weights_only=True)["state_dict"]
@@ -116,6 +116,11 @@ def test_bad_input_names_what_is_wrong(no_hydra_app: Path) -> None:
         attnlab.load(no_hydra_app)
     with pytest.raises(TypeError, match="list of strings"):
         attnlab.train("model=gpt")  # type: ignore[arg-type]
+    # A run that fails leaves failure.json, as attnlab-train's do (attnlab-compare reads it).
+    with pytest.raises(ConfigError, match=r"trainer\.precision=16-true"):
+        attnlab.train([*TINY_GPT, "trainer.precision=16-true"])
+    (failure,) = (no_hydra_app / "logs" / "train" / "runs").glob("*/failure.json")
+    assert "trainer.precision=16-true" in json.loads(failure.read_text())["error"]
 
 
 def test_attnlab_train_is_the_cli_module_and_the_api_function() -> None:

@@ -78,6 +78,18 @@ def test_nsp_head_names_and_protocol() -> None:
         EncoderOnly(V, D, 2, 1, nsp=True, num_classes=2)
 
 
+def test_continued_pretraining_keeps_the_nsp_head_and_fine_tuning_starts_fresh() -> None:
+    pretrained = EncoderOnly(V, D, 2, 1, type_vocab_size=2, nsp=True)
+    continued = EncoderOnly(V, D, 2, 1, type_vocab_size=2, nsp=True)
+    continued.load_body_state_dict(pretrained.state_dict())
+    for name, value in pretrained.state_dict().items():
+        torch.testing.assert_close(continued.state_dict()[name], value, rtol=0, atol=0)
+    classifier = EncoderOnly(V, D, 2, 1, type_vocab_size=2, num_classes=3)
+    fresh = classifier.pooler.dense.weight.clone()
+    classifier.load_body_state_dict(pretrained.state_dict())
+    assert torch.equal(classifier.pooler.dense.weight, fresh)  # heads start fresh, as before
+
+
 def test_task_adds_nsp_loss_and_logs_its_accuracy() -> None:
     torch.manual_seed(0)
     network = EncoderOnly(V, D, 2, 1, type_vocab_size=2, dropout=0.0, nsp=True)

@@ -68,7 +68,7 @@ def bert_on_toy_text(steps: int = 8) -> list[list[tuple[str, float]]]:
     )
     print("val/acc", result.metrics["val/acc"], "val/nsp_acc", result.metrics["val/nsp_acc"])
 
-    # %% Load it and ask for the likeliest words at [MASK].
+    # %% Load it and ask for the likeliest words at [MASK] (after a few steps: still poor).
     bert = attnlab.load(result.best_checkpoint or result.run_dir)
     print(bert.tokenizer.vocab_size, "WordPiece tokens")
     answers = bert.fill_mask("the dog [MASK] the cat .", top_k=3)

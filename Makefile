@@ -53,12 +53,12 @@ test-all: $(STAMP) ## every test
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/ruff format --check src tests scripts examples
 
 format: $(STAMP) ## ruff autofix + format
-	$(BIN)/ruff check --fix src tests scripts
-	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts examples
+	$(BIN)/ruff format src tests scripts examples
 
 clean: ## remove caches and build files (keeps .venv, logs/ and data/)
 	rm -rf build dist .pytest_cache .ruff_cache src/*.egg-info

@@ -89,7 +89,7 @@ def test_train_then_load_and_generate(no_hydra_app: Path) -> None:
     assert not (result.run_dir / ".hydra").exists()
 
     lm = attnlab.load(result.run_dir)
-    assert lm.checkpoint == result.best_checkpoint and lm.task == "causal_lm"
+    assert lm.checkpoint == result.best_checkpoint and lm.task_name == "causal_lm"
     assert not lm.network.training
     # The network holds the checkpoint's weights.
     saved_weights = torch.load(lm.checkpoint, weights_only=True)["state_dict"]
@@ -105,6 +105,8 @@ def test_train_then_load_and_generate(no_hydra_app: Path) -> None:
         lm.fill_mask("a [MASK]")
     with pytest.raises(ConfigError, match="classify needs a classification run"):
         lm.classify("1 2")
+    with pytest.raises(ConfigError, match="translating needs a seq2seq"):
+        lm.translate("1 2")
 
 
 def test_bad_input_names_what_is_wrong(no_hydra_app: Path) -> None:
@@ -114,6 +116,11 @@ def test_bad_input_names_what_is_wrong(no_hydra_app: Path) -> None:
         attnlab.load(no_hydra_app)
     with pytest.raises(TypeError, match="list of strings"):
         attnlab.train("model=gpt")  # type: ignore[arg-type]
+    # A run that fails leaves failure.json, as attnlab-train's do (attnlab-compare reads it).
+    with pytest.raises(ConfigError, match=r"trainer\.precision=16-true"):
+        attnlab.train([*TINY_GPT, "trainer.precision=16-true"])
+    (failure,) = (no_hydra_app / "logs" / "train" / "runs").glob("*/failure.json")
+    assert "trainer.precision=16-true" in json.loads(failure.read_text())["error"]
 
 
 def test_attnlab_train_is_the_cli_module_and_the_api_function() -> None:
@@ -133,3 +140,61 @@ def test_importing_attnlab_imports_no_torch() -> None:
         "assert 'pytorch_lightning' not in sys.modules, 'Lightning'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_example_script_runs(no_hydra_app: Path) -> None:
+    """examples/python_api.py, as the README shows it: a GPT and a BERT (with NSP)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "python_api.py"
+    example = runpy.run_path(str(script))  # defines, runs nothing: __name__ is not __main__
+    texts = example["gpt_on_toy_lm"](steps=4)
+    assert len(texts) == 1 and texts[0].startswith("1 2 3")
+    answers = example["bert_on_toy_text"](steps=4)
+    assert len(answers) == 1 and len(answers[0]) == 3
+    assert all(0.0 <= p <= 1.0 for _, p in answers[0])
+    assert len(list((no_hydra_app / "logs" / "train" / "runs").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_classify_reads_text_as_the_data_does(no_hydra_app: Path) -> None:
+    words = ["good", "great", "fine", "bad", "awful", "poor", "film", "plot", "the", "a"]
+    rng = torch.Generator().manual_seed(0)
+    for name, rows in (("train.tsv", 160), ("test.tsv", 32)):
+        lines = ["sentence\tlabel"]
+        for _ in range(rows):
+            picked = [words[i] for i in torch.randint(len(words), (5,), generator=rng)]
+            label = int(sum(w in ("good", "great", "fine") for w in picked) >= 2)
+            lines.append(f"{' '.join(picked)}\t{label}")
+        (no_hydra_app / name).write_text("\n".join(lines) + "\n")
+    result = attnlab.train(
+        [
+            "model=bert",
+            "data=tsv_classification",
+            f"data.source.data_dir={no_hydra_app}",
+            "data.source.train=train.tsv",
+            "data.source.test=test.tsv",
+            "data.source.val_size=32",
+            "data.wordpiece_vocab_size=100",
+            "data.max_len=16",
+            "model.d_model=32",
+            "model.n_heads=2",
+            "model.n_layers=1",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "callbacks.rich_progress_bar=null",
+            "callbacks.model_summary=null",
+        ]
+    )
+    classifier = attnlab.load(result.run_dir)
+    texts = ["the good film", "a bad awful plot", "fine"]
+    probs = classifier.class_probabilities(texts)
+    assert probs.shape == (3, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    assert classifier.classify(texts) == probs.argmax(-1).tolist()
+    # Padding changes nothing: each text alone gets what it got in the batch.
+    for i, text in enumerate(texts):
+        torch.testing.assert_close(classifier.class_probabilities(text)[0], probs[i])
+    with pytest.raises(ConfigError, match="generating needs a decoder-only"):
+        classifier.generate("the")

@@ -33,7 +33,9 @@ from omegaconf import DictConfig, open_dict, read_write
 from torch import nn
 
 from attnlab import build
+from attnlab.artefacts import write_failure
 from attnlab.build.checkpoints import newest_intact
+from attnlab.build.run_folder import RunFolderError
 from attnlab.data.loading.padding import pad_batch
 from attnlab.module import AttnLabModule
 
@@ -114,8 +116,19 @@ def train(overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = (
     with _hydra_state():
         cfg = _compose(overrides, "train")
         HydraConfig.instance().set_config(cfg)  # chosen_options() names model=, data=, ...
-        summary = train_config(_job_config(cfg), extra_callbacks=list(callbacks))
-        run_dir = Path(cfg.hydra.runtime.output_dir)
+        job, run_dir = _job_config(cfg), Path(cfg.hydra.runtime.output_dir)
+        try:
+            summary = train_config(job, extra_callbacks=list(callbacks))
+        except Exception as error:
+            # As attnlab-train: failure.json for attnlab-compare, unless the run was refused
+            # (its folder holds another run, or a resume was refused before any work).
+            refused = isinstance(error, RunFolderError) or (
+                isinstance(error, build.ConfigError) and job.get("resume") is not None
+            )
+            if not refused:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_failure(run_dir, error)
+            raise
     best = summary.get("best_checkpoint")
     return TrainResult(
         run_dir=run_dir,
@@ -170,7 +183,8 @@ class Trained:
         return getattr(self.datamodule, "tokenizer", None)
 
     @property
-    def task(self) -> str:
+    def task_name(self) -> str:
+        """The run's task: causal_lm, masked_lm, classification or seq2seq."""
         return self.module.task.name
 
     def _source(self) -> str:
@@ -238,9 +252,9 @@ class Trained:
         """(N, C) class probabilities of `texts` (a classification run), each read as the
         data reads it: [CLS] sentence [SEP], cut to the data's max_len."""
         spec, tokenizer = self.module.task.spec, self.tokenizer
-        if self.task != "classification" or tokenizer is None:
+        if self.task_name != "classification" or tokenizer is None:
             raise build.ConfigError(
-                f"{self._source()} was trained on task {self.task!r}; classify needs a "
+                f"{self._source()} was trained on task {self.task_name!r}; classify needs a "
                 "classification run"
             )
         texts = [texts] if isinstance(texts, str) else list(texts)

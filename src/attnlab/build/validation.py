@@ -109,7 +109,8 @@ def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task (the architecture-task
     matrix of the README), naming the pair and the models that can. Also fails on a value of
     the wrong type or an impossible size (utils/config_checks.py), an optimized_metric the task
-    does not log, and a model.max_len shorter than the data's sequences."""
+    does not log, a model.max_len shorter than the data's sequences, and data.nsp=true for a
+    network without a next-sentence head."""
     try:
         check_values(cfg)
     except ValueCheckError as error:
@@ -133,6 +134,11 @@ def check_compatibility(cfg: DictConfig) -> None:
             f"model={model} cannot do task {task_name!r}{data}; {network_cls.__name__} "
             f"supports: {', '.join(supported) or 'nothing'}. For {task_name!r} choose "
             f"model= one of {able}"
+        )
+    if (cfg.get("data") or {}).get("nsp") and not issubclass(network_cls, NextSentencePredictor):
+        raise ConfigError(
+            "data.nsp=true needs a model with a next-sentence head (NextSentencePredictor, "
+            f"attnlab/protocols.py); {network_cls.__name__} has none: set data.nsp=false"
         )
     check_optimized_metric(cfg)
     check_max_len(cfg, network_cls)
@@ -178,12 +184,6 @@ def check_data_fits_task(cfg: DictConfig, datamodule: pl.LightningDataModule) ->
             "data.vocab=separate gives source and target their own vocabularies, but "
             "model.share_embeddings=true would look both up in one table; set "
             "model.share_embeddings=false"
-        )
-    network_cls = network_class_of(cfg.model)
-    if getattr(spec, "next_sentence", False) and not issubclass(network_cls, NextSentencePredictor):
-        raise ConfigError(
-            f"data.nsp=true needs a model with a next-sentence head (NextSentencePredictor, "
-            f"attnlab/protocols.py); {network_cls.__name__} has none: set data.nsp=false"
         )
     check_network_fits_data(cfg, datamodule)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import weakref
 from datetime import datetime
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -42,14 +43,24 @@ def _launch_dir() -> str:
     return _hydra_runtime("cwd") or os.getcwd()
 
 
-def _output_dir(log_dir: str, task_name: str) -> str:
-    # Hydra's runtime.output_dir under attnlab-train; without a Hydra app, a fresh run
-    # directory as hydra/default.yaml names them. Cached per config: every read agrees.
+# Without a Hydra app: the run folder drawn for each config object (by id, with a weak
+# reference to tell a new object at a reused id), so every read of one config agrees.
+_drawn_dirs: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _output_dir(log_dir: str, task_name: str, _root_: DictConfig) -> str:
+    # Hydra's runtime.output_dir under attnlab-train (read afresh, never cached: Hydra copies
+    # resolver caches into every job of a sweep); without a Hydra app, a fresh run folder
+    # named as hydra/default.yaml names them.
     found = _hydra_runtime("output_dir")
     if found is not None:
         return found
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return f"{log_dir}/{task_name}/runs/{stamp}_{_run_id()}"
+    drawn = _drawn_dirs.get(id(_root_))
+    if drawn is None or drawn[0]() is not _root_:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        drawn = (weakref.ref(_root_), f"{log_dir}/{task_name}/runs/{stamp}_{secrets.token_hex(3)}")
+        _drawn_dirs[id(_root_)] = drawn
+    return drawn[1]
 
 
 def register_resolvers() -> None:
@@ -63,12 +74,12 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("launch_dir"):
         OmegaConf.register_new_resolver("launch_dir", _launch_dir)
     if not OmegaConf.has_resolver("output_dir"):
-        OmegaConf.register_new_resolver("output_dir", _output_dir, use_cache=True)
+        OmegaConf.register_new_resolver("output_dir", _output_dir)
 
 
 def fix_output_dir(cfg: DictConfig) -> None:
-    """Store paths.output_dir resolved: without a Hydra app it names a fresh folder, cached
-    per config object, which a copy of the unresolved config would draw anew."""
+    """Store paths.output_dir resolved: without a Hydra app it names a fresh folder per config
+    object, which a copy of the unresolved config would draw anew."""
     if cfg.get("paths") is not None and "output_dir" in cfg.paths:
         with open_dict(cfg):
             cfg.paths.output_dir = str(cfg.paths.output_dir)

@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	@# attnlab's own Optuna sweeper replaced this plugin (pinned to Optuna 2): gone from old venvs
+	$(BIN)/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
 	touch $@
 
-install: $(STAMP) ## create .venv and install attnlab (editable) with dev tools
+install: $(STAMP) ## create .venv and install attnlab (editable) with every extra and the dev tools
 
 data: $(STAMP) ## download the real datasets (sha256-checked) into ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
 	$(BIN)/attnlab-data download $(NAMES)
@@ -58,12 +60,12 @@ test-all: $(STAMP) ## every test
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/ruff format --check src tests scripts examples
 
 format: $(STAMP) ## ruff autofix + format
-	$(BIN)/ruff check --fix src tests scripts
-	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts examples
+	$(BIN)/ruff format src tests scripts examples
 
 clean: ## remove caches and build files (keeps .venv, logs/ and data/)
 	rm -rf build dist .pytest_cache .ruff_cache src/*.egg-info

@@ -43,7 +43,7 @@ def options(group: str) -> list[str]:
 
 CASES = [(group, option) for group in GROUPS for option in options(group)]
 # the entry points' own configs
-PRIMARY = ["train", "eval", "generate", "fill_mask", "translate", "prepare"]
+PRIMARY = ["train", "eval", "generate", "fill_mask", "translate", "prepare", "export"]
 
 
 def task_of_data(option: str) -> str:
@@ -79,6 +79,8 @@ def test_every_config_file_is_covered() -> None:
         {f"{group}/{option}.yaml" for group, option in CASES}
         | {f"{name}.yaml" for name in PRIMARY}
         | {f"experiment/matched/{name}.yaml" for name in options("experiment/matched")}
+        # the Optuna sweeper's own groups: tests/test_sweeps.py builds each
+        | {str(p.relative_to(root)) for p in root.joinpath("hydra", "sweeper").rglob("*.yaml")}
     )
     tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
     picked = {
@@ -149,7 +151,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
 @pytest.mark.parametrize("name", [p for p in PRIMARY if p not in ("train", "prepare")])
 def test_entry_point_config_composes(tmp_path: Path, name: str) -> None:
     """eval, generate and fill_mask: compose with their required values set."""
-    required = {"ckpt_path": "x.ckpt", "text": "'a [MASK] .'"}
+    required = {"ckpt_path": "x.ckpt", "text": "'a [MASK] .'", "out": "exported"}
     cfg = compose_config(
         tmp_path,
         [

@@ -64,9 +64,18 @@ RUNS = {
         "data.toy_train_lines=2000",
         "data.toy_eval_lines=200",
     ],
+    "masked_lm_nsp": [  # BERT's pretraining: masked LM + next-sentence prediction
+        "data=toy_mlm",
+        "data.nsp=true",
+        "model=bert",
+        "model.n_layers=1",
+        "data.toy_train_lines=2000",
+        "data.toy_eval_lines=200",
+    ],
     "classification": ["data=sst2", "model=bert", "model.n_layers=1", "data.max_len=32"],
 }
-MARKS = {"classification": [pytest.mark.needs_data("sst2")]}
+# masked_lm_nsp: ~20 s on 2 busy cores, and masked_lm covers the same step without NSP.
+MARKS = {"classification": [pytest.mark.needs_data("sst2")], "masked_lm_nsp": [pytest.mark.slow]}
 
 
 CASES = [(task, "stop") for task in RUNS] + [("causal_lm", "skip")]  # NanGuard's policies

@@ -10,6 +10,8 @@ from pathlib import Path
 import tomllib
 import yaml
 
+from attnlab.utils.extras import EXTRA_OF
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CONDA_NAMES = {"torch": "pytorch"}
@@ -28,18 +30,56 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!\[ ;]", requirement, maxsplit=1)[0].lower()
 
 
+def _requirements(group: str | None = None) -> list[str]:
+    """The core's requirements, or an extra's with the extras it names expanded."""
+    project = PYPROJECT["project"]
+    found = []
+    for requirement in (
+        project["dependencies"] if group is None else project["optional-dependencies"][group]
+    ):
+        if requirement.startswith("attnlab["):  # another extra of ours
+            for name in requirement[len("attnlab[") : -1].split(","):
+                found += _requirements(name)
+        else:
+            found.append(requirement)
+    return list(dict.fromkeys(found))
+
+
+def test_extras() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "all", "dev"}
+    features = [name for name in extras if name not in ("all", "dev")]
+    everything = [r for name in features for r in _requirements(name)]
+    assert _requirements("all") == everything
+    assert set(_requirements("dev")) - set(everything) == {
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "ruff>=0.6",
+    }
+    core = {_name(r) for r in _requirements()}
+    # The core is what training needs: no optional package in it.
+    assert not core & {_name(r) for r in everything}
+    assert {"torch", "pytorch-lightning", "hydra-core", "sacrebleu"} <= core
+    # Every extra that extras.py names for a missing module exists.
+    assert set(EXTRA_OF.values()) <= set(features)
+
+
 def test_environment_yml_matches_pyproject() -> None:
+    """environment.yml holds the core and every extra (what `make install` installs)."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(dep): dep for dep in env["dependencies"] if isinstance(dep, str)}
-    wanted = (
-        PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
-    )
+    wanted = _requirements() + _requirements("dev")
     for requirement in wanted:
         name = CONDA_NAMES.get(_name(requirement), _name(requirement))
         assert name in conda, f"{name} missing from environment.yml"
         bound = requirement[len(_name(requirement)) :]
         assert conda[name].endswith(bound), f"{conda[name]} != {requirement}"
     assert len(conda) - 2 == len(wanted)  # python and pip besides
+
+
+def test_make_install_installs_every_extra() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert 'pip install -q -e ".[all,dev]"' in makefile
 
 
 def test_config_tree_is_importable_from_package() -> None:

@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
+from attnlab.callbacks.pruning import OptunaPruning
 from attnlab.train import train
-from hydra_plugins.attnlab_sweepers._optuna import trial_values
+from hydra_plugins.attnlab_sweepers._optuna import (
+    build_pruner,
+    directions_of,
+    override_value,
+    search_space,
+    trial_values,
+)
+from hydra_plugins.attnlab_sweepers.optuna_sweeper import OptunaSweeper
 from tests.conftest import ROOT, TINY_SETUP, compose_config, run_cli
 
 SHORT = [
@@ -31,25 +50,116 @@ def load_study(log_dir: Path, name: str = "train") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{log_dir}/optuna/{name}.db")
 
 
-# --- Optuna -------------------------------------------------------------------------------
+def enqueued_study(log_dir: Path, *params: dict[str, Any], name: str = "train") -> None:
+    """The study a search will resume, with these trials first in line (a fixed order where a
+    test needs one; Optuna's suggestions change between its releases)."""
+    (log_dir / "optuna").mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{log_dir}/optuna/{name}.db"
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    for values in params:
+        study.enqueue_trial(values)
+
+
+# --- Optuna: configuration and search space -------------------------------------------------
 
 
 def test_optuna_config(tmp_path: Path) -> None:
     cfg = compose_config(tmp_path, ["hparams_search=optuna"])
     sweeper = cfg.hydra.sweeper
     assert cfg.hydra.mode.name == "MULTIRUN"
+    assert sweeper._target_ == f"{OptunaSweeper.__module__}.OptunaSweeper"
     assert sweeper.study_name == cfg.task_name
     assert sweeper.storage == f"sqlite:///{tmp_path}/logs/optuna/{cfg.task_name}.db"
     assert sweeper.n_jobs == 1
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     assert isinstance(sweeper.sampler.seed, int)
+    assert isinstance(instantiate(sweeper.pruner), optuna.pruners.MedianPruner)
+    assert cfg.callbacks.optuna_pruning.monitor == cfg.optimized_metric
     for key in sweeper.params:  # the search space names real config keys
         assert OmegaConf.select(cfg, key) is not None, key
-    assert instantiate(sweeper).sweeper.direction == "minimize"  # optimized_mode: min
+    assert directions_of(sweeper.direction) == ["minimize"]  # optimized_mode: min
 
     cfg = compose_config(tmp_path, ["hparams_search=optuna", "experiment=encdec_reverse"])
     assert cfg.optimized_mode == "max"
-    assert instantiate(cfg.hydra.sweeper).sweeper.direction == "maximize"
+    assert directions_of(cfg.hydra.sweeper.direction) == ["maximize"]
+
+
+SWEEPER_CONF = ROOT / "conf" / "hydra" / "sweeper"
+
+
+def test_pruner_and_sampler_options(tmp_path: Path) -> None:
+    """Every option of hydra/sweeper/{pruner,sampler} builds its Optuna object; the groups are
+    chosen on the command line (test_configs.py counts these files as covered here)."""
+    bases = {"pruner": optuna.pruners.BasePruner, "sampler": optuna.samplers.BaseSampler}
+    for group, base in bases.items():
+        for path in sorted((SWEEPER_CONF / group).glob("*.yaml")):
+            built = instantiate(OmegaConf.load(path))
+            assert isinstance(built, base), path
+    assert type(build_pruner(None)) is optuna.pruners.NopPruner
+    overrides = ["hparams_search=optuna", "hydra/sweeper/pruner=hyperband"]
+    cfg = compose_config(tmp_path, [*overrides, "hydra/sweeper/sampler=random"])
+    assert type(build_pruner(cfg.hydra.sweeper.pruner)) is optuna.pruners.HyperbandPruner
+    assert cfg.hydra.sweeper.sampler == {"_target_": "optuna.samplers.RandomSampler", "seed": 1234}
+
+
+def test_search_space_from_params_and_command_line() -> None:
+    params = {
+        "optimizer.lr": "tag(log, interval(1e-4, 3e-3))",
+        "model.dropout": "interval(0.0, 0.3)",
+        "model.n_heads": "choice(2, 4, 8)",
+        "model.d_ff": "choice(64, 128)",
+    }
+    arguments = [
+        "model.n_heads=4",  # a plain value takes the key out of the search
+        "model.d_ff=range(32, 129, 32)",  # a sweep expression replaces the configured one
+        "data=reverse",
+        "+model.pos=choice(learned,rope)",
+    ]
+    space = search_space(params, arguments)
+    assert space.distributions.keys() == {
+        "optimizer.lr",
+        "model.dropout",
+        "model.d_ff",
+        "model.pos",
+    }
+    assert space.distributions["optimizer.lr"] == FloatDistribution(1e-4, 3e-3, log=True)
+    assert space.distributions["model.dropout"] == FloatDistribution(0.0, 0.3)
+    assert space.distributions["model.d_ff"] == IntDistribution(
+        32, 128, step=32
+    )  # range() leaves 129 out
+    assert space.distributions["model.pos"] == CategoricalDistribution(["learned", "rope"])
+    assert space.fixed == ["model.n_heads=4", "data=reverse"]
+    # A trial's overrides: the fixed ones, its values (an added key keeps its +), its number.
+    overrides = space.overrides({"model.pos": "rope", "optimizer.lr": 1e-3}, 7)
+    assert overrides == [
+        "model.n_heads=4",
+        "data=reverse",
+        "+model.pos=rope",
+        "optimizer.lr=0.001",
+        "hydra.sweeper.trial_number=7",
+    ]
+    # A choice of lists has no Optuna distribution: one line naming the key.
+    with pytest.raises(ValueError, match=r"model\.x: a choice"):
+        search_space({}, ["model.x=choice([1,2],[3])"])
+
+
+def test_sampled_values_read_back_as_sampled() -> None:
+    """Each sampled value, written as an override, parses back to itself."""
+    rng = random.Random()
+    values = [
+        rng.uniform(-1e3, 1e3),
+        rng.lognormvariate(-9, 3),
+        rng.randint(-100, 100),
+        rng.choice([True, False]),
+        None,
+        "rope",
+        "a b,c'd" + str(rng.random()),
+        "",
+    ]
+    parser = OverridesParser.create()
+    for value in values:
+        (override,) = parser.parse_overrides([f"key={override_value(value)}"])
+        assert override.value() == value, value
 
 
 def job_return(status: JobStatus, value: Any) -> JobReturn:
@@ -59,37 +169,83 @@ def job_return(status: JobStatus, value: Any) -> JobReturn:
 
 
 def test_trial_values() -> None:
-    assert trial_values(job_return(JobStatus.COMPLETED, 1.5), 1) == ([1.5], None)
-    assert trial_values(job_return(JobStatus.COMPLETED, [1, 2.0]), 2) == ([1.0, 2.0], None)
+    complete, fail, pruned = TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED
+    assert trial_values(job_return(JobStatus.COMPLETED, 1.5), 1) == ([1.5], complete, None)
+    assert trial_values(job_return(JobStatus.COMPLETED, [1, 2.0]), 2)[:2] == ([1.0, 2.0], complete)
     failed = job_return(JobStatus.FAILED, RuntimeError("out of memory"))
-    assert trial_values(failed, 1) == (None, "RuntimeError: out of memory")
-    values, error = trial_values(job_return(JobStatus.COMPLETED, math.nan), 1)
-    assert values is None and "nan" in error  # a diverged run fails its trial
-    values, error = trial_values(job_return(JobStatus.COMPLETED, "x"), 1)
-    assert values is None and "not a number" in error
-    with pytest.raises(ValueError, match="optimized_metric"):  # the same for every trial
-        trial_values(job_return(JobStatus.COMPLETED, None), 1)
+    assert trial_values(failed, 1) == (None, fail, "RuntimeError: out of memory")
+    stopped = job_return(JobStatus.FAILED, optuna.TrialPruned("pruned at step 4"))
+    assert trial_values(stopped, 1) == (None, pruned, "TrialPruned: pruned at step 4")
+    values, state, error = trial_values(job_return(JobStatus.COMPLETED, math.nan), 1)
+    assert values is None and state == fail and "nan" in error  # a diverged run fails its trial
+    values, state, error = trial_values(job_return(JobStatus.COMPLETED, "x"), 1)
+    assert state == fail and "not a number" in error
+    # A run that ended before it logged optimized_metric has nothing to tell.
+    assert trial_values(job_return(JobStatus.COMPLETED, None), 1)[1] == fail
+    with pytest.raises(ValueError, match="2 directions"):
+        trial_values(job_return(JobStatus.COMPLETED, 1.0), 2)
+
+
+# --- Optuna: the pruning callback ------------------------------------------------------------
+
+
+def validation(step: int, value: float | None, sanity: bool = False) -> SimpleNamespace:
+    """What OptunaPruning reads of a Trainer at the end of a validation."""
+    metrics = {} if value is None else {"val/loss": torch.tensor(value)}
+    return SimpleNamespace(
+        sanity_checking=sanity, callback_metrics=metrics, global_step=step, world_size=1
+    )
+
+
+def test_pruning_callback_reports_and_prunes() -> None:
+    """Reports every validation at its global step; raises TrialPruned on the pruner's word."""
+    upper = random.uniform(1.0, 5.0)
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=upper))
+    callback = OptunaPruning("val/loss", trial=study.ask())
+    callback.on_validation_end(validation(0, upper * 9, sanity=True), None)  # not reported
+    below = [upper * random.uniform(0.1, 0.9) for _ in range(3)]
+    for step, value in zip([10, 20, 30], below, strict=True):
+        callback.on_validation_end(validation(step, value), None)
+    callback.on_validation_end(validation(35, None), None)  # not logged at this validation
+    with pytest.raises(optuna.TrialPruned, match="step 40"):
+        callback.on_validation_end(validation(40, upper * 2), None)
+    reported = study.trials[0].intermediate_values
+    assert reported == pytest.approx({10: below[0], 20: below[1], 30: below[2], 40: upper * 2})
+
+
+def test_pruning_callback_is_inert_outside_a_trial(tmp_path: Path) -> None:
+    compose_config(tmp_path, ["hparams_search=optuna"])  # no trial_number: not a trial
+    callback = OptunaPruning("val/loss")
+    callback.setup(SimpleNamespace(is_global_zero=True), None, "fit")
+    assert callback.trial is None
+    callback.on_validation_end(validation(10, 1e9), None)  # neither reports nor prunes
+
+
+# --- Optuna: searches ---------------------------------------------------------------------
 
 
 def test_optuna_search_resumes_its_study(tmp_path: Path) -> None:
-    """Running the same command again adds trials to the same study, with new suggestions."""
-    command = ["-m", "hparams_search=optuna", *SHORT, "hydra.sweeper.n_trials=3"]
-    run_cli("attnlab-train", *command, cwd=tmp_path)
+    """The same command with a larger n_trials continues the study, with new suggestions."""
+    command = ["-m", "hparams_search=optuna", *SHORT]
+    run_cli("attnlab-train", *command, "hydra.sweeper.n_trials=2", cwd=tmp_path)
     first = load_study(tmp_path / "logs").trials
-    assert [t.number for t in first] == [0, 1, 2]
+    assert [t.number for t in first] == [0, 1]
 
-    run_cli("attnlab-train", *command, cwd=tmp_path)
+    run_cli("attnlab-train", *command, "hydra.sweeper.n_trials=3", cwd=tmp_path)
     trials = load_study(tmp_path / "logs").trials
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert [t.number for t in trials] == [0, 1, 2]  # n_trials counts the finished ones
+    assert all(t.state == TrialState.COMPLETE for t in trials)
     # A resumed seeded sampler must not replay its first suggestions.
-    assert not {str(t.params) for t in first} & {str(t.params) for t in trials[3:]}
+    assert str(trials[2].params) not in {str(t.params) for t in first}
     assert set(trials[0].params) == {"optimizer.lr", "model.dropout"}  # n_heads fixed by SHORT
     for trial in trials:
-        metrics = json.loads((Path(trial.user_attrs["output_dir"]) / "metrics.json").read_text())
+        run_dir = Path(trial.user_attrs["output_dir"])
+        metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["metrics"]["val/loss"] == pytest.approx(trial.value)
-        overrides = Path(trial.user_attrs["output_dir"], ".hydra", "overrides.yaml").read_text()
+        assert list(trial.intermediate_values.values()) == pytest.approx([trial.value])
+        overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
         assert f"optimizer.lr={trial.params['optimizer.lr']}" in overrides
+        assert "trial_number" not in overrides  # the sweeper's own override is Hydra's
     sweeps = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 2
     best = yaml.safe_load((sweeps[1] / "optimization_results.yaml").read_text())
@@ -97,7 +253,8 @@ def test_optuna_search_resumes_its_study(tmp_path: Path) -> None:
 
 
 def test_failed_trial_does_not_stop_the_search(tmp_path: Path) -> None:
-    """n_heads=3 does not divide d_model=32: those trials fail, the others complete."""
+    """n_heads=3 does not divide d_model=32: that trial fails, the next one completes."""
+    enqueued_study(tmp_path / "logs", {"model.n_heads": 3}, {"model.n_heads": 2})
     run_cli(
         "attnlab-train",
         "-m",
@@ -105,20 +262,115 @@ def test_failed_trial_does_not_stop_the_search(tmp_path: Path) -> None:
         *[arg for arg in SHORT if not arg.startswith("model.n_heads=")],
         "model.n_heads=choice(2,3)",
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.sampler.seed=7",  # suggests n_heads=3, then 2
         cwd=tmp_path,
     )
     trials = load_study(tmp_path / "logs").trials
-    assert {t.params["model.n_heads"] for t in trials} == {2, 3}
-    for trial in trials:
-        run_dir = Path(trial.user_attrs["output_dir"])
-        if trial.params["model.n_heads"] == 3:
-            assert trial.state == optuna.trial.TrialState.FAIL
-            assert "divisible" in trial.user_attrs["error"]
-            assert json.loads((run_dir / "failure.json").read_text())["status"] == "failed"
-        else:
-            assert trial.state == optuna.trial.TrialState.COMPLETE
-            assert (run_dir / "metrics.json").is_file()
+    assert [t.params["model.n_heads"] for t in trials] == [3, 2]
+    failed, done = trials
+    assert failed.state == TrialState.FAIL
+    assert "divisible" in failed.user_attrs["error"]
+    run_dir = Path(failed.user_attrs["output_dir"])
+    assert json.loads((run_dir / "failure.json").read_text())["status"] == "failed"
+    assert done.state == TrialState.COMPLETE
+    assert (Path(done.user_attrs["output_dir"]) / "metrics.json").is_file()
+
+
+# Two validations per trial (steps 2 and 4); the median pruner prunes from the second trial on.
+PRUNED_SEARCH = [
+    "-m",
+    "hparams_search=optuna",
+    *[arg for arg in SHORT if not arg.startswith("trainer.limit_train_batches")],
+    "trainer.limit_train_batches=4",
+    "trainer.val_check_interval=2",
+    "model.dropout=0.0",
+    "optimizer.lr=tag(log, interval(1e-4, 100.0))",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "hydra.sweeper.n_trials=3",
+]
+GOOD_LR, BAD_LR = 3e-3, 50.0  # a run with lr=50 is far worse than the first at its validation
+
+
+def check_pruned_search(log_dir: Path, n_trials: int = 3) -> None:
+    trials = load_study(log_dir).trials
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert [t.state for t in trials] == states[:n_trials]
+    good, pruned = trials[:2]
+    assert sorted(good.intermediate_values) == [2, 4]
+    assert sorted(pruned.intermediate_values) == [2]  # stopped at its first validation
+    assert "step 2" in pruned.user_attrs["pruned"]
+    run_dir = Path(pruned.user_attrs["output_dir"])
+    assert not (run_dir / "metrics.json").exists()
+    assert "TrialPruned" in json.loads((run_dir / "failure.json").read_text())["error"]
+
+
+@pytest.mark.slow
+def test_pruned_trial_is_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    enqueued_study(
+        tmp_path / "logs",
+        {"optimizer.lr": GOOD_LR},
+        {"optimizer.lr": BAD_LR},
+        {"optimizer.lr": GOOD_LR},
+    )
+    run_cli("attnlab-train", *PRUNED_SEARCH, cwd=tmp_path)
+    check_pruned_search(tmp_path / "logs")
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["n_trials"] == {"complete": 2, "pruned": 1, "fail": 0}
+
+
+@pytest.mark.slow
+def test_pruning_in_submitit_processes(tmp_path: Path) -> None:
+    """Each trial runs in its own process and reaches the study through its storage (two
+    trials: the search going on after a pruned one is the test above)."""
+    enqueued_study(tmp_path / "logs", {"optimizer.lr": GOOD_LR}, {"optimizer.lr": BAD_LR})
+    launcher = ["hydra/launcher=submitit_local", "hydra.sweeper.n_trials=2"]
+    run_cli("attnlab-train", *PRUNED_SEARCH, *launcher, cwd=tmp_path)
+    check_pruned_search(tmp_path / "logs", n_trials=2)
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    assert list(sweep.glob(".submitit/*/*_0_log.out"))  # it went through submitit
+
+
+@pytest.mark.slow
+def test_killed_search_resumes(tmp_path: Path) -> None:
+    """A search killed (SIGKILL) during a trial continues where it was when run again: the
+    trials it finished count toward n_trials and are kept."""
+    command = ["-m", "hparams_search=optuna", *SHORT, "hydra.sweeper.n_trials=3"]
+    executable = Path(sys.executable).parent / "attnlab-train"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    process = subprocess.Popen(
+        [str(executable), *command],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    sweeps = tmp_path / "logs" / "train" / "multiruns"
+    try:
+        finished: list[optuna.trial.FrozenTrial] = []
+        for _ in range(1200):  # until its first trial is told (a guard of 10 minutes)
+            if process.poll() is not None:
+                break
+            # The study exists once a trial has run: it is created before the first launch.
+            if list(sweeps.glob("*/0/metrics.json")):
+                finished = load_study(tmp_path / "logs").get_trials(states=(TrialState.COMPLETE,))
+                if finished:
+                    break
+            time.sleep(0.5)
+        assert finished, "the search ended or stalled before its first trial"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = load_study(tmp_path / "logs").get_trials(states=(TrialState.COMPLETE,))
+
+    run_cli("attnlab-train", *command, cwd=tmp_path)
+    study = load_study(tmp_path / "logs")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    assert {t.number for t in before} <= {t.number for t in complete}  # kept
+    # Only a trial killed mid-run can be left RUNNING; nothing else is in the study.
+    assert len(study.trials) - len(complete) == len(study.get_trials(states=(TrialState.RUNNING,)))
+    assert len(study.trials) <= 4
 
 
 # --- submitit launchers -------------------------------------------------------------------
@@ -248,3 +500,31 @@ def test_wandb_sweep_metric_is_logged(tmp_path: Path) -> None:
     ]
     result = train(compose_config(tmp_path, [*overrides, *SHORT]))
     assert math.isfinite(result["metrics"][WANDB_SWEEP["metric"]["name"]])
+
+
+@pytest.mark.slow
+def test_workers_share_one_study(tmp_path: Path) -> None:
+    """Two processes running the same search (each its own sampler seed) against one SQLite
+    study finish n_trials together, each stopping one batch past it at most."""
+    command = ["-m", "hparams_search=optuna", *SHORT, "hydra.sweeper.n_trials=4"]
+    executable = Path(sys.executable).parent / "attnlab-train"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    logs = [tmp_path / f"worker{seed}.log" for seed in (1, 2)]
+    workers = [
+        subprocess.Popen(
+            [str(executable), *command, f"hydra.sweeper.sampler.seed={seed}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for seed, log in zip((1, 2), logs, strict=True)
+    ]
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.wait(timeout=900) == 0, log.read_text()[-3000:]
+    trials = load_study(tmp_path / "logs").trials
+    assert 4 <= len(trials) <= 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.number for t in trials}) == len(trials)
+    sweeps = {Path(t.user_attrs["output_dir"]).parent for t in trials}
+    assert sweeps <= set((tmp_path / "logs" / "train" / "multiruns").iterdir())

@@ -1,4 +1,11 @@
-"""attnlab: train, sweep and compare Transformer architectures."""
+"""attnlab: train, sweep and compare Transformer architectures.
+
+From Python (attnlab/api.py): `attnlab.train([...overrides])` runs attnlab-train and returns a
+TrainResult; `attnlab.load(run_dir_or_ckpt)` gives the trained network with its tokenizer and
+config. Both load lazily: importing attnlab imports neither torch nor Lightning.
+"""
+
+from typing import Any
 
 from attnlab.utils.hydra_hooks import register_plugins
 from attnlab.utils.resolvers import register_resolvers
@@ -9,3 +16,19 @@ __version__ = "0.1.0"
 # so they must exist before Hydra composes anything, whichever entry point imports the package.
 register_resolvers()
 register_plugins()
+
+
+_API = ("load", "compose_train_config", "TrainResult", "Trained")
+
+
+def __getattr__(name: str) -> Any:
+    # attnlab.train is the submodule of the CLI, made callable (train.py); the rest is api.py.
+    if name == "train":
+        import importlib
+
+        return importlib.import_module("attnlab.train")
+    if name in _API:
+        from attnlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'attnlab' has no attribute {name!r}")

@@ -10,7 +10,9 @@ contents are not plain data). Damage to the pickled part makes the file unreadab
 the tensor data changes their bytes: either way the file is refused, by name.
 
 Checkpoints written before attnlab had checksums have no `attnlab_checksum`: they load as
-before, unverified (a debug log line says so).
+before, unverified (a debug log line says so). Checkpoints are read with
+`torch.load(weights_only=True)`: their contents are tensors and plain values (no pickled
+classes); an older or foreign file that needs more is read in full, with a warning (`_load`).
 
 `link_checkpoint` makes a second name for a checkpoint already written (last.ckpt for the
 best.ckpt of the same step) with a hard link renamed into place: no second write, and the
@@ -22,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -140,9 +144,31 @@ def release_kept_checkpoint() -> None:
     _kept = None
 
 
+def _load(path: str | Path, map_location: Any) -> Any:
+    """torch.load without running pickled code (weights_only=True): attnlab's checkpoints hold
+    tensors and plain values only (docs/reliability.md). A file that holds other objects (one
+    written by an older attnlab or by other code) is read with full unpickling, with a warning
+    that names the first object torch refused."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        log.warning(
+            "%s holds %s, which torch.load(weights_only=True) refuses: read with full "
+            "unpickling, which runs code from the file (trust it first); checkpoints written "
+            "by this attnlab need none",
+            path,
+            found.group(1) if found else "objects other than tensors and plain values",
+        )
+        return checkpoint
+
+
 def _read_verified(path: str | Path, map_location: Any) -> dict[str, Any]:
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = _load(path, map_location)
     except FileNotFoundError:
         raise
     except Exception as error:  # truncated, overwritten, or not a checkpoint at all

@@ -7,11 +7,14 @@ The text is quoted twice: for the shell, and for Hydra, which would read `[...]`
 
 from __future__ import annotations
 
+from typing import Any
+
 import hydra
 import torch
 from omegaconf import DictConfig
 
 from attnlab import build
+from attnlab.module import AttnLabModule
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 MASK = "[MASK]"
@@ -21,27 +24,39 @@ def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
     _, datamodule, module = build.load_trained_module(cfg.ckpt_path)
     tokenizer = getattr(datamodule, "tokenizer", None)
+    return fill_masks(module, tokenizer, cfg.text, cfg.top_k, f"ckpt_path={cfg.ckpt_path}")
+
+
+def fill_masks(
+    module: AttnLabModule,
+    tokenizer: Any,
+    text: str,
+    top_k: int = 5,
+    source: str = "the checkpoint",
+) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`, the `top_k` likeliest tokens of a trained masked-LM module
+    (`attnlab.load(...)`'s too) with their probabilities; `tokenizer` is its WordPiece."""
     if module.task.name != "masked_lm" or tokenizer is None:
         raise build.ConfigError(
-            f"ckpt_path={cfg.ckpt_path} was trained on task {module.task.name!r}; "
-            "attnlab-fill-mask needs a masked_lm checkpoint"
+            f"{source} was trained on task {module.task.name!r}; "
+            "filling masks needs a masked_lm checkpoint"
         )
-    if MASK not in cfg.text:
-        raise build.ConfigError(f"text={cfg.text!r} has no {MASK} to fill")
+    if MASK not in text:
+        raise build.ConfigError(f"text={text!r} has no {MASK} to fill")
     # Encode the text between the masks; "[MASK]" itself would be read as plain characters.
     ids = [tokenizer.cls_id]
-    for i, piece in enumerate(cfg.text.split(MASK)):
+    for i, piece in enumerate(text.split(MASK)):
         if i:
             ids.append(tokenizer.mask_id)
         ids.extend(tokenizer.encode(piece))
     ids.append(tokenizer.sep_id)
-    input_ids = torch.tensor([ids])
+    input_ids = torch.tensor([ids], device=next(module.network.parameters()).device)
     module.network.eval()
     with torch.no_grad():
         probs = module.network(input_ids).softmax(-1)[0]  # (T, V)
     answers = []
     for position in (input_ids[0] == tokenizer.mask_id).nonzero().flatten().tolist():
-        top = probs[position].topk(cfg.top_k)
+        top = probs[position].topk(top_k)
         answers.append(
             [
                 (tokenizer.tokenizer.id_to_token(i), p)  # raw pieces: "##ing" stays visible

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
+from attnlab.module import AttnLabModule
 from attnlab.protocols import Generator
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
@@ -20,22 +21,51 @@ def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
     check_command("generate", cfg)
     _, _, module = build.load_trained_module(cfg.ckpt_path)
-    network, spec = module.network, module.task.spec
-    if not isinstance(network, Generator) or spec.encode is None:
-        raise build.ConfigError(
-            f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
-            "attnlab-generate needs a decoder-only network trained on text (causal_lm)"
-        )
-    device = torch.device(cfg.device)
-    network.to(device).eval()
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompt = torch.tensor([spec.encode(cfg.prompt)] * cfg.num_samples, device=device)
-    out = network.generate(
-        prompt,
+    return generate_texts(
+        module,
+        cfg.prompt,
         cfg.max_new_tokens,
+        num_samples=cfg.num_samples,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
         top_p=cfg.top_p,
+        seed=cfg.seed,
+        device=cfg.device,
+        source=f"ckpt_path={cfg.ckpt_path}",
+    )
+
+
+def generate_texts(
+    module: AttnLabModule,
+    prompt: str,
+    max_new_tokens: int,
+    *,
+    num_samples: int = 1,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    top_p: float | None = None,
+    seed: int = 1337,
+    device: str | torch.device = "cpu",
+    source: str = "the checkpoint",
+) -> list[str]:
+    """`num_samples` continuations of `prompt` by a trained module (`attnlab.load(...)`'s
+    too), prompt included. `source` names the checkpoint in the error of a wrong network."""
+    network, spec = module.network, module.task.spec
+    if not isinstance(network, Generator) or spec.encode is None:
+        raise build.ConfigError(
+            f"{source} holds a {type(network).__name__} on task {spec.task!r}; "
+            "generating needs a decoder-only network trained on text (causal_lm)"
+        )
+    device = torch.device(device)
+    network.to(device).eval()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.tensor([spec.encode(prompt)] * num_samples, device=device)
+    out = network.generate(
+        ids,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
         eos_id=spec.eos_id,
         generator=generator,
     )

@@ -57,6 +57,15 @@ class MaskedLM(Protocol):
 
 
 @runtime_checkable
+class NextSentencePredictor(Protocol):
+    """BERT's next-sentence prediction, which the masked-LM task adds to its loss when the
+    data pairs sentences (`data.nsp=true`): hidden states (B, T, D) from `encode` -> logits
+    (B, 2), index 1 for "B follows A"."""
+
+    def nsp_logits(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor: ...
+
+
+@runtime_checkable
 class Classifier(Protocol):
     """Sequence classification: input_ids (B, T), padding_mask (B, T) -> logits (B, C)."""
 

@@ -7,7 +7,10 @@ attnlab-train -m seed=1,2,3
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from attnlab.loggers import finish_wandb, log_hyperparams
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
 from attnlab.utils.distributed import multirun_job, stop_launched_ranks
+from attnlab.utils.resolvers import fix_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     A folder that holds another run is refused unless this resumes it; the folder is locked
-    while the run writes to it (attnlab/build/run_folder.py).
+    while the run writes to it (attnlab/build/run_folder.py). A config composed without a
+    Hydra app (`hydra.compose`) runs in a fresh folder under paths.log_dir.
     """
+    fix_output_dir(cfg)
     with claim_run_folder(cfg):
         try:
             return _train(cfg, extra_callbacks)
@@ -106,6 +112,10 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work."""
     build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    if (cfg.get("init") or {}).get("from_hf"):  # model.* from its config.json, checked too
+        from attnlab.interop.from_hf import configure_from_hf
+
+        configure_from_hf(cfg)
     check_ladder(cfg)  # before anything resolves the rung's sizes
     build.check_required(cfg)
     build.check_compatibility(cfg)
@@ -212,6 +222,22 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 main = with_config_hints("train", hydra_main, rewrite_args=with_original_overrides)
+
+
+class _TrainModule(types.ModuleType):
+    """This module, callable: `attnlab.train([...overrides])` is attnlab.api.train. Importing
+    the submodule sets the package's `train` attribute to it, so the name that is both the
+    CLI's module and the Python API must be one object (tests/test_api.py)."""
+
+    def __call__(
+        self, overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = ()
+    ) -> Any:
+        from attnlab.api import train as api_train
+
+        return api_train(overrides, callbacks=callbacks)
+
+
+sys.modules[__name__].__class__ = _TrainModule
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ from attnlab import build
 from attnlab.build.validation import check_command
 from attnlab.data.loading.download import read_lines
 from attnlab.data.loading.padding import pad_batch
+from attnlab.module import AttnLabModule
 from attnlab.tasks.decoding import strip_special
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
@@ -40,25 +41,46 @@ def translate(cfg: DictConfig) -> list[str]:
     check_command("translate", cfg)
     texts = source_texts(cfg)  # before loading the checkpoint: bad input costs nothing
     _, _, module = build.load_trained_module(cfg.ckpt_path)
+    return translate_texts(
+        module,
+        texts,
+        beam_size=cfg.beam_size,
+        length_penalty=cfg.length_penalty,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        source=f"ckpt_path={cfg.ckpt_path}",
+    )
+
+
+def translate_texts(
+    module: AttnLabModule,
+    texts: list[str],
+    *,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    source: str = "the checkpoint",
+) -> list[str]:
+    """Translations of `texts` by a trained seq2seq module (`attnlab.load(...)`'s too), in
+    order; beam_size and length_penalty None: the run's task settings."""
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
         raise build.ConfigError(
-            f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
-            "attnlab-translate needs a seq2seq model (encdec, or gpt as a prefix LM) on text"
+            f"{source} holds a {type(network).__name__} on task {spec.task!r}; "
+            "translating needs a seq2seq model (encdec, or gpt as a prefix LM) on text"
         )
-    if cfg.length_penalty is not None:
-        task.length_penalty = cfg.length_penalty
-    beam_size = cfg.beam_size or task.beam_size
-    device = torch.device(cfg.device)
+    if length_penalty is not None:
+        task.length_penalty = length_penalty
+    beam_size = beam_size or task.beam_size
+    device = torch.device(device)
     network.to(device).eval()
     special = (spec.bos_id, spec.eos_id, spec.pad_id)
     out: list[str] = []
     with torch.inference_mode():
-        for start in range(0, len(texts), cfg.batch_size):
+        for start in range(0, len(texts), batch_size):
             # Cut to what the network can read, leaving room to decode.
-            ids = [
-                spec.encode(text)[: spec.max_len] for text in texts[start : start + cfg.batch_size]
-            ]
+            ids = [spec.encode(text)[: spec.max_len] for text in texts[start : start + batch_size]]
             src = pad_batch(ids, spec.pad_id).to(device)
             decoded = task.decode(network, src, src == spec.pad_id, beam_size=beam_size)
             out.extend(spec.decode(strip_special(row, *special)) for row in decoded.tolist())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models
+from tokenizers import Tokenizer, models, pre_tokenizers
 
 from attnlab.data import TokenCache, WordPieceTokenizer
 from attnlab.data.sources.toy_text import toy_sentences
@@ -103,7 +103,9 @@ def test_trained_once_then_reused_and_retrained_for_another_size(tmp_path: Path)
 def test_a_tokenizer_without_the_specials_is_refused(tmp_path: Path) -> None:
     foreign = Tokenizer(models.WordPiece({"[UNK]": 0, "[PAD]": 1, "a": 2}, unk_token="[UNK]"))
     foreign.save(str(tmp_path / "foreign.json"))
-    with pytest.raises(ValueError, match=r"has \['\[UNK\]', '\[PAD\]', 'a', None, None\]"):
+    with pytest.raises(
+        ValueError, match=r"lacks the special tokens \['\[CLS\]', '\[SEP\]', '\[MASK\]'\]"
+    ):
         WordPieceTokenizer.from_file(tmp_path / "foreign.json")
     with pytest.raises(FileNotFoundError, match="tokenizer_path="):
         WordPieceTokenizer.from_file(tmp_path / "missing.json")
@@ -119,3 +121,17 @@ def test_training_is_deterministic() -> None:
     # different vocabularies from run to run (huggingface/tokenizers#1794).
     fingerprints = {WordPieceTokenizer(train_wordpiece(TEXT, 150)).fingerprint for _ in range(5)}
     assert len(fingerprints) == 1
+
+
+def test_special_tokens_keep_their_own_ids() -> None:
+    """bert-base-uncased's layout: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103."""
+    vocab = {f"[unused{i}]": i for i in range(1, 100)} | {"[PAD]": 0, "[UNK]": 100}
+    vocab |= {"[CLS]": 101, "[SEP]": 102, "[MASK]": 103, "the": 104, "cat": 105}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece = WordPieceTokenizer(tokenizer)
+    ids = (wordpiece.pad_id, wordpiece.unk_id, wordpiece.cls_id, wordpiece.sep_id)
+    assert ids == (0, 100, 101, 102) and wordpiece.mask_id == 103
+    assert wordpiece.special_ids == (0, 100, 101, 102, 103)
+    assert wordpiece.encode("the dog cat") == [104, 100, 105]
+    assert wordpiece.encode_lines(["the cat", "cat"]).tolist() == [104, 105, 102, 105, 102]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attnlab.interop import bert
+from attnlab.interop.mapping import to_theirs
 from attnlab.models import EncoderOnly
 
 transformers = pytest.importorskip("transformers")
@@ -12,55 +14,20 @@ transformers = pytest.importorskip("transformers")
 V, D, H, L, T_MAX, C = 37, 32, 4, 2, 24, 3
 
 
-@torch.no_grad()
 def bert_body_state_dict(model: EncoderOnly, prefix: str) -> dict[str, torch.Tensor]:
-    """Our embeddings and blocks under BertModel's names (post-LN: no final norm)."""
-    e = prefix + "embeddings."
-    state = {
-        e + "word_embeddings.weight": model.tok_embed.weight,
-        e + "position_embeddings.weight": model.pos.embedding.weight,
-        e + "token_type_embeddings.weight": model.segment_embed.weight,
-        e + "LayerNorm.weight": model.embed_norm.weight,
-        e + "LayerNorm.bias": model.embed_norm.bias,
-    }
-    for i, layer in enumerate(model.layers):
-        attn, ffn, p = layer.self_attn, layer.ffn, f"{prefix}encoder.layer.{i}."
-        blocks = zip(("query", "key", "value"), attn.qkv_weights(), attn.qkv_biases(), strict=True)
-        for name, weight, bias in blocks:
-            state[p + f"attention.self.{name}.weight"] = weight
-            state[p + f"attention.self.{name}.bias"] = bias
-        linears = {
-            "attention.output.dense": attn.out_proj,
-            "attention.output.LayerNorm": layer.norm1,
-            "intermediate.dense": ffn.linear1,
-            "output.dense": ffn.linear2,
-            "output.LayerNorm": layer.norm2,
-        }
-        for name, module in linears.items():
-            state[p + name + ".weight"] = module.weight
-            state[p + name + ".bias"] = module.bias
-    return state
+    """Our embeddings and blocks under BertModel's names (attnlab.interop.bert's map)."""
+    maps = bert.body_maps(len(model.layers), model.d_model, V, prefix)
+    return to_theirs(maps, model.state_dict())
 
 
-@torch.no_grad()
 def bert_pooler_state_dict(model: EncoderOnly, prefix: str) -> dict[str, torch.Tensor]:
-    dense = model.pooler.dense
-    return {prefix + "pooler.dense.weight": dense.weight, prefix + "pooler.dense.bias": dense.bias}
+    return to_theirs(bert.pooler_maps(prefix), model.state_dict())
 
 
-@torch.no_grad()
 def bert_mlm_head_state_dict(model: EncoderOnly) -> dict[str, torch.Tensor]:
     """BertForMaskedLM's head; its decoder.bias and `bias` are one tied tensor."""
-    head, p = model.mlm_head, "cls.predictions."
-    return {
-        p + "transform.dense.weight": head.dense.weight,
-        p + "transform.dense.bias": head.dense.bias,
-        p + "transform.LayerNorm.weight": head.norm.weight,
-        p + "transform.LayerNorm.bias": head.norm.bias,
-        p + "decoder.weight": head.decoder.weight,
-        p + "decoder.bias": head.decoder.bias,
-        p + "bias": head.decoder.bias,
-    }
+    head = to_theirs(bert.mlm_head_maps(V), model.state_dict())
+    return head | {"cls.predictions.bias": head["cls.predictions.decoder.bias"]}
 
 
 @pytest.fixture
@@ -156,3 +123,36 @@ def test_classifier_matches_bert_for_sequence_classification(ours, config) -> No
         torch.testing.assert_close(
             ours.classify(ids, pad, segments), expected, atol=1e-4, rtol=1e-4
         )
+
+
+@torch.no_grad()
+def bert_nsp_head_state_dict(model: EncoderOnly) -> dict[str, torch.Tensor]:
+    """BertForPreTraining's next-sentence head. Its label 0 means "B follows A", ours 1: the
+    two rows swap."""
+    return to_theirs(bert.nsp_head_maps(), model.state_dict())
+
+
+def test_pretraining_heads_match_bert_for_pretraining(config) -> None:
+    """Both heads of BERT's pretraining (masked LM and next-sentence prediction) in fp32."""
+    ours = EncoderOnly(V, D, H, L, max_len=T_MAX, type_vocab_size=2, dropout=0.0, nsp=True).eval()
+    with torch.no_grad():  # off the 1/0 init; the pooler and NSP head random too
+        for p in ours.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ref = transformers.BertForPreTraining(config).eval()
+    ref.load_state_dict(  # strict: every BERT weight is set
+        bert_body_state_dict(ours, "bert.")
+        | bert_pooler_state_dict(ours, "bert.")
+        | bert_mlm_head_state_dict(ours)
+        | bert_nsp_head_state_dict(ours)
+    )
+    ids, pad, segments = random_batch()
+    with torch.no_grad():
+        out = ref(ids, attention_mask=(~pad).long(), token_type_ids=segments)
+        hidden = ours.encode(ids, pad, segments)
+        torch.testing.assert_close(
+            ours.mlm_logits(hidden), out.prediction_logits, atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            ours.nsp_logits(hidden, pad).flip(-1), out.seq_relationship_logits, atol=1e-5, rtol=0
+        )
+    assert set(ours.state_dict()) >= {"pooler.dense.weight", "nsp_head.weight", "nsp_head.bias"}

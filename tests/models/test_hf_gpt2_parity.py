@@ -5,42 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attnlab.interop import gpt2
+from attnlab.interop.mapping import to_theirs
 from attnlab.models import DecoderOnly
 
 transformers = pytest.importorskip("transformers")
 
 
-@torch.no_grad()
 def gpt2_state_dict(model: DecoderOnly) -> dict[str, torch.Tensor]:
-    """Our weights under GPT-2's names and layout.
-
-    GPT-2's Conv1D stores a Linear's weight transposed, (in, out), and packs the q, k, v
-    projections into one c_attn matrix.
-    """
-    state = {
-        "transformer.wte.weight": model.tok_embed.weight,
-        "transformer.wpe.weight": model.pos.embedding.weight,
-        "transformer.ln_f.weight": model.norm.weight,
-        "transformer.ln_f.bias": model.norm.bias,
-        "lm_head.weight": model.lm_head.weight,
-    }
-    for i, layer in enumerate(model.layers):
-        attn, ffn, prefix = layer.self_attn, layer.ffn, f"transformer.h.{i}."
-        state |= {
-            prefix + "ln_1.weight": layer.norm1.weight,
-            prefix + "ln_1.bias": layer.norm1.bias,
-            prefix + "attn.c_attn.weight": attn.qkv_proj.weight.T,  # [q | k | v], as ours
-            prefix + "attn.c_attn.bias": attn.qkv_proj.bias,
-            prefix + "attn.c_proj.weight": attn.out_proj.weight.T,
-            prefix + "attn.c_proj.bias": attn.out_proj.bias,
-            prefix + "ln_2.weight": layer.norm2.weight,
-            prefix + "ln_2.bias": layer.norm2.bias,
-            prefix + "mlp.c_fc.weight": ffn.linear1.weight.T,
-            prefix + "mlp.c_fc.bias": ffn.linear1.bias,
-            prefix + "mlp.c_proj.weight": ffn.linear2.weight.T,
-            prefix + "mlp.c_proj.bias": ffn.linear2.bias,
-        }
-    return state
+    """Our weights under GPT-2's names and layout (attnlab.interop.gpt2's map)."""
+    return to_theirs(gpt2.tensor_maps(len(model.layers), model.vocab_size), model.state_dict())
 
 
 @pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])

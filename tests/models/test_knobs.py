@@ -138,7 +138,7 @@ def test_swiglu_formula_and_parameter_count() -> None:
     assert count == 3 * d_model * hidden + 2 * hidden + d_model
     plain = sum(p.numel() for p in FeedForward(d_model, d_ff).parameters())
     assert abs(count - plain) / plain < 0.01  # comparable to the plain network it replaces
-    with pytest.raises(ValueError, match=r"'swish'.*'relu', 'gelu', 'swiglu'"):
+    with pytest.raises(ValueError, match=r"'swish'.*'relu', 'gelu', 'gelu_tanh', 'swiglu'"):
         build_feedforward("swish", d_model, d_ff)
 
 

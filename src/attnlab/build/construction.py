@@ -45,7 +45,12 @@ def _init(cfg: DictConfig) -> DictConfig:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """The data; fine-tuning from `init.pretrained` reuses that checkpoint's tokenizer."""
+    """The data; fine-tuning from `init.pretrained` reuses that checkpoint's tokenizer (and
+    from `init.from_hf`, that directory's, which also sets model.*)."""
+    if _init(cfg).get("from_hf"):
+        from attnlab.interop.from_hf import configure_from_hf
+
+        configure_from_hf(cfg)
     pretrained = _init(cfg).get("pretrained")
     if pretrained and "tokenizer_path" in cfg.data and cfg.data.tokenizer_path is None:
         with open_dict(cfg):
@@ -54,10 +59,13 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 
 def network_arguments(spec: DataSpec) -> dict[str, Any]:
-    """What the network learns from the data: vocabulary size, and classes for classifiers."""
+    """What the network learns from the data: vocabulary size, classes for classifiers, and
+    whether masked-LM pretraining predicts the next sentence too."""
     kwargs: dict[str, Any] = {"vocab_size": spec.vocab_size}
     if spec.num_classes is not None:
         kwargs["num_classes"] = spec.num_classes
+    if spec.next_sentence:  # sentence pairs: a next-sentence head too
+        kwargs["nsp"] = True
     # Separate source/target vocabularies (only EncoderDecoder takes tgt_vocab_size).
     if spec.tgt_vocab_size is not None and spec.tgt_vocab_size != spec.vocab_size:
         kwargs["tgt_vocab_size"] = spec.tgt_vocab_size
@@ -72,6 +80,10 @@ def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Mod
     init = _init(cfg)
     if init.get("pretrained"):
         load_pretrained_body(network, init.pretrained, datamodule)
+    if init.get("from_hf"):
+        from attnlab.interop.from_hf import load_hf_weights
+
+        load_hf_weights(network, init.from_hf, datamodule)
     if init.get("freeze_layers"):
         freeze_layers(network, init.freeze_layers)
     return network

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -10,6 +12,8 @@ from attnlab.build.checkpoints import load_checkpoint, load_run_config
 from attnlab.build.construction import build_datamodule, build_module
 from attnlab.build.extensions import import_extensions
 from attnlab.module import AttnLabModule
+
+log = logging.getLogger(__name__)
 
 
 def load_trained_module(
@@ -25,6 +29,16 @@ def load_trained_module(
         # The weights come from this checkpoint, not from where its training started ...
         if run_cfg.get("init") is not None:
             run_cfg.init.pretrained = None
+            if "from_hf" in run_cfg.init:
+                run_cfg.init.from_hf = None
+        # A run on sentence pairs from before the next-sentence head: its network has none.
+        if run_cfg.data.get("nsp") and "network.nsp_head.weight" not in checkpoint["state_dict"]:
+            log.warning(
+                "%s has no next-sentence head (trained before attnlab had one): "
+                "rebuilt with data.nsp=false",
+                ckpt_path,
+            )
+            run_cfg.data.nsp = False
         # ... and so does the tokenizer, wherever the run kept its copy.
         if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
             run_cfg.data.tokenizer_path = write_tokenizer_file(

@@ -11,8 +11,10 @@ from torch import nn
 
 from attnlab.build.run_settings import bad_switch_message, moved_keys_in_config
 from attnlab.models.registry import NETWORKS, network_class_of
+from attnlab.protocols import NextSentencePredictor
 from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
+from attnlab.utils.extras import logger_extra_message
 
 
 class ConfigError(ValueError):
@@ -93,16 +95,28 @@ def check_max_len(cfg: DictConfig, network_cls: type) -> None:
         )
 
 
+def check_logger_extras(cfg: DictConfig) -> None:
+    """A logger whose optional packages are missing (logger=wandb without wandb): one line
+    naming the extra to install, before any work."""
+    for name, entry in (cfg.get("logger") or {}).items():
+        if entry and "_target_" in entry:
+            message = logger_extra_message(str(name), entry._target_)
+            if message:
+                raise ConfigError(message)
+
+
 def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task (the architecture-task
     matrix of the README), naming the pair and the models that can. Also fails on a value of
     the wrong type or an impossible size (utils/config_checks.py), an optimized_metric the task
-    does not log, and a model.max_len shorter than the data's sequences."""
+    does not log, a model.max_len shorter than the data's sequences, and data.nsp=true for a
+    network without a next-sentence head."""
     try:
         check_values(cfg)
     except ValueCheckError as error:
         raise ConfigError(str(error)) from None
     check_run_settings(cfg)
+    check_logger_extras(cfg)
     network_cls = network_class_of(cfg.model)
     task_name = get_class(cfg.task._target_).name
     if not isinstance(getattr(network_cls, "supported_tasks", None), tuple):
@@ -120,6 +134,11 @@ def check_compatibility(cfg: DictConfig) -> None:
             f"model={model} cannot do task {task_name!r}{data}; {network_cls.__name__} "
             f"supports: {', '.join(supported) or 'nothing'}. For {task_name!r} choose "
             f"model= one of {able}"
+        )
+    if (cfg.get("data") or {}).get("nsp") and not issubclass(network_cls, NextSentencePredictor):
+        raise ConfigError(
+            "data.nsp=true needs a model with a next-sentence head (NextSentencePredictor, "
+            f"attnlab/protocols.py); {network_cls.__name__} has none: set data.nsp=false"
         )
     check_optimized_metric(cfg)
     check_max_len(cfg, network_cls)

@@ -36,6 +36,7 @@ from attnlab.compare.significance import (
     write_significance,
 )
 from attnlab.compare.tables import summarise, write_tables
+from attnlab.utils.extras import MissingExtraError, require
 
 
 def compare(
@@ -48,6 +49,9 @@ def compare(
     tune_lr: bool = False,
 ) -> Path:
     """Write the tables and plots of `sweep_dir`'s runs; returns the output directory."""
+    require("matplotlib", feature="attnlab-compare's plots")  # before any work
+    if baseline is not None:
+        require("scipy", feature="attnlab-compare --baseline")
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
     runs = find_runs(sweep_dir)
@@ -97,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         help="variant to test the others against: its name, or overrides only it has",
     )
     parser.add_argument(
-        "--stat-metric", default=None, help="metric tested (default: e.g. test/acc for val/acc)"
+        "--stat-metric",
+        default=None,
+        help="metric tested (default: e.g. test/acc for val/acc); --ladder: the metric fitted "
+        "(default: test/loss)",
     )
     parser.add_argument(
         "--alternative",
@@ -116,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="compute budgets (FLOPs) to extrapolate the multipliers to, e.g. 1e18",
     )
-    ladder.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples")
+    ladder.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)"
+    )
     ladder.add_argument(
         "--rung-key", default="ladder.rung", help="the override that names a run's rung"
     )
@@ -150,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
+    except MissingExtraError as error:
+        parser.exit(2, f"attnlab-compare: {error}\n")
     print((out_dir / "comparison.md").read_text())
     if args.baseline is not None:
         print((out_dir / "significance.md").read_text())

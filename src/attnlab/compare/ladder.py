@@ -340,10 +340,11 @@ def write_ladder(
     low, high = ALPHA_RANGE
     for fit in fits:
         alpha = float(fit.law.alpha[0])
-        if not low * 1.01 < alpha < high * 0.99:
+        # Below 0.01 the law is nearly flat (E and A trade off freely): not a scaling law.
+        if not 0.01 < alpha < high * 0.99:
             lines += [
                 "",
-                f"{fit.name}: {ALPHA} = {alpha:.3g} is at the edge of the range searched "
+                f"{fit.name}: {ALPHA} = {alpha:.3g} is at or near the edge of the range searched "
                 f"({low:g} to {high:g}): its rungs do not pin the law down (too few rungs, too "
                 "narrow a compute range, or a loss that does not fall with compute).",
             ]

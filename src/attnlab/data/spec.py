@@ -31,3 +31,6 @@ class DataSpec:
     # Causal LM on packed documents: batches carry `document_ids` (B, T), and attention should
     # stay inside each document (data.document_mask=true; data/modules/tokens.py).
     document_mask: bool = False
+    # Masked LM on sentence pairs (data.nsp=true): batches carry next_sentence_label (B,), and
+    # the network needs a next-sentence head (protocols.NextSentencePredictor).
+    next_sentence: bool = False

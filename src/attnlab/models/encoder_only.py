@@ -1,7 +1,8 @@
 """An encoder-only (BERT-style) model: bidirectional self-attention blocks over one sequence.
 
 The model is a body (embeddings -> blocks -> final norm) shared by every task, plus heads:
-a masked-LM head over the vocabulary, and a pooler + classifier for sequence-level tasks.
+a masked-LM head over the vocabulary (with `nsp=True` also BERT's next-sentence head: the
+pooler and a 2-way linear layer), and a pooler + classifier for sequence-level tasks.
 Fine-tuning loads the body of a masked-LM checkpoint and starts the heads fresh.
 """
 
@@ -33,6 +34,9 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     BERT's layout. Initialised like BERT: Linear and Embedding weights N(0, 0.02), biases
     zero, norms 1/0, the pad row of the token embedding zero. Without num_classes the head is
     the masked-LM head; with it, the pooler and classifier.
+    nsp: also next-sentence prediction (masked LM only): BERT's pooler (tanh of a dense layer
+    on [CLS]) and `nsp_head`, Linear(d_model, 2). Logit 1 means "B follows A", as
+    data.nsp's next_sentence_label (Hugging Face's seq_relationship has the rows swapped).
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
     max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
     """
@@ -50,7 +54,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         "layers",
         "norm",
     )
-    HEAD_MODULES: tuple[str, ...] = ("mlm_head", "pooler", "classifier")
+    HEAD_MODULES: tuple[str, ...] = ("mlm_head", "pooler", "classifier", "nsp_head")
 
     # BERT's layout, over ModelConfig's defaults.
     setting_defaults: ClassVar[dict[str, Any]] = dict(
@@ -71,6 +75,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         num_classes: int | None = None,
         pooling: str = "cls",
         classifier_dropout: float | None = None,
+        nsp: bool = False,
         **settings: Any,
     ):
         config = self.configure(locals(), settings)  # checks all, before anything is built
@@ -91,9 +96,12 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         if classifier_dropout is None:
             classifier_dropout = config.dropout
         self.classifier_dropout = nn.Dropout(classifier_dropout)
-        self.mlm_head = self.pooler = self.classifier = None
+        self.mlm_head = self.pooler = self.classifier = self.nsp_head = None
         if num_classes is None:  # masked LM
             self.mlm_head = MaskedLMHead.from_config(config, vocab_size)
+            if nsp:  # BERT's pooler on [CLS], whatever `pooling` says (the classifier's)
+                self.pooler = Pooler(d_model, "cls", bias)
+                self.nsp_head = nn.Linear(d_model, 2, bias=bias)
         else:  # sequence classification
             pooler = Pooler(d_model, pooling, bias)
             self.add_classifier(d_model, num_classes, pooler, classifier_dropout, bias)
@@ -117,6 +125,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             raise invalid("pad_id", pad_id, f"not a token id of vocab_size={vocab_size}")
         if values["num_classes"] is not None and values["num_classes"] < 1:
             raise invalid("num_classes", values["num_classes"], "must be >= 1 (or None)")
+        if values["nsp"] and values["num_classes"] is not None:
+            raise invalid("nsp", values["nsp"], "is for masked-LM pretraining, not a classifier")
 
     # ---- body ----
 
@@ -125,6 +135,13 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         if self.mlm_head is None:
             raise ValueError("a classifier (num_classes set) has no masked-LM head")
         return self.mlm_head(hidden)
+
+    def nsp_logits(self, hidden: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Next-sentence logits (B, 2) of hidden states (B, T, D) (the NextSentencePredictor
+        protocol); index 1: B follows A."""
+        if self.nsp_head is None:
+            raise ValueError("this model has no next-sentence head: build it with nsp=True")
+        return self.nsp_head(self.pooler(hidden, padding_mask))
 
     def encode(
         self,
@@ -167,7 +184,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """Load the body from `state_dict` (e.g. a whole masked-LM model's).
 
         Heads start fresh, except that a masked-LM model loading a masked-LM model's weights
-        takes its MLM head too: continued pretraining (on new text) keeps its predictions.
+        takes its MLM head too (and its pooler and NSP head, where both have one): continued
+        pretraining (on new text) keeps its predictions.
         A missing or unexpected body key is an error. The MLM decoder is tied to the token
         embedding, so it takes the loaded embedding too.
         """
@@ -191,6 +209,12 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
                 raise ValueError(
                     f"masked-LM head weights do not match this model: {error}"
                 ) from error
+        nsp = {k: v for k, v in state_dict.items() if k.startswith(("pooler.", "nsp_head."))}
+        if self.nsp_head is not None and "nsp_head.weight" in nsp:
+            try:
+                self.load_state_dict(nsp, strict=False)
+            except RuntimeError as error:  # mis-shaped
+                raise ValueError(f"next-sentence head weights do not match: {error}") from error
 
     def freeze_layers(self, n: int) -> None:
         """Stop gradients to the embeddings and the first n blocks (n = n_layers: whole body).

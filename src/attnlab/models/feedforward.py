@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.checks import check_choice
 
 # The one place that maps activation names to modules; "swiglu" is a gated network of its own.
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+# "gelu" is exact (BERT's), "gelu_tanh" the tanh approximation GPT-2 was trained with.
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+}
 FEEDFORWARD_KINDS = (*_ACTIVATIONS, "swiglu")
 
 
 def build_activation(name: str) -> nn.Module:
-    """Activation module by name: "relu" or "gelu" (exact, not the tanh approximation)."""
+    """Activation module by name: "relu", "gelu" (exact) or "gelu_tanh" (approximate)."""
     check_choice("activation", name, _ACTIVATIONS)
     return _ACTIVATIONS[name]()
 
@@ -68,7 +76,7 @@ class SwiGLUFeedForward(nn.Module):
 def build_feedforward(
     kind: str, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True
 ) -> nn.Module:
-    """Feed-forward network by activation name: "relu", "gelu" or "swiglu"."""
+    """Feed-forward network by activation name: "relu", "gelu", "gelu_tanh" or "swiglu"."""
     if kind == "swiglu":
         return SwiGLUFeedForward(d_model, d_ff, dropout, bias)
     check_choice("activation", kind, FEEDFORWARD_KINDS)

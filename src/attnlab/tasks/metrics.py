@@ -90,3 +90,25 @@ class PerplexityFromLoss(Metric):
 
     def compute(self) -> torch.Tensor:
         return torch.exp(self.nll / self.count)
+
+
+class MeanLoss(Metric):
+    """The batch-weighted mean of a loss over an epoch: torchmetrics' MeanMetric(weights) without
+    its NaN check, which reads the value on the host at every update."""
+
+    full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, mean_loss: torch.Tensor, weight: int) -> None:
+        """`mean_loss`: a loss averaged over `weight` examples."""
+        self.total += mean_loss.detach().float() * weight
+        self.count += weight
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count

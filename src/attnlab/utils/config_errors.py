@@ -25,6 +25,7 @@ from attnlab.artefacts import ArtefactWriteError
 from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
 from attnlab.build.validation import ConfigError
 from attnlab.data.loading.download import UnreadableDataError
+from attnlab.utils.extras import exit_on_missing_extras
 
 # Bad input, and a full disk or unwritable path, reported as one line; anything else is a bug
 # or an accident: traceback.
@@ -191,6 +192,7 @@ def with_config_hints(
         if rewrite_args is not None:
             sys.argv = [sys.argv[0], *rewrite_args(sys.argv[1:])]
         exit_on_moved_keys(sys.argv[1:])
+        exit_on_missing_extras(sys.argv[1:])  # logger=wandb without wandb, ...
         exit_on_unwritable_output(sys.argv[1:])
         with explain_config_errors(config_name):
             hydra_main()

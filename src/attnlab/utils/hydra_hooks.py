@@ -26,12 +26,11 @@ def register_plugins() -> None:
     (`pip install -e .`) maps our plugin package (src/hydra_plugins) by name only, so that
     listing misses it.
     """
-    try:
-        from hydra.core.plugins import Plugins
+    from hydra.core.plugins import Plugins
 
-        from hydra_plugins.attnlab_sweepers.optuna_sweeper import OptunaSweeper
-    except ImportError:  # hydra-optuna-sweeper missing: Hydra says so if a search asks for it
-        return
+    # Imports no Optuna: the sweeper's setup says which extra to install when it is missing.
+    from hydra_plugins.attnlab_sweepers.optuna_sweeper import OptunaSweeper
+
     Plugins.instance().register(OptunaSweeper)
 
 

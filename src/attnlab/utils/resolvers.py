@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import weakref
+from datetime import datetime
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def _run_id() -> str:
@@ -29,6 +32,38 @@ def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     return attempt_subdir(output_dir, resume)
 
 
+def _hydra_runtime(key: str) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime[key]) if HydraConfig.initialized() else None
+
+
+def _launch_dir() -> str:
+    # Hydra's runtime.cwd under attnlab-train; without a Hydra app (compose() in a notebook or
+    # script), the working directory.
+    return _hydra_runtime("cwd") or os.getcwd()
+
+
+# Without a Hydra app: the run folder drawn for each config object (by id, with a weak
+# reference to tell a new object at a reused id), so every read of one config agrees.
+_drawn_dirs: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _output_dir(log_dir: str, task_name: str, _root_: DictConfig) -> str:
+    # Hydra's runtime.output_dir under attnlab-train (read afresh, never cached: Hydra copies
+    # resolver caches into every job of a sweep); without a Hydra app, a fresh run folder
+    # named as hydra/default.yaml names them.
+    found = _hydra_runtime("output_dir")
+    if found is not None:
+        return found
+    drawn = _drawn_dirs.get(id(_root_))
+    if drawn is None or drawn[0]() is not _root_:
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        drawn = (weakref.ref(_root_), f"{log_dir}/{task_name}/runs/{stamp}_{secrets.token_hex(3)}")
+        _drawn_dirs[id(_root_)] = drawn
+    return drawn[1]
+
+
 def _ladder_rung(key: str, rung: int | None = None, *, _root_: DictConfig) -> Any:
     # conf/ladder/*.yaml: the chosen rung's `key` (null where the rung leaves it out); `rung`
     # names another (rung 0: the μP base width). build/ladder.check_ladder reports a bad rung
@@ -45,5 +80,17 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", _run_dir)
+    if not OmegaConf.has_resolver("launch_dir"):
+        OmegaConf.register_new_resolver("launch_dir", _launch_dir)
+    if not OmegaConf.has_resolver("output_dir"):
+        OmegaConf.register_new_resolver("output_dir", _output_dir)
     if not OmegaConf.has_resolver("ladder_rung"):
         OmegaConf.register_new_resolver("ladder_rung", _ladder_rung)
+
+
+def fix_output_dir(cfg: DictConfig) -> None:
+    """Store paths.output_dir resolved: without a Hydra app it names a fresh folder per config
+    object, which a copy of the unresolved config would draw anew."""
+    if cfg.get("paths") is not None and "output_dir" in cfg.paths:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(cfg.paths.output_dir)

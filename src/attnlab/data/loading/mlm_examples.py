@@ -16,7 +16,10 @@ from attnlab.data.tokenizers.wordpiece import CLS_ID, SEP_ID
 class PackedSequences(Dataset):
     """Item i: [CLS] span i [SEP]."""
 
-    def __init__(self, content: np.ndarray, bounds: np.ndarray) -> None:
+    def __init__(
+        self, content: np.ndarray, bounds: np.ndarray, cls_id: int = CLS_ID, sep_id: int = SEP_ID
+    ) -> None:
+        self.cls_id, self.sep_id = cls_id, sep_id  # the tokenizer's (bert-base: 101, 102)
         self.content = content
         self.bounds = bounds
 
@@ -25,7 +28,7 @@ class PackedSequences(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         span = self.content[self.bounds[index] : self.bounds[index + 1]]
-        ids = np.concatenate([[CLS_ID], span, [SEP_ID]]).astype(np.int64)
+        ids = np.concatenate([[self.cls_id], span, [self.sep_id]]).astype(np.int64)
         return {"input_ids": torch.from_numpy(ids)}
 
 
@@ -41,7 +44,15 @@ class SegmentPairs(Dataset):
     a seed fixes every pair once (evaluation).
     """
 
-    def __init__(self, content: np.ndarray, bounds: np.ndarray, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        content: np.ndarray,
+        bounds: np.ndarray,
+        seed: int | None = None,
+        cls_id: int = CLS_ID,
+        sep_id: int = SEP_ID,
+    ) -> None:
+        self.cls_id, self.sep_id = cls_id, sep_id
         num_spans = len(bounds) - 1
         if num_spans < 3:
             raise ValueError(f"next-sentence pairs need at least 3 segments, got {num_spans}")
@@ -67,7 +78,8 @@ class SegmentPairs(Dataset):
         # `other` is drawn from the spans but two: skip over A (index) and its successor.
         partner = index + 1 if is_next else (other if other < index else other + 2)
         first, second = self._span(index), self._span(partner)
-        ids = np.concatenate([[CLS_ID], first, [SEP_ID], second, [SEP_ID]]).astype(np.int64)
+        cls, sep = self.cls_id, self.sep_id
+        ids = np.concatenate([[cls], first, [sep], second, [sep]]).astype(np.int64)
         token_types = np.zeros(len(ids), dtype=np.int64)
         token_types[len(first) + 2 :] = 1
         return {

@@ -18,7 +18,6 @@ from attnlab.data.loading.resumable import (
 )
 from attnlab.data.loading.sharding import shard_by_rank
 from attnlab.data.spec import DataSpec
-from attnlab.data.tokenizers.wordpiece import PAD_ID
 
 SPLITS = ("train", "val", "test")
 
@@ -31,7 +30,7 @@ def tokenizer_spec(task: str, tokenizer: Any, max_len: int, **extra: Any) -> Dat
         decode=tokenizer.decode,
         encode=tokenizer.encode,
         max_len=max_len,
-        pad_id=PAD_ID,
+        pad_id=tokenizer.pad_id,
         **extra,
     )
 

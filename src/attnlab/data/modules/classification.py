@@ -11,6 +11,7 @@ streams of each file.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,27 @@ from attnlab.data.loading.token_cache import TokenCache, source_key
 from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
 from attnlab.data.sources.labelled import LabelledSource
 from attnlab.data.spec import DataSpec
-from attnlab.data.tokenizers.wordpiece import CLS_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
+from attnlab.data.tokenizers.wordpiece import (
+    CLS_ID,
+    SEP_ID,
+    WordPieceTokenizer,
+    cached_wordpiece,
+)
 
 
 class LabelledSentences(Dataset):
     """Item i: {"input_ids": [CLS] sentence [SEP] cut to `max_len`, "labels": its class}."""
 
-    def __init__(self, lines: Lines, labels: np.ndarray, indices: np.ndarray, max_len: int) -> None:
+    def __init__(
+        self,
+        lines: Lines,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        max_len: int,
+        cls_id: int = CLS_ID,
+        sep_id: int = SEP_ID,
+    ) -> None:
+        self.cls_id, self.sep_id = cls_id, sep_id  # the tokenizer's (bert-base: 101, 102)
         self.lines = lines
         self.labels = labels
         self.indices = indices
@@ -41,7 +56,7 @@ class LabelledSentences(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         example = int(self.indices[index])
         tokens = self.lines.line(example)[: self.max_len - 2]
-        ids = np.concatenate([[CLS_ID], tokens, [SEP_ID]]).astype(np.int64)
+        ids = np.concatenate([[self.cls_id], tokens, [self.sep_id]]).astype(np.int64)
         return {"input_ids": torch.from_numpy(ids), "labels": int(self.labels[example])}
 
 
@@ -102,7 +117,7 @@ class ClassificationDataModule(TaskDataModule):
             lambda: tokenizer.encode_lines(sentences),
             tokenizer.vocab_size,
         )
-        return Lines.from_stream(stream, SEP_ID), labels
+        return Lines.from_stream(stream, tokenizer.sep_id), labels
 
     def build_datasets(self) -> dict[str, LabelledSentences]:
         files = {file: self._read(file) for file in dict.fromkeys(self.source.files.values())}
@@ -110,8 +125,12 @@ class ClassificationDataModule(TaskDataModule):
         for split in SPLITS:
             lines, labels = files[self.source.files[split]]
             indices = self.source.indices(split, len(labels))
-            datasets[split] = LabelledSentences(lines, labels, indices, self.max_len)
+            datasets[split] = LabelledSentences(
+                lines, labels, indices, self.max_len, self.tokenizer.cls_id, self.tokenizer.sep_id
+            )
         return datasets
 
     def loader(self, split: str) -> DataLoader:
-        return self.shuffled_or_in_order(split, collate_fn=collate_padded)
+        return self.shuffled_or_in_order(
+            split, collate_fn=partial(collate_padded, pad_id=self.tokenizer.pad_id)
+        )

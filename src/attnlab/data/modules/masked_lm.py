@@ -30,7 +30,7 @@ from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
 from attnlab.data.sources.base import TextSource
 from attnlab.data.sources.registry import names, needs_files, text_source
 from attnlab.data.spec import DataSpec
-from attnlab.data.tokenizers.wordpiece import MASK_ID, SEP_ID, WordPieceTokenizer, cached_wordpiece
+from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer, cached_wordpiece
 
 
 class MaskedLMDataModule(TaskDataModule):
@@ -145,12 +145,15 @@ class MaskedLMDataModule(TaskDataModule):
 
     @property
     def spec(self) -> DataSpec:
-        return tokenizer_spec(self.task, self.tokenizer, self.max_len)
+        return tokenizer_spec(self.task, self.tokenizer, self.max_len, next_sentence=self.nsp)
 
     @property
     def masker(self) -> TokenMasker:
         return TokenMasker(
-            self.tokenizer.vocab_size, MASK_ID, self.tokenizer.special_ids, self.mlm_probability
+            self.tokenizer.vocab_size,
+            self.tokenizer.mask_id,
+            self.tokenizer.special_ids,
+            self.mlm_probability,
         )
 
     def token_stream(self, split: str) -> np.ndarray:
@@ -192,16 +195,19 @@ class MaskedLMDataModule(TaskDataModule):
         return datasets
 
     def _examples(self, split: str, seed: int | None) -> Dataset:
-        lines = Lines.from_stream(self.token_stream(split), SEP_ID)
+        tokenizer = self.tokenizer
+        lines = Lines.from_stream(self.token_stream(split), tokenizer.sep_id)
+        ids = (tokenizer.cls_id, tokenizer.sep_id)
         if not self.nsp:
-            return PackedSequences(lines.content, pack(lines.lengths, self.max_len - 2))
-        return SegmentPairs(lines.content, pack(lines.lengths, (self.max_len - 3) // 2), seed)
+            return PackedSequences(lines.content, pack(lines.lengths, self.max_len - 2), *ids)
+        spans = pack(lines.lengths, (self.max_len - 3) // 2)
+        return SegmentPairs(lines.content, spans, seed, *ids)
 
     def loader(self, split: str) -> DataLoader:
         # Training masks come from the global RNG, which ResumeState restores before the first
         # resumed batch is collated; evaluation masks were drawn once in `build_datasets`.
         if split == "train":
-            collate = MaskingCollate(self.masker)
+            collate = MaskingCollate(self.masker, self.tokenizer.pad_id)
         else:
-            collate = MaskedCollate(self.mlm_probability)
+            collate = MaskedCollate(self.mlm_probability, self.tokenizer.pad_id)
         return self.shuffled_or_in_order(split, collate_fn=collate)

@@ -2,8 +2,9 @@
 
 Text is normalised as uncased BERT does it (clean up, lower case, strip accents, space around
 CJK characters), split into words and punctuation, and each word into wordpieces (`##` marks a
-piece that continues a word). The five special tokens have fixed ids, `[PAD]`=0 `[UNK]`=1
-`[CLS]`=2 `[SEP]`=3 `[MASK]`=4, so data code and models can rely on them.
+piece that continues a word). Tokenizers trained here put the five special tokens at ids 0-4,
+`[PAD]`=0 `[UNK]`=1 `[CLS]`=2 `[SEP]`=3 `[MASK]`=4; a loaded one (bert-base-uncased's: 0 and
+100-103) keeps its own ids, which data code reads from the tokenizer (`cls_id`, `sep_id`, ...).
 
 Special tokens come only from the data code: text that reads "[SEP]" is encoded as the
 characters it is, never as the special token.
@@ -107,23 +108,25 @@ def train_wordpiece(
 
 
 class WordPieceTokenizer:
-    """Encode and decode text with a WordPiece `Tokenizer` whose specials are ids 0-4.
+    """Encode and decode text with a WordPiece `Tokenizer` that has the five special tokens.
 
+    Their ids (`pad_id`, `unk_id`, `cls_id`, `sep_id`, `mask_id`, all in `special_ids`) are
+    the tokenizer's own: 0-4 for one trained by attnlab, 0 and 100-103 for bert-base's.
     `path` is the tokenizer.json it was loaded from or cached at (None if it lives in memory
     only). `fingerprint` identifies the vocabulary: a model and the data it is fine-tuned on
     must have the same one.
     """
 
-    pad_id, unk_id, cls_id, sep_id, mask_id = PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID
-    special_ids: tuple[int, ...] = tuple(range(len(SPECIAL_TOKENS)))
-
     def __init__(self, tokenizer: Tokenizer, path: Path | None = None) -> None:
-        found = [tokenizer.id_to_token(i) for i in self.special_ids]
-        if found != list(SPECIAL_TOKENS):
+        ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
+        missing = [token for token, i in zip(SPECIAL_TOKENS, ids, strict=True) if i is None]
+        if missing:
             raise ValueError(
-                f"tokenizer{f' {path}' if path else ''} has {found} at ids 0-4; "
-                f"a WordPiece tokenizer needs {list(SPECIAL_TOKENS)} there"
+                f"tokenizer{f' {path}' if path else ''} lacks the special tokens {missing}; "
+                f"a WordPiece tokenizer needs all of {list(SPECIAL_TOKENS)}"
             )
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
+        self.special_ids: tuple[int, ...] = tuple(ids)
         tokenizer.encode_special_tokens = True  # not saved in tokenizer.json: set on every load
         self.tokenizer = tokenizer
         self.path = path
@@ -161,7 +164,7 @@ class WordPieceTokenizer:
 
     def encode_lines(self, lines: Sequence[str]) -> np.ndarray:
         """One flat int64 array: the ids of each line followed by [SEP] (see `packing`)."""
-        return encode_stream(self.tokenizer, lines, SEP_ID)
+        return encode_stream(self.tokenizer, lines, self.sep_id)
 
     def decode(self, ids: Sequence[int]) -> str:
         """The words of `ids` separated by spaces, wordpieces joined, special tokens dropped."""

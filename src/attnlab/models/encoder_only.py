@@ -19,6 +19,7 @@ from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier, pad_vocab_rows
 from attnlab.models.init import bert_init
+from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
@@ -104,6 +105,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             self.mlm_head.decoder.weight = self.tok_embed.weight
         if rows > vocab_size:  # unpadded checkpoints load
             self.register_load_state_dict_pre_hook(pad_vocab_rows)
+        apply_mup(self, config, sp_init="fixed")  # μP's scales (models/mup.py); sp: nothing
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:

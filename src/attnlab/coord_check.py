@@ -95,20 +95,18 @@ def record_sizes(network: nn.Module) -> Iterator[dict[str, list[float]]]:
 
 
 def train_steps(
-    overrides: Sequence[str],
-    out_dir: Path,
+    cfg: DictConfig,
     steps: int,
     lr: float,
     seed: int = 0,
     batches: list[dict[str, Tensor]] | None = None,
 ) -> tuple[list[float], dict[str, list[float]], list[dict[str, Tensor]]]:
     """`steps` AdamW steps at a constant lr (μP's per-group multiples included) of the network
-    and task of `overrides`, from seed `seed`. Returns the loss and the layer sizes of each
-    step (before its update), and the batches it used (pass them back to reuse them)."""
+    and task of a composed config, from seed `seed`. Returns the loss and the layer sizes of
+    each step (before its update), and the batches it used (pass them back to reuse them)."""
     from attnlab import build
     from attnlab.optim import parameter_groups
 
-    cfg = compose_train_config(overrides, out_dir)
     datamodule = build.build_datamodule(cfg)
     if batches is None:
         datamodule.prepare_data()
@@ -125,13 +123,26 @@ def train_steps(
     losses = []
     network.train()
     with record_sizes(network) as sizes:
-        for batch in batches:
+        for batch in batches[:steps]:
             optimizer.zero_grad(set_to_none=True)
             loss = task.step(network, batch, "train")
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
     return losses, dict(sizes), batches
+
+
+def width_config(
+    overrides: Sequence[str], width: int, parametrization: str, base_width: int, out_dir: Path
+) -> DictConfig:
+    """The training config of `overrides` at d_model=width under `parametrization`."""
+    run = [
+        *overrides,
+        f"model.d_model={width}",
+        f"model.parametrization={parametrization}",
+        f"model.mup_base_width={base_width}",
+    ]
+    return compose_train_config(run, out_dir)
 
 
 def coord_check(
@@ -150,13 +161,8 @@ def coord_check(
     batches = None
     for parametrization in parametrizations:
         for width in widths:
-            run = [
-                *overrides,
-                f"model.d_model={width}",
-                f"model.parametrization={parametrization}",
-                f"model.mup_base_width={base}",
-            ]
-            _, sizes, batches = train_steps(run, out_dir, steps, lr, seed, batches)
+            cfg = width_config(overrides, width, parametrization, base, out_dir)
+            _, sizes, batches = train_steps(cfg, steps, lr, seed, batches)
             for layer, values in sizes.items():
                 for step, value in enumerate(values):
                     rows.append(
@@ -194,6 +200,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
         figsize=(3.2 * len(layers), 2.8 * len(parametrizations)),
         squeeze=False,
         sharex=True,
+        sharey="col",  # sp and μP of a layer type on one scale
     )
     colours = plt.get_cmap("viridis")
     for i, parametrization in enumerate(parametrizations):

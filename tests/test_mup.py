@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnlab.build import load_trained_module
 from attnlab.coord_check import coord_check, growth, plot, train_steps, width_config, write_csv
 from attnlab.models import DecoderOnly, EncoderDecoder, EncoderOnly, attention_reference
 from attnlab.models.heads import Readout
 from attnlab.models.mup import lr_multipliers, parameter_types
 from attnlab.optim import inverse_sqrt, parameter_groups, warmup_cosine
 from attnlab.optim.schedulers import constant
+from attnlab.train import train
 
 VOCAB = 61
 # Each architecture, tied and untied, as a language model and as a classifier.
@@ -227,3 +229,27 @@ def test_coord_check_is_flat_under_mup_and_grows_under_sp(tmp_path: Path) -> Non
     plot(rows, tmp_path / "coord_check.png")
     assert (tmp_path / "coord_check.png").stat().st_size > 10_000
     assert len((tmp_path / "coord_check.csv").read_text().splitlines()) == 1 + 2 * 2 * 4 * 4
+
+
+def test_a_mup_run_trains_through_the_cli_path_and_its_checkpoint_reloads(train_config) -> None:
+    """`attnlab-train model.parametrization=mup ...` in-process (the encoder-decoder of the
+    tiny config, at twice its base width): it trains, the optimiser has μP's groups, and the
+    checkpoint rebuilds the same μP network with the same outputs."""
+    cfg = train_config("model.parametrization=mup", "model.mup_base_width=16")
+    result = train(cfg)
+    assert result["global_step"] == 8 and math.isfinite(result["metrics"]["train/loss"])
+    saved = torch.load(result["best_checkpoint"], weights_only=False)
+    groups = saved["optimizer_states"][0]["param_groups"]
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["hidden/decay"]["lr_scale"] == pytest.approx(0.5)
+    assert by_name["hidden/decay"]["initial_lr"] == pytest.approx(
+        by_name["decay"]["initial_lr"] / 2
+    )
+    _, _, module = load_trained_module(result["best_checkpoint"])
+    network = module.network.eval()
+    assert network.config.parametrization == "mup" and network.config.width_mult == 2.0
+    assert network.lm_head.output_mult == 0.5
+    assert network.encoder.layers[0].self_attn.scale == pytest.approx(math.sqrt(8) / 16)
+    state = {k.removeprefix("network."): v for k, v in saved["state_dict"].items()}
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, state[key]), key

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,12 @@ LAYER_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
 DEFAULT_OVERRIDES = ("model=gpt", "data=toy_lm")
 
 
+def with_defaults(overrides: Sequence[str]) -> list[str]:
+    """`overrides` after DEFAULT_OVERRIDES for the groups (model, data) they do not choose."""
+    chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [*(d for d in DEFAULT_OVERRIDES if d.split("=")[0] not in chosen), *overrides]
+
+
 def compose_train_config(overrides: Sequence[str], out_dir: Path) -> DictConfig:
     """The `attnlab-train` config of `overrides`, its run folder in out_dir."""
     GlobalHydra.instance().clear()
@@ -62,10 +68,9 @@ def compose_train_config(overrides: Sequence[str], out_dir: Path) -> DictConfig:
 
 
 @contextmanager
-def record_sizes(network: nn.Module) -> Iterator[dict[str, list[float]]]:
-    """While open, every forward appends each layer type's output size, mean |x| averaged over
-    the modules of that type, to sizes[type]."""
-    sizes: dict[str, list[float]] = defaultdict(list)
+def record_sizes(network: nn.Module) -> Iterator[Callable[[], dict[str, float]]]:
+    """While open, the outputs of each layer type are measured; the function it yields
+    returns, per type, their mean |x| since its last call (averaged over the modules)."""
     pending: dict[str, list[Tensor]] = defaultdict(list)
 
     def hook(layer: str) -> Any:
@@ -81,14 +86,14 @@ def record_sizes(network: nn.Module) -> Iterator[dict[str, list[float]]]:
         if isinstance(module, types)
     ]
 
-    def flush(*_: Any) -> None:
-        for layer, values in pending.items():
-            sizes[layer].append(float(torch.stack(values).mean()))  # a diagnostic: host reads
+    def collect() -> dict[str, float]:
+        # A diagnostic, once per step: host reads are fine here.
+        sizes = {layer: float(torch.stack(values).mean()) for layer, values in pending.items()}
         pending.clear()
+        return sizes
 
-    handles.append(network.register_forward_hook(flush))
     try:
-        yield sizes
+        yield collect
     finally:
         for handle in handles:
             handle.remove()
@@ -120,12 +125,14 @@ def train_steps(
     weight_decay = getattr(module.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
     groups = parameter_groups(network, weight_decay, lr=lr)
     optimizer = module.optimizer_factory(groups, lr=lr)
-    losses = []
+    losses, sizes = [], defaultdict(list)
     network.train()
-    with record_sizes(network) as sizes:
+    with record_sizes(network) as collect:
         for batch in batches[:steps]:
             optimizer.zero_grad(set_to_none=True)
             loss = task.step(network, batch, "train")
+            for layer, size in collect().items():
+                sizes[layer].append(size)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
@@ -269,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--widths={args.widths!r} is not valid: give integers separated by commas")
     if len(widths) < 2 or any(w < 1 for w in widths):
         parser.error(f"--widths={args.widths!r} is not valid: give two or more positive widths")
-    overrides = [*DEFAULT_OVERRIDES, *args.overrides]
+    overrides = with_defaults(args.overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = coord_check(
         overrides, widths, args.steps, args.lr, args.base_width, out_dir=args.out, seed=args.seed

@@ -40,7 +40,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     "right" (after each row's tokens, as attnlab's batches pad) lets causal attention drop
     the mask (see attention.causal_padding_mask); "any" (e.g. left padding) applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")

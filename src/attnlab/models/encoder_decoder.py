@@ -36,7 +36,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     row's tokens, as attnlab's batches pad) lets the decoder's causal self-attention drop the
     mask (see attention.causal_padding_mask); "any" applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")

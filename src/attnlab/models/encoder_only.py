@@ -35,7 +35,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     zero, norms 1/0, the pad row of the token embedding zero. Without num_classes the head is
     the masked-LM head; with it, the pooler and classifier.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")

@@ -233,10 +233,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
                 ax.set_xlabel("width (d_model)")
             if j == 0:
                 ax.set_ylabel("mean |x|")
-    axes[0][-1].legend(fontsize="small")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(steps), fontsize="small")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the legend below the panels
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

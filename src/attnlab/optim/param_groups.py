@@ -63,7 +63,7 @@ def parameter_groups(
         names += ["hidden/decay"] + (["body/hidden/decay"] if body_lr is not None else [])
     result = []
     for name in names:
-        group: dict[str, Any] = {
+        entry: dict[str, Any] = {
             "params": groups.get(name, []),
             "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
             "name": name,
@@ -72,7 +72,7 @@ def parameter_groups(
         if mup:
             scale = 1.0 / width_mult(network) if "hidden/" in name else 1.0
             base_lr = body_lr if name.startswith("body/") else lr
-            group |= {"lr": base_lr * scale, "lr_scale": scale}
-            group["weight_decay"] /= scale  # lr * weight_decay as at the base width
-        result.append(group)
+            entry |= {"lr": base_lr * scale, "lr_scale": scale}
+            entry["weight_decay"] /= scale  # lr * weight_decay as at the base width
+        result.append(entry)
     return result

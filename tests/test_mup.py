@@ -102,6 +102,22 @@ def test_types_lr_and_weight_decay_per_group(name: str) -> None:
     assert readouts and all(r.output_mult == pytest.approx(1 / m) for r in readouts)
 
 
+def test_a_pretrained_body_keeps_its_own_lr_under_mup() -> None:
+    """Fine-tuning (init.body_lr_scale): the body's hidden matrices at body_lr / m, the new
+    head's hidden matrix (the pooler) at lr / m, the classifier (a readout) at lr."""
+    m, lr, body_lr = random.choice([2, 4]), 1e-3, 1e-4
+    network = build("bert_classifier", 16 * m, base=16)
+    groups = {g["name"]: g for g in parameter_groups(network, 0.1, body_lr=body_lr, lr=lr)}
+    names = {id(p): n for n, p in network.named_parameters()}
+    members = {k: {names[id(p)] for p in g["params"]} for k, g in groups.items()}
+    assert groups["body/hidden/decay"]["lr"] == pytest.approx(body_lr / m)
+    assert "layers.0.ffn.linear1.weight" in members["body/hidden/decay"]
+    assert groups["hidden/decay"]["lr"] == pytest.approx(lr / m)
+    assert members["hidden/decay"] == {"pooler.dense.weight"}
+    assert groups["decay"]["lr"] == lr and members["decay"] == {"classifier.weight"}
+    assert groups["body/decay"]["lr"] == body_lr  # the embeddings
+
+
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_sp_and_mup_at_the_base_width_are_the_same_network(name: str) -> None:
     """sp is untouched by the μP keys, and μP at its base width is sp bit for bit: the same

@@ -236,7 +236,7 @@ def test_coord_check_is_flat_under_mup_and_grows_under_sp(tmp_path: Path) -> Non
     32 to 256 under sp and stay within a factor 2 under μP; the CSV and plot are written."""
     overrides = ["model=gpt", "data=toy_lm", "model.n_layers=2", "data.batch_size=8"]
     seed = random.randrange(1000)
-    rows = coord_check(overrides, (32, 256), steps=4, lr=1e-2, out_dir=tmp_path, seed=seed)
+    rows = coord_check(overrides, (32, 256), steps=4, lr=1e-2, seed=seed)
     for layer in ("embedding", "attention", "mlp", "logits"):
         assert 0.5 < growth(rows, "mup", layer, 3) < 2.0, layer
     for layer in ("attention", "mlp", "logits"):

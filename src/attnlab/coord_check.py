@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,13 +55,14 @@ def with_defaults(overrides: Sequence[str]) -> list[str]:
     return [*(d for d in DEFAULT_OVERRIDES if d.split("=")[0] not in chosen), *overrides]
 
 
-def compose_train_config(overrides: Sequence[str], out_dir: Path) -> DictConfig:
-    """The `attnlab-train` config of `overrides`, its run folder in out_dir."""
+def compose_train_config(overrides: Sequence[str], run_dir: Path) -> DictConfig:
+    """The `attnlab-train` config of `overrides`, its run folder run_dir (which resolving the
+    config locks, as a run's; nothing is written there otherwise)."""
     GlobalHydra.instance().clear()
     with initialize_config_module("attnlab.conf", version_base="1.3"):
         cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
         cfg.hydra.job.id = "0"
     HydraConfig.instance().set_config(cfg)
@@ -140,7 +142,7 @@ def train_steps(
 
 
 def width_config(
-    overrides: Sequence[str], width: int, parametrization: str, base_width: int, out_dir: Path
+    overrides: Sequence[str], width: int, parametrization: str, base_width: int, run_dir: Path
 ) -> DictConfig:
     """The training config of `overrides` at d_model=width under `parametrization`."""
     run = [
@@ -149,7 +151,7 @@ def width_config(
         f"model.parametrization={parametrization}",
         f"model.mup_base_width={base_width}",
     ]
-    return compose_train_config(run, out_dir)
+    return compose_train_config(run, run_dir)
 
 
 def coord_check(
@@ -159,29 +161,28 @@ def coord_check(
     lr: float = 1e-2,
     base_width: int | None = None,
     parametrizations: Sequence[str] = ("sp", "mup"),
-    out_dir: Path = Path("coord_check"),
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The rows of coord_check.csv: one per parametrization, width, step and layer type."""
     base = base_width or min(widths)
     rows: list[dict[str, Any]] = []
     batches = None
-    for parametrization in parametrizations:
-        for width in widths:
-            cfg = width_config(overrides, width, parametrization, base, out_dir)
-            _, sizes, batches = train_steps(cfg, steps, lr, seed, batches)
-            for layer, values in sizes.items():
-                for step, value in enumerate(values):
-                    rows.append(
-                        dict(
-                            parametrization=parametrization,
-                            width=width,
-                            step=step,
-                            layer=layer,
-                            mean_abs=value,
-                        )
-                    )
+    with tempfile.TemporaryDirectory(prefix="attnlab-coord-check-") as run_dir:
+        for parametrization in parametrizations:
+            for width in widths:
+                cfg = width_config(overrides, width, parametrization, base, Path(run_dir))
+                _, sizes, batches = train_steps(cfg, steps, lr, seed, batches)
+                rows += size_rows(sizes, parametrization, width)
     return rows
+
+
+def size_rows(sizes: dict[str, list[float]], parametrization: str, width: int) -> list[dict]:
+    """CSV rows of one run's layer sizes, one per step and layer type."""
+    return [
+        dict(parametrization=parametrization, width=width, step=step, layer=layer, mean_abs=v)
+        for layer, values in sizes.items()
+        for step, v in enumerate(values)
+    ]
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -279,9 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--widths={args.widths!r} is not valid: give two or more positive widths")
     overrides = with_defaults(args.overrides)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = coord_check(
-        overrides, widths, args.steps, args.lr, args.base_width, out_dir=args.out, seed=args.seed
-    )
+    rows = coord_check(overrides, widths, args.steps, args.lr, args.base_width, seed=args.seed)
     write_csv(rows, args.out / "coord_check.csv")
     title = f"{' '.join(args.overrides) or 'model=gpt data=toy_lm'}, AdamW lr={args.lr:g}"
     plot(rows, args.out / "coord_check.png", title)

@@ -122,7 +122,7 @@ def test_a_pretrained_body_keeps_its_own_lr_under_mup() -> None:
 def test_sp_and_mup_at_the_base_width_are_the_same_network(name: str) -> None:
     """sp is untouched by the μP keys, and μP at its base width is sp bit for bit: the same
     draws, the same forward; sp's groups are decay (matrices) and no_decay as ever."""
-    seed, width = random.randrange(2**31), random.choice([32, 64])
+    seed, width = random.randrange(2**31), random.choice([16, 32])
     networks = []
     for parametrization, base in (("sp", None), ("sp", width * 2), ("mup", width)):
         torch.manual_seed(seed)

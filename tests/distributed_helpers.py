@@ -80,6 +80,8 @@ SHARDED_NETWORKS = {
     "bert": ["model=bert", "data=toy_mlm"],
     "encdec": ["model=encdec", "data=reverse"],
     "gpt_seq2seq": ["model=gpt", "data=reverse"],
+    # μP's groups (hidden matrices at lr / width_mult) from the sharded parameters' names.
+    "gpt_mup": ["model=gpt", "data=toy_lm", "model.parametrization=mup", "model.mup_base_width=16"],
 }
 # Classifiers (`classify`, which calls `encode` inside it) need SST-2's files.
 SHARDED_CLASSIFIERS = {
@@ -115,14 +117,14 @@ def init_gloo(rank: int, world_size: int, port: int) -> None:
 
 
 def group_names(network: Any, weight_decay: float = 0.1) -> dict[str, Any]:
-    """Each optimiser group of `parameter_groups(network)`: its weight decay and its parameters'
-    names (tied tensors under their first name)."""
+    """Each optimiser group of `parameter_groups(network)`: its weight decay, its parameters'
+    names (tied tensors under their first name) and its lr (μP's groups have their own)."""
     from attnlab.optim import parameter_groups
 
     names = {id(p): n for n, p in network.named_parameters()}
     return {
-        g["name"]: [g["weight_decay"], [names[id(p)] for p in g["params"]]]
-        for g in parameter_groups(network, weight_decay)
+        g["name"]: [g["weight_decay"], [names[id(p)] for p in g["params"]], g.get("lr")]
+        for g in parameter_groups(network, weight_decay, lr=1e-3)
     }
 
 

@@ -52,6 +52,8 @@ def test_sharding_keeps_parameter_groups_and_flops(sharded_run: list[dict], netw
         assert sharded == whole
         assert whole["decay"][0] == 0.1 and len(whole["decay"][1]) > 0  # matrices are decayed
         assert whole["no_decay"][0] == 0.0 and len(whole["no_decay"][1]) > 0
+        if network.endswith("mup"):  # d_model 32, base 16: hidden matrices at lr / 2
+            assert whole["hidden/decay"][2] == 1e-3 / 2 and len(whole["hidden/decay"][1]) > 0
         flops_whole, flops_sharded = result["flops"]
         assert flops_whole > 0 and flops_sharded == flops_whole
         # Its task's training step through the sharded network: same loss, same gradient.

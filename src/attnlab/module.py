@@ -173,7 +173,9 @@ class AttnLabModule(pl.LightningModule):
         body_lr = None
         if self.body_lr_scale != 1.0:  # a pretrained body learns more slowly than new heads
             body_lr = keywords["lr"] * self.body_lr_scale
-        groups = parameter_groups(self.network, keywords.get("weight_decay", 0.0), body_lr=body_lr)
+        groups = parameter_groups(
+            self.network, keywords.get("weight_decay", 0.0), body_lr=body_lr, lr=keywords.get("lr")
+        )
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer, None

@@ -35,14 +35,19 @@ def attention_reference(
     mask: Tensor | None = None,
     is_causal: bool = False,
     dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> Tensor:
-    """softmax(Q K^T / sqrt(d_head) + mask) V, the slow but readable version.
+    """softmax(Q K^T * scale + mask) V, the slow but readable version; scale None is
+    1/sqrt(d_head).
 
     q: (B, H, Tq, Dh); k, v: (B, H, Tk, Dh); mask: bool, broadcastable to (B, H, Tq, Tk),
     True = may attend. Like the paper (and unlike MultiHeadAttention), a query row with no
     visible key gives NaN. Used in tests as the ground truth for the fast path.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    if scale is None:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    else:
+        scores = q @ k.transpose(-2, -1) * scale
     if is_causal:
         # Query i sees keys 0..i (top-left aligned, as in F.scaled_dot_product_attention).
         causal = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
@@ -120,6 +125,8 @@ class MultiHeadAttention(nn.Module):
         self.qkv_proj = PackedLinear(d_model, [self.q_width, self.kv_width, self.kv_width], bias)
         self.register_load_state_dict_pre_hook(_pack_qkv_hook)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        # The factor on q·k: None is SDPA's 1/sqrt(d_head); μP sets ~1/d_head (models/mup.py).
+        self.scale: float | None = None
         self.q_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         self.k_norm = nn.RMSNorm(self.d_head, eps=1e-6) if qk_norm else None
         # Rotations of q and k, or a bias on the scores (positional.AttentionPositions).
@@ -250,7 +257,7 @@ class MultiHeadAttention(nn.Module):
                 )
             if allowed is None:  # the document mask is the whole mask
                 dropout_p = self.dropout if self.training else 0.0
-                out = documents.attend(q, k, v, bias, dropout_p)  # (B, H, T, Dh)
+                out = documents.attend(q, k, v, bias, dropout_p, self.scale)  # (B, H, T, Dh)
                 return self.out_proj(self._merge_heads(out))  # (B, T, D)
             allowed = allowed & documents.visible  # with padding: the general path below
         explicit_causal = allowed is not None or bias is not None or prefix_len > 0
@@ -268,7 +275,14 @@ class MultiHeadAttention(nn.Module):
             # A single new query after cached steps sees every key: no causal mask at all.
             is_causal = causal and past == 0 and bias is None
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=gqa
+                q,
+                k,
+                v,
+                attn_mask=bias,
+                dropout_p=dropout_p,
+                is_causal=is_causal,
+                scale=self.scale,
+                enable_gqa=gqa,
             )
         else:
             # A query with no visible key (e.g. a fully padded sequence) would softmax over
@@ -279,7 +293,7 @@ class MultiHeadAttention(nn.Module):
             if bias is not None:
                 mask = torch.where(mask, bias, float("-inf"))  # (B or 1, H, Tq, Tk)
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale, enable_gqa=gqa
             )
             out = out.masked_fill(empty, 0.0)
         # out: (B, H, Tq, Dh)

@@ -8,6 +8,7 @@ conf/model/*.yaml), and `utils/config_checks.py` runs the same checks before any
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -17,6 +18,8 @@ from attnlab.models.checks import check_choice, check_heads, check_positive, inv
 from attnlab.models.feedforward import FEEDFORWARD_KINDS
 from attnlab.models.norms import NORM_KINDS
 from attnlab.models.position_schemes import POSITION_SCHEMES, position_scheme
+
+PARAMETRIZATIONS = ("sp", "mup")  # standard, or μP (models/mup.py)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,11 @@ class ModelConfig:
     vocab_pad_multiple: embedding tables and output projections get rows up to the next
     multiple of it (64: GPT-2's 50257 -> 50304, a faster matmul on GPUs); logits keep the real
     vocabulary (the head drops the padded columns), so no padded id is ever predicted.
+    parametrization: "sp" (standard) or "mup" (Yang et al., 2022; see models/mup.py), which
+    scales initialisation, attention, output logits and learning rates by the width ratio
+    d_model / mup_base_width, so hyperparameters tuned at mup_base_width transfer.
+    mup_base_d_head: the base width of a head; None: mup_base_width / n_heads (the heads
+    get wider with d_model; set it when a ladder adds heads of a fixed width instead).
     """
 
     d_model: int = 128
@@ -44,6 +52,9 @@ class ModelConfig:
     pos: str = "learned"
     max_len: int = 256
     vocab_pad_multiple: int = 1
+    parametrization: str = "sp"
+    mup_base_width: int | None = None
+    mup_base_d_head: int | None = None
 
     def __post_init__(self) -> None:
         for key, hint in typing.get_type_hints(ModelConfig).items():
@@ -58,12 +69,46 @@ class ModelConfig:
         check_choice("activation", self.activation, FEEDFORWARD_KINDS)
         check_choice("norm", self.norm, NORM_KINDS)
         position_scheme(self.pos)  # raises, listing the schemes, on an unknown name
+        self._check_parametrization()
         if self.d_ff is None:  # frozen: set the resolved default once, here
             object.__setattr__(self, "d_ff", 4 * self.d_model)
+
+    def _check_parametrization(self) -> None:
+        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        for key in ("mup_base_width", "mup_base_d_head"):
+            if getattr(self, key) is not None:
+                check_positive(key, getattr(self, key))
+        if self.parametrization == "mup" and self.mup_base_width is None:
+            raise invalid(
+                "mup_base_width",
+                None,
+                "parametrization=mup needs the base d_model its hyperparameters were tuned at "
+                "(e.g. model.mup_base_width=128)",
+            )
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def width_mult(self) -> float:
+        """μP's width ratio d_model / mup_base_width; 1.0 under sp."""
+        if self.parametrization == "sp":
+            return 1.0
+        assert self.mup_base_width is not None  # checked in __post_init__
+        return self.d_model / self.mup_base_width
+
+    @property
+    def attention_scale(self) -> float | None:
+        """The factor on q·k: None (SDPA's 1/sqrt(d_head)) under sp; under μP
+        sqrt(base_d_head) / d_head, 1/d_head as μP says, equal to sp's (None) at the base."""
+        if self.parametrization == "sp":
+            return None
+        assert self.mup_base_width is not None
+        base = self.mup_base_d_head or self.mup_base_width / self.n_heads
+        if base == self.d_head:  # SDPA's own default, to the last bit
+            return None
+        return math.sqrt(base) / self.d_head
 
     def padded_vocab(self, vocab_size: int) -> int:
         """Rows of the tables of a vocabulary of vocab_size: the next multiple of

@@ -21,6 +21,7 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
+from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.parameters import count_parameters, training_flops
 from attnlab.models.position_schemes import build_positional
@@ -39,7 +40,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     "right" (after each row's tokens, as attnlab's batches pad) lets causal attention drop
     the mask (see attention.causal_padding_mask); "any" (e.g. left padding) applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")
@@ -90,6 +92,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             self.lm_head.weight = self.tok_embed.weight
         if rows > vocab_size:  # unpadded checkpoints load
             self.register_load_state_dict_pre_hook(pad_vocab_rows)
+        apply_mup(self, config, sp_init="fixed")  # μP's scales (models/mup.py); sp: nothing
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:

@@ -85,11 +85,18 @@ class DocumentMask:
         return self._visible
 
     def attend(
-        self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None, dropout_p: float = 0.0
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        bias: Tensor | None = None,
+        dropout_p: float = 0.0,
+        scale: float | None = None,
     ) -> Tensor:
         """Block-diagonal causal attention: q (B, H, T, Dh), k, v (B, Hkv, T, Dh) -> (B, H, T, Dh).
 
-        bias: float (H, T, T) added to the scores (ALiBi), or None. Query heads share each
+        bias: float (H, T, T) added to the scores (ALiBi), or None. scale: the factor on q·k
+        (None: 1/sqrt(Dh)). Query heads share each
         key/value head in groups (grouped-query attention) when Hkv < H.
         """
         gqa = q.size(1) != k.size(1)
@@ -98,7 +105,7 @@ class DocumentMask:
             if bias is not None:
                 mask = torch.where(mask, bias, float("-inf"))  # (B, H, T, T)
             return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale, enable_gqa=gqa
             )
         if dropout_p > 0:
             raise ValueError("FlexAttention has no attention dropout; build with flex=False")
@@ -109,7 +116,7 @@ class DocumentMask:
                 return score + bias[h, qi, kv]
 
         out = flex_attention(
-            q, k, v, score_mod=score_mod, block_mask=self.block_mask, enable_gqa=gqa
+            q, k, v, score_mod=score_mod, block_mask=self.block_mask, scale=scale, enable_gqa=gqa
         )
         assert isinstance(out, Tensor)  # no auxiliary outputs were asked for
         return out

@@ -15,6 +15,7 @@ from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import Pooler, SequenceClassifier, lm_head, pad_vocab_rows
 from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
+from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.parameters import parameter_count, training_flops
 from attnlab.models.position_schemes import build_positional
@@ -35,7 +36,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     row's tokens, as attnlab's batches pad) lets the decoder's causal self-attention drop the
     mask (see attention.causal_padding_mask); "any" applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")
@@ -103,6 +105,7 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
             self.lm_head.weight = self.tgt_embed.embedding.weight
         if max(rows - vocab_size, tgt_rows - tgt_vocab_size) > 0:  # unpadded checkpoints load
             self.register_load_state_dict_pre_hook(pad_vocab_rows)
+        apply_mup(self, config, sp_init="xavier")  # μP's scales (models/mup.py); sp: nothing
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:

@@ -20,6 +20,7 @@ from attnlab.models.config import ModelConfig
 from attnlab.models.embedding import TokenEmbedding
 from attnlab.models.heads import MaskedLMHead, Pooler, SequenceClassifier, pad_vocab_rows
 from attnlab.models.init import bert_init
+from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm
 from attnlab.models.parameters import parameter_count, training_flops
@@ -38,7 +39,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     on [CLS]) and `nsp_head`, Linear(d_model, 2). Logit 1 means "B follows A", as
     data.nsp's next_sentence_label (Hugging Face's seq_relationship has the rows swapped).
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple), by keyword.
+    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
+    mup_base_width, mup_base_d_head), by keyword.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")
@@ -112,6 +114,7 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             self.mlm_head.decoder.weight = self.tok_embed.weight
         if rows > vocab_size:  # unpadded checkpoints load
             self.register_load_state_dict_pre_hook(pad_vocab_rows)
+        apply_mup(self, config, sp_init="fixed")  # μP's scales (models/mup.py); sp: nothing
 
     @classmethod
     def check_own_arguments(cls, values: Mapping[str, Any], config: ModelConfig) -> None:

@@ -20,7 +20,22 @@ from attnlab.models.norms import build_norm
 POOLING_KINDS = ("cls", "mean", "last")
 
 
-class LMHead(nn.Linear):
+class Readout(nn.Linear):
+    """A linear map from the width to a fixed number of outputs (vocabulary, classes).
+
+    output_mult multiplies its input: 1 under sp; μP sets 1 / width_mult (models/mup.py), so
+    logits neither grow with width at initialisation nor change faster with it in training.
+    """
+
+    output_mult: float = 1.0
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        if self.output_mult != 1.0:  # a Python float: no op at all under sp
+            hidden = hidden * self.output_mult
+        return super().forward(hidden)
+
+
+class LMHead(Readout):
     """Hidden states (B, T, D) -> logits (B, T, V); tie its weight after initialisation.
 
     rows: the weight's rows, vocab_size or more (ModelConfig.vocab_pad_multiple): the matmul
@@ -156,7 +171,7 @@ class SequenceClassifier:
     """
 
     pooler: nn.Module | None
-    classifier: nn.Linear | None
+    classifier: Readout | None
     classifier_dropout: nn.Module
 
     def add_classifier(
@@ -170,7 +185,7 @@ class SequenceClassifier:
         """Register `pooler`, `classifier_dropout` and `classifier` (d_model -> num_classes)."""
         self.pooler = pooler
         self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(d_model, num_classes, bias=bias)
+        self.classifier = Readout(d_model, num_classes, bias=bias)
 
     def sequence_features(
         self, input_ids: Tensor, padding_mask: Tensor | None = None, *inputs: Any

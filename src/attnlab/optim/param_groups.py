@@ -1,4 +1,4 @@
-"""Weight decay on matrices only."""
+"""Weight decay on matrices only; μP's learning rates per parameter type."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.models.mup import is_mup, parameter_types, width_mult
 from attnlab.protocols import PretrainedBody
 
 FSDP1_PREFIX = "_fsdp_wrapped_module"  # in the names of parameters wrapped by FSDP1
@@ -16,6 +17,7 @@ def parameter_groups(
     weight_decay: float,
     decay_embeddings: bool = True,
     body_lr: float | None = None,
+    lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """Split parameters into decayed (matrices) and non-decayed (biases, norms) groups.
 
@@ -23,12 +25,22 @@ def parameter_groups(
     `body_lr`: a learning rate of their own for the parameters the network calls its (pretrained)
     body, `network.is_body_parameter(name)` (a PretrainedBody, attnlab/protocols.py), in groups
     `body/decay` and `body/no_decay`.
+    μP (`model.parametrization=mup`, models/mup.py): the hidden matrices go to groups of their
+    own, `hidden/decay` (and `body/hidden/decay`), with learning rate lr / width_mult (`lr`, the
+    optimiser's, is then needed) and weight decay weight_decay * width_mult, so that lr * wd,
+    the fraction AdamW's decoupled decay takes per step, stays the base width's (as the `mup`
+    package's MuAdamW). Each μP group carries its `lr_scale` (1 / width_mult or 1), which
+    schedules with a floor (warmup_cosine's min_lr) scale too. Under sp the groups are as ever.
     Tied tensors appear once. Sharded by FSDP2 (trainer=fsdp), parameters keep their names and
     logical shapes, so the groups are those of the unsharded network; FSDP1 flattens them into
     1-D shards, which would put every matrix in no_decay, so it is refused.
     """
     if body_lr is not None and not isinstance(network, PretrainedBody):
         raise ValueError(f"{type(network).__name__} has no pretrained body to give its own lr")
+    mup = is_mup(network)
+    types = parameter_types(network) if mup else {}
+    if mup and lr is None:
+        raise ValueError("parameter_groups needs the optimiser's lr for μP's per-group rates")
     embedding_ids = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding)}
     groups: dict[str, list[nn.Parameter]] = {}
     for name, param in network.named_parameters():  # each tied tensor once
@@ -41,16 +53,26 @@ def parameter_groups(
             continue
         exempt = param.dim() < 2 or (not decay_embeddings and id(param) in embedding_ids)
         group = "no_decay" if exempt else "decay"
+        if types.get(name) == "hidden":  # μP: a matrix whose fan-in grows with the width
+            group = f"hidden/{group}"
         if body_lr is not None and network.is_body_parameter(name):
             group = f"body/{group}"
         groups.setdefault(group, []).append(param)
     names = ["decay", "no_decay"] + (["body/decay", "body/no_decay"] if body_lr is not None else [])
-    return [
-        {
+    if mup:
+        names += ["hidden/decay"] + (["body/hidden/decay"] if body_lr is not None else [])
+    result = []
+    for name in names:
+        entry: dict[str, Any] = {
             "params": groups.get(name, []),
             "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
             "name": name,
             **({"lr": body_lr} if name.startswith("body/") else {}),
         }
-        for name in names
-    ]
+        if mup:
+            scale = 1.0 / width_mult(network) if "hidden/" in name else 1.0
+            base_lr = body_lr if name.startswith("body/") else lr
+            entry |= {"lr": base_lr * scale, "lr_scale": scale}
+            entry["weight_decay"] /= scale  # lr * weight_decay as at the base width
+        result.append(entry)
+    return result

@@ -3,13 +3,19 @@
 # installed (torch, Lightning, torchmetrics and tokenizers present; hydra-core, omegaconf and
 # antlr4 as wheels in .whl/ if missing):
 #
-#   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp]   (default: all four)
+#   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp] [ladder]
+#   (default: the first four)
 #
 # bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU);
 #        BENCH_ARGS="--batch-size 32" passes options to it
 # tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp)
 # ddp, fsdp: `attnlab-train` with trainer=ddp / trainer=fsdp, a 124M GPT on synthetic tokens,
 #            compiled, bf16, 300 steps on every visible GPU; metrics.json and the CSV log kept.
+# ladder: ladder=gpt_small's first three rungs (3-25M parameters), learned and rope positions, one
+#         seed, at LADDER_R tokens per parameter (default 1: a short check of the GPU ladder,
+#         not compute-optimal) on WikiText-2 BPE shards from attnlab-prepare
+#         (WIKITEXT=<dir of train.txt.gz>); the runs' records come back as ladder.tar.gz for
+#         attnlab-compare --ladder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -28,7 +34,7 @@ if ! python3 -c "import attnlab.conf" 2>/dev/null; then
     site=$(python3 -c "import site; print(site.getsitepackages()[0])")
     printf '%s\n' "$PWD/src" /tmp/site >"$site/attnlab-dev.pth"
     bin=$(dirname "$(command -v python3)")
-    for cli in train eval generate; do
+    for cli in train eval generate prepare; do
         printf '#!%s\nfrom attnlab.%s import main\nmain()\n' "$bin/python3" "$cli" >"$bin/attnlab-$cli"
         chmod +x "$bin/attnlab-$cli"
     done
@@ -71,6 +77,20 @@ for stage in "${stages[@]}"; do
         cp "$run/csv/metrics.csv" "$OUT/${stage}_metrics.csv" 2>/dev/null
         cat "$OUT/${stage}_metrics.json" 2>/dev/null
         ;;
-    *) echo "unknown stage $stage (bench, tests, ddp, fsdp)" ;;
+    ladder)
+        shards=/tmp/gpu_runs/wikitext2_bpe sweep=/tmp/gpu_runs/ladder
+        rm -rf "$shards" "$sweep"
+        timeout 120 attnlab-prepare input="${WIKITEXT:-.gpudata/wikitext-2}/train.txt.gz" \
+            out="$shards" tokenizer=bpe vocab_size=8192 >"$OUT/prepare.log" 2>&1
+        echo "prepare exit $?"
+        timeout 360 attnlab-train -m ladder=gpt_small ladder.rung=0,1,2 \
+            ladder.tokens_per_param="${LADDER_R:-1}" model.pos=learned,rope seed=1 \
+            data.path="$shards" compile=true print_config=false hydra.sweep.dir="$sweep" \
+            >"$OUT/ladder.log" 2>&1
+        echo "ladder exit $?"
+        grep -h '"val/loss"\|tokens_per_sec' "$sweep"/*/metrics.json | head -12
+        (cd "$sweep" && tar czf "$OUT/ladder.tar.gz" --exclude='*.ckpt' --exclude='*.pt' .)
+        ;;
+    *) echo "unknown stage $stage (bench, tests, ddp, fsdp, ladder)" ;;
     esac
 done

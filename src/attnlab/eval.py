@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from attnlab import build
@@ -23,6 +22,8 @@ from attnlab.utils.config_report import print_config
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
+    import pytorch_lightning as pl  # here, not at the top: `--help` answers without it
+
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)

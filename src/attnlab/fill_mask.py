@@ -8,17 +8,20 @@ The text is quoted twice: for the shell, and for Hydra, which would read `[...]`
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
 
 MASK = "[MASK]"
 
 
 def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
+    import torch  # here, not at the top: `--help` answers without it
+
+    device = torch.device(choose_device(cfg.device))
     _, datamodule, module = build.load_trained_module(cfg.ckpt_path)
     tokenizer = getattr(datamodule, "tokenizer", None)
     if module.task.name != "masked_lm" or tokenizer is None:
@@ -35,8 +38,8 @@ def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
             ids.append(tokenizer.mask_id)
         ids.extend(tokenizer.encode(piece))
     ids.append(tokenizer.sep_id)
-    input_ids = torch.tensor([ids])
-    module.network.eval()
+    input_ids = torch.tensor([ids], device=device)
+    module.network.to(device).eval()
     with torch.no_grad():
         probs = module.network(input_ids).softmax(-1)[0]  # (T, V)
     answers = []

@@ -7,18 +7,22 @@ attnlab-generate ckpt_path=... prompt="The" temperature=0     # greedy
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
-from attnlab.protocols import Generator
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
 
 
 def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
+    import torch  # here, not at the top: `--help` answers without it
+
+    from attnlab.protocols import Generator
+
     check_command("generate", cfg)
+    device = torch.device(choose_device(cfg.device))
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, spec = module.network, module.task.spec
     if not isinstance(network, Generator) or spec.encode is None:
@@ -26,7 +30,6 @@ def generate(cfg: DictConfig) -> list[str]:
             f"ckpt_path={cfg.ckpt_path} holds a {type(network).__name__} on task {spec.task!r}; "
             "attnlab-generate needs a decoder-only network trained on text (causal_lm)"
         )
-    device = torch.device(cfg.device)
     network.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     prompt = torch.tensor([spec.encode(cfg.prompt)] * cfg.num_samples, device=device)

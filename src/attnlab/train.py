@@ -9,31 +9,28 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_info
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from attnlab import build
+from attnlab import build  # its parts are imported on first use (build/__init__.py)
 from attnlab.artefacts import write_failure, write_metrics
-from attnlab.build import chosen_options
+from attnlab.build.errors import ConfigError
 from attnlab.build.run_folder import (
     RunFolderError,
     claim_run_folder,
     mark_started,
     with_original_overrides,
 )
-from attnlab.build.validation import ConfigError
-from attnlab.checkpoint_io import release_kept_checkpoint
-from attnlab.csv_logger import forget_metric_history
-from attnlab.loggers import finish_wandb, log_hyperparams
+from attnlab.build.validation import chosen_options
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
-from attnlab.utils.distributed import multirun_job, stop_launched_ranks
+
+# torch and Lightning are imported by the functions that run a job: `--help`, `--cfg job` and
+# config errors answer without them (scripts/bench_startup.py).
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +49,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     A folder that holds another run is refused unless this resumes it; the folder is locked
     while the run writes to it (attnlab/build/run_folder.py).
     """
+    from attnlab.checkpoint_io import release_kept_checkpoint
+
     with claim_run_folder(cfg):
         try:
             return _train(cfg, extra_callbacks)
@@ -60,6 +59,14 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
 
 def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_info
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from attnlab.csv_logger import forget_metric_history
+    from attnlab.loggers import finish_wandb
+    from attnlab.utils.distributed import stop_launched_ranks
+
     start = time.perf_counter()
     check_config(cfg)
     ckpt_path = build.resume_checkpoint(cfg)
@@ -115,6 +122,10 @@ def _fit_and_test(
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
+    import torch
+
+    from attnlab.loggers import log_hyperparams
+
     parameters = build.count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -195,6 +206,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
         with claim_run_folder(cfg) as attempt:
             check_config(cfg)
             print_config(cfg)  # after the checks: an error is not buried under the config tree
+            from attnlab.utils.distributed import multirun_job
+
             with multirun_job():  # DDP ranks that Lightning launches run this job only
                 result = train(cfg)
     except Exception as error:

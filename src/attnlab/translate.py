@@ -10,15 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, ListConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
 from attnlab.data.loading.download import read_lines
-from attnlab.data.loading.padding import pad_batch
-from attnlab.tasks.decoding import strip_special
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
 
 
 def source_texts(cfg: DictConfig) -> list[str]:
@@ -37,8 +35,14 @@ def source_texts(cfg: DictConfig) -> list[str]:
 
 def translate(cfg: DictConfig) -> list[str]:
     """Translations of the source texts, one per text, in order."""
+    import torch  # here, not at the top: `--help` answers without it
+
+    from attnlab.data.loading.padding import pad_batch
+    from attnlab.tasks.decoding import strip_special
+
     check_command("translate", cfg)
     texts = source_texts(cfg)  # before loading the checkpoint: bad input costs nothing
+    device = torch.device(choose_device(cfg.device))
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
@@ -49,7 +53,6 @@ def translate(cfg: DictConfig) -> list[str]:
     if cfg.length_penalty is not None:
         task.length_penalty = cfg.length_penalty
     beam_size = cfg.beam_size or task.beam_size
-    device = torch.device(cfg.device)
     network.to(device).eval()
     special = (spec.bos_id, spec.eos_id, spec.pad_id)
     out: list[str] = []

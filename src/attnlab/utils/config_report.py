@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
+
+from attnlab.utils.rank_zero import rank_zero_only
 
 ORDER = (
     "data",

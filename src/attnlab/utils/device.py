@@ -15,8 +15,7 @@ def choose_device(name: str, cuda_available: bool | None = None) -> str:
     base, _, index = str(name).partition(":")
     if base not in DEVICE_CHOICES or (index and (base != "cuda" or not index.isdigit())):
         raise ConfigError(
-            f"device={name!r} is not valid: choose one of {', '.join(DEVICE_CHOICES)} "
-            "(or cuda:<n>)"
+            f"device={name!r} is not valid: choose one of {', '.join(DEVICE_CHOICES)} (or cuda:<n>)"
         )
     if base == "cpu":
         return "cpu"

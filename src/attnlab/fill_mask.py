@@ -1,8 +1,9 @@
-"""`attnlab-fill-mask ckpt_path=... 'text="the [MASK] sat on the mat ."'`: top-k per [MASK].
+"""`attnlab-fill-mask ckpt_path=... text="the [MASK] sat on the mat ."`: top-k per [MASK].
 
-The text is quoted twice: for the shell, and for Hydra, which would read `[...]` as a list.
+The text is taken as typed: it is quoted for Hydra, which would read `[...]` as a list, before
+Hydra parses the command line (utils/cli_args.py).
 
-    attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt 'text="the [MASK] of the river"'
+    attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt text="the [MASK] of the river"
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from attnlab import build
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.device import choose_device
 
@@ -61,7 +63,8 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))
 
 
-main = with_config_hints("fill_mask", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints("fill_mask", hydra_main, rewrite_args=quote_text_values(["text"]))
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.device import choose_device
 
@@ -54,7 +55,8 @@ def hydra_main(cfg: DictConfig) -> None:
         print(text)
 
 
-main = with_config_hints("generate", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints("generate", hydra_main, rewrite_args=quote_text_values(["prompt"]))
 
 if __name__ == "__main__":
     main()

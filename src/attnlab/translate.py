@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig
 from attnlab import build
 from attnlab.build.validation import check_command
 from attnlab.data.loading.download import read_lines
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.device import choose_device
 
@@ -75,7 +76,10 @@ def hydra_main(cfg: DictConfig) -> None:
         print(line)
 
 
-main = with_config_hints("translate", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints(
+    "translate", hydra_main, rewrite_args=quote_text_values(["text"], lists=True)
+)
 
 if __name__ == "__main__":
     main()

@@ -148,7 +148,9 @@ def _fit_and_test(
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test", True):
         if not best_ckpt:
-            log.warning("No best checkpoint (fast_dev_run or checkpointing off): testing as is.")
+            log.warning(
+                "No best checkpoint (%s): testing the weights as they are.", _no_best(trainer)
+            )
         trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt or None)
         test_metrics = _scalars(trainer.callback_metrics)
 
@@ -172,6 +174,15 @@ def _fit_and_test(
         "best_checkpoint": best_ckpt or None,
         "choices": chosen_options(),
     }
+
+
+def _no_best(trainer: pl.Trainer) -> str:
+    """Why a run has no best checkpoint to test."""
+    if trainer.fast_dev_run:
+        return "fast_dev_run saves none"
+    if trainer.checkpoint_callback is None:
+        return "checkpointing is off"
+    return "no validation ran"
 
 
 def _flops_per_token(module: Any, cfg: DictConfig) -> int | None:

@@ -182,6 +182,19 @@ def validation_follows_batch(trainer: pl.Trainer) -> bool:
     return bool(fit_loop.epoch_loop._should_check_val_fx(fit_loop._data_fetcher))
 
 
+def validate_after_this_batch(trainer: pl.Trainer) -> None:
+    """Make the fit loop validate after the current training batch, as it does at a
+    val_check_interval (callbacks/final_validation.py); the loop's own rule applies again
+    from the next batch on."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+
+    def once(data_fetcher: Any) -> bool:
+        del epoch_loop._should_check_val_fx  # the class's method again
+        return True
+
+    epoch_loop._should_check_val_fx = once
+
+
 def load_pending_loader_states(trainer: pl.Trainer) -> None:
     """Give the training loaders the positions a restored checkpoint holds, if Lightning has
     not yet (it skips them when the loader was built before the checkpoint was restored)."""

@@ -78,6 +78,7 @@ def test_every_config_file_is_covered() -> None:
         {f"{group}/{option}.yaml" for group, option in CASES}
         | {f"{name}.yaml" for name in PRIMARY}
         | {f"experiment/matched/{name}.yaml" for name in options("experiment/matched")}
+        | {"hydra/help/command.yaml"}  # the commands' --help: tests/test_startup.py
     )
     tasks = {f"task/{p.name}" for p in root.joinpath("task").glob("*.yaml")}
     picked = {

@@ -46,9 +46,8 @@ class FinalValidation(pl.Callback):
 def _is_last_step(trainer: pl.Trainer) -> bool:
     """The batch whose optimiser step ends the fit: max_steps reached, or the last batch of
     the last epoch."""
-    if trainer.max_steps is not None and trainer.max_steps > 0:
-        if trainer.global_step >= trainer.max_steps:
-            return True
+    if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
+        return True
     last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= (
         trainer.max_epochs
     )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.model_summary.model_summary import get_human_readable_count
 
+from attnlab.callbacks import RichProgressBar
 from attnlab.train import optimized_value, train
+from tests.conftest import TINY
 
 SLOW = pytest.mark.slow
 
@@ -21,20 +26,49 @@ class CountValidations(pl.Callback):
             self.at_steps.append(trainer.global_step)
 
 
+def test_a_short_run_validates_prints_progress_and_a_true_summary(
+    train_config, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`attnlab-train trainer.max_steps=3 > log`: 8 batches an epoch, validation once an
+    epoch, so the run ends before its first validation; output is not a terminal."""
+    cfg = train_config(
+        "trainer.max_steps=3",
+        "trainer.log_every_n_steps=1",
+        "callbacks.plain_progress.interval_s=0",  # a line at every logging step
+        base=[arg for arg in TINY if not arg.startswith("callbacks.model_summary")],
+    )
+    counter = CountValidations()
+    with caplog.at_level("INFO", logger="attnlab.callbacks.progress"):
+        result = train(cfg, extra_callbacks=[counter])
+    assert counter.at_steps == [3]
+    assert optimized_value(cfg, result) == result["metrics"]["val/loss"]
+    assert Path(result["best_checkpoint"]).is_file()  # and test used it
+    lines = [r.getMessage() for r in caplog.records if r.name == "attnlab.callbacks.progress"]
+    assert [line.split()[:2] for line in lines] == [
+        ["step", "1/3"],
+        ["step", "2/3"],
+        ["step", "3/3"],
+    ]
+    for line in lines:
+        assert re.search(r"loss \d+\.\d{4} .*tokens/s .*ETA \d+:\d\d:\d\d$", line), line
+    assert lines[-1].endswith("ETA 0:00:00")
+    summary = capsys.readouterr().out
+    flops = get_human_readable_count(result["flops_per_token"]).strip()
+    assert f"Training FLOPs per token: {flops} (at " in summary, summary
+    assert "Total FLOPs" not in summary and "FLOPs " not in summary.split("Trainable")[0]
+
+
+@SLOW
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        # 8 batches an epoch, validation once an epoch: ends at step 3, before the first
-        (["trainer.max_steps=3"], [3]),
         # the last step validates anyway: no second validation
-        pytest.param(["trainer.max_steps=4", "trainer.val_check_interval=2"], [2, 4], marks=SLOW),
+        (["trainer.max_steps=4", "trainer.val_check_interval=2"], [2, 4]),
         # epochs that never validate (every 5th epoch, 2 epochs)
-        pytest.param(
-            ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5"], [16], marks=SLOW
-        ),
+        (["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5"], [16]),
     ],
 )
-def test_a_run_that_ends_before_validating_validates_at_its_last_step(
+def test_validation_at_the_last_step_only_when_none_ran(
     train_config, overrides: list[str], expected: list[int]
 ) -> None:
     cfg = train_config(*overrides)
@@ -42,4 +76,25 @@ def test_a_run_that_ends_before_validating_validates_at_its_last_step(
     result = train(cfg, extra_callbacks=[counter])
     assert counter.at_steps == expected
     assert optimized_value(cfg, result) == result["metrics"]["val/loss"]
-    assert Path(result["best_checkpoint"]).is_file()  # and test used it
+
+
+@pytest.mark.parametrize(
+    ("max_epochs", "expected"), [(-1, "Epoch 0"), (None, "Epoch 0"), (10, "Epoch 0/9")]
+)
+def test_progress_bar_names_no_negative_last_epoch(max_epochs: int | None, expected: str) -> None:
+    bar = RichProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs)  # what the description reads
+    assert bar._get_train_description(0).strip() == expected
+
+
+def test_config_tree_is_printed_whole_when_output_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from omegaconf import OmegaConf
+
+    from attnlab.utils.config_report import print_config
+
+    long = "/" + "/".join(f"folder{i}" for i in range(30)) + "/end"  # 250 columns
+    print_config(OmegaConf.create({"paths": {"data_dir": long}, "seed": 1}))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(f"data_dir: {long}" in line for line in lines), "\n".join(lines)

@@ -41,6 +41,8 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
         "_last_time_checked",
     ),
     _TrainingEpochLoop: ("_should_check_val_fx",),
+    # overridden by callbacks/progress.py ("Epoch 0/-2" for a max_steps run)
+    pl.callbacks.RichProgressBar: ("_get_train_description",),
     _FitLoop: (
         "_data_fetcher",
         "_combined_loader_states_to_load",
@@ -66,6 +68,7 @@ def missing_private_names() -> list[str]:
         pl.Trainer: trainer,
         _LoggerConnector: trainer._logger_connector,
         Metric: _ProbeMetric(),
+        pl.callbacks.RichProgressBar: pl.callbacks.RichProgressBar(),
     }
     return [
         f"{cls.__name__}.{name}"

@@ -98,3 +98,36 @@ def test_config_tree_is_printed_whole_when_output_is_not_a_terminal(
     print_config(OmegaConf.create({"paths": {"data_dir": long}, "seed": 1}))
     lines = capsys.readouterr().out.splitlines()
     assert any(f"data_dir: {long}" in line for line in lines), "\n".join(lines)
+
+
+def test_uninformative_warnings_are_silenced_and_real_ones_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import warnings
+
+    from pytorch_lightning.loggers import WandbLogger
+    from pytorch_lightning.utilities import rank_zero_info
+    from torch.utils._pytree import LeafSpec
+
+    from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            silence_uninformative_warnings()
+            LeafSpec()  # what Lightning's _pytree does at every step's flatten
+            warnings.warn("a real warning", UserWarning, stacklevel=1)
+        assert [str(w.message) for w in caught] == ["a real warning"]
+        with caplog.at_level("INFO", logger="pytorch_lightning.utilities.rank_zero"):
+            rank_zero_info("💡 Tip: For seamless cloud logging, try installing litlogger")
+            rank_zero_info("GPU available: False, used: False")
+        assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    finally:
+        silence_uninformative_warnings(False)
+    logger = WandbLogger(offline=True)  # its arguments to wandb.init, not yet called
+    quiet_loggers([logger])
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["resume"] == "allow"
+
+
+def test_ignore_warnings_is_a_train_key_defaulting_to_true(train_config) -> None:
+    assert train_config().extras.ignore_warnings is True

@@ -18,6 +18,7 @@ from attnlab import build
 from attnlab.artefacts import write_metrics
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
+from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -28,7 +29,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     _, datamodule, module = build.load_trained_module(cfg.ckpt_path, cfg.get("data"))
-    trainer = build.build_trainer(cfg, callbacks=[], loggers=build.build_loggers(cfg))
+    loggers = build.build_loggers(cfg)
+    quiet_loggers(loggers)
+    trainer = build.build_trainer(cfg, callbacks=[], loggers=loggers)
     trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
@@ -43,6 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="eval")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
+    silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
     print_config(cfg)
     evaluate(cfg)
 

@@ -26,6 +26,7 @@ from attnlab.build.run_folder import (
 from attnlab.build.validation import chosen_options
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
+from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 # torch and Lightning are imported by the functions that run a job: `--help`, `--cfg job` and
 # config errors answer without them (scripts/bench_startup.py).
@@ -78,6 +79,7 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
     mark_started(cfg)
     callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
     loggers = build.build_loggers(cfg)
+    quiet_loggers(loggers)
     if cfg.get("resume") is not None and ckpt_path is None:  # killed before its first checkpoint
         forget_metric_history(loggers)
     trainer = build.build_trainer(cfg, callbacks, loggers, datamodule)
@@ -215,6 +217,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         # The folder first: a bad value given for another run's folder writes nothing there.
         with claim_run_folder(cfg) as attempt:
+            silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
             check_config(cfg)
             print_config(cfg)  # after the checks: an error is not buried under the config tree
             from attnlab.utils.distributed import multirun_job

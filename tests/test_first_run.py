@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities.model_summary.model_summary import get_human_readable_count
 
 from attnlab.callbacks import RichProgressBar
 from attnlab.train import optimized_value, train
-from tests.conftest import TINY
+from tests.conftest import TINY, compose_config
 
 SLOW = pytest.mark.slow
 
@@ -131,3 +132,32 @@ def test_uninformative_warnings_are_silenced_and_real_ones_kept(
 
 def test_ignore_warnings_is_a_train_key_defaulting_to_true(train_config) -> None:
     assert train_config().extras.ignore_warnings is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_generate_runs_on_the_gpu_when_there_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """attnlab-generate's default device=auto: the network is on the GPU."""
+    from attnlab import build
+    from attnlab.generate import generate
+
+    loaded = {}
+    load = build.load_trained_module
+
+    def spy(*args: object, **kwargs: object) -> object:
+        loaded["result"] = load(*args, **kwargs)
+        return loaded["result"]
+
+    monkeypatch.setattr(build, "load_trained_module", spy)
+    checkpoint = Path(__file__).parent / "fixtures" / "checkpoints" / "gpt.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt_path={checkpoint}", "prompt=' 1 2 3'", "max_new_tokens=4"],  # toy tokens: ids
+        config_name="generate",
+    )
+    assert cfg.device == "auto"
+    (text,) = generate(cfg)
+    module = loaded["result"][2]
+    assert next(module.network.parameters()).device.type == "cuda"
+    assert len(text) > 0

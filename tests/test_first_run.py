@@ -161,3 +161,14 @@ def test_generate_runs_on_the_gpu_when_there_is_one(
     module = loaded["result"][2]
     assert next(module.network.parameters()).device.type == "cuda"
     assert len(text) > 0
+
+
+@pytest.mark.parametrize(
+    ("fast_dev_run", "checkpointing", "reason"),
+    [(1, None, "fast_dev_run"), (False, None, "checkpointing is off"), (False, 1, "no validation")],
+)
+def test_no_best_checkpoint_message_names_the_reason(fast_dev_run, checkpointing, reason) -> None:
+    from attnlab.train import _no_best
+
+    trainer = SimpleNamespace(fast_dev_run=fast_dev_run, checkpoint_callback=checkpointing)
+    assert _no_best(trainer).startswith(reason)

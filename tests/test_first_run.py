@@ -121,6 +121,7 @@ def test_uninformative_warnings_are_silenced_and_real_ones_kept(
         assert [str(w.message) for w in caught] == ["a real warning"]
         with caplog.at_level("INFO", logger="pytorch_lightning.utilities.rank_zero"):
             rank_zero_info("💡 Tip: For seamless cloud logging, try installing litlogger")
+            rank_zero_info("Trainer already configured with model summary callbacks: [...]")
             rank_zero_info("GPU available: False, used: False")
         assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
     finally:

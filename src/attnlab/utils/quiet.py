@@ -2,7 +2,8 @@
 that tell a user nothing they can act on, and keep every other warning.
 
 Silenced, each by its exact text:
-- Lightning's "💡 Tip: ... try installing litlogger" at every Trainer;
+- Lightning's "💡 Tip: ... try installing litlogger" at every Trainer, and its "Trainer already
+  configured with model summary callbacks" (attnlab's summary is a configured callback);
 - torch's "`isinstance(treespec, LeafSpec)` is deprecated", raised by Lightning's own code;
 - wandb's "The anonymous setting has no effect": Lightning's WandbLogger always passes
   `anonymous` (dropped from its arguments, whatever the key says: it does nothing).
@@ -18,12 +19,13 @@ import warnings
 from collections.abc import Iterable
 
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-TIP = "💡 Tip:"
+# Lightning's INFO lines (logger pytorch_lightning.utilities.rank_zero) dropped, by their start
+DROPPED = ("💡 Tip:", "Trainer already configured with model summary callbacks")
 
 
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(TIP)
+        return not str(record.msg).startswith(DROPPED)
 
 
 _DROP_TIPS = _DropTips()

@@ -132,7 +132,11 @@ def test_uninformative_warnings_are_silenced_and_real_ones_kept(
 
 
 def test_ignore_warnings_is_a_train_key_defaulting_to_true(train_config) -> None:
-    assert train_config().extras.ignore_warnings is True
+    cfg = train_config()
+    assert cfg.extras.ignore_warnings is True
+    # Optuna's storage: alembic's "setup plugin ..." INFO lines, before and in every job
+    for logging_config in (cfg.hydra.hydra_logging, cfg.hydra.job_logging):
+        assert logging_config.loggers.alembic.level == "WARNING"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

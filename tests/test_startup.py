@@ -1,6 +1,6 @@
-"""Commands that only print (`--help`, `--cfg job`, `--info`) answer without importing torch or
-Lightning, and each command's `--help` lists its own config groups (scripts/bench_startup.py
-times them)."""
+"""Commands that only print (`--help`, `--cfg job`, `--info`, a missing required value) answer
+without importing torch or Lightning, and each command's `--help` lists its own config groups
+(scripts/bench_startup.py times them)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ PRINT_ONLY = [
     ("attnlab-train", "--cfg", "job"),
     ("attnlab-train", "--cfg", "all"),
     ("attnlab-train", "--info"),
+    # a config error found before any work: one line, exit 2 (it writes failure.json)
+    ("attnlab-train", "experiment=bert_sst2_finetune", "hydra.run.dir=refused"),
 ]
 HEAVY = ("torch", "pytorch_lightning", "lightning_fabric", "torchmetrics", "transformers")
 
@@ -42,8 +44,9 @@ for argv in commands:
     module, _, function = entry_points[argv[0]].partition(":")
     sys.argv = list(argv)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        getattr(importlib.import_module(module), function)()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with contextlib.suppress(SystemExit):
+            getattr(importlib.import_module(module), function)()
     GlobalHydra.instance().clear()
     printed[" ".join(argv)] = out.getvalue()
 print(json.dumps({"printed": printed, "imported": [m for m in heavy if m in sys.modules]}))
@@ -51,9 +54,10 @@ print(json.dumps({"printed": printed, "imported": [m for m in heavy if m in sys.
 
 
 @pytest.fixture(scope="module")
-def probe() -> dict:
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps([PRINT_ONLY, ENTRY_POINTS, HEAVY])],
+        cwd=tmp_path_factory.mktemp("probe"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -67,6 +71,8 @@ def test_print_only_commands_import_no_torch(probe: dict) -> None:
     for argv in PRINT_ONLY:
         assert probe["printed"][" ".join(argv)].strip(), f"{' '.join(argv)} printed nothing"
     assert "optimizer:" in probe["printed"]["attnlab-train --cfg job"]
+    error = probe["printed"]["attnlab-train experiment=bert_sst2_finetune hydra.run.dir=refused"]
+    assert error.startswith("attnlab: required values not set: init.pretrained"), error
 
 
 def test_each_command_help_lists_its_own_groups(probe: dict) -> None:

@@ -197,7 +197,7 @@ def test_fill_mask_cli_prints_top_k_per_mask(tmp_path: Path, mlm_checkpoint: Pat
     out = run_cli(
         "attnlab-fill-mask",
         f"ckpt_path={mlm_checkpoint}",
-        'text="the [MASK] sees a [MASK] ."',
+        "text=the [MASK] sees a [MASK] .",  # as the shell passes text="the [MASK] ..."
         "top_k=3",
         cwd=tmp_path,
     )

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -68,3 +70,22 @@ def test_training_path_imports_no_optional_packages() -> None:
         "import attnlab.train, attnlab.build, attnlab.callbacks, attnlab.tasks, attnlab.models\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.slow  # a dozen fresh interpreters, one of which imports Lightning
+def test_bench_startup_smoke_times_every_command(tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_startup.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    medians = json.loads(out.read_text())["median_s"]
+    commands = {"train", "eval", "generate", "translate", "fill-mask", "compare", "data", "prepare"}
+    assert {f"attnlab-{c} --help" for c in commands} <= set(medians)
+    assert {"import pytorch_lightning", "attnlab-train --cfg job"} <= set(medians)
+    assert all(math.isfinite(t) and t > 0 for t in medians.values())
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(medians), result.stdout

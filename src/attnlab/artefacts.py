@@ -16,10 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.utilities import rank_zero_only
-
 from attnlab.data.loading.atomic import atomic_path
-from attnlab.data.loading.token_cache import default_cache_dir
+from attnlab.utils.rank_zero import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +108,8 @@ def write_tokenizer_file(tokenizer: dict[str, str], cache_dir: str | None) -> st
     """The tokenizer a checkpoint carries (`{"fingerprint", "json"}`) as a file in the cache;
     returns its path. Named by content: an existing file is the same tokenizer."""
     name = f"{tokenizer['fingerprint']}.json"
+    from attnlab.data.loading.token_cache import default_cache_dir  # numpy, tokenizers
+
     path = Path(cache_dir or default_cache_dir()) / "pretrained_tokenizers" / name
     if not path.is_file():
         with writing(path), atomic_path(path) as tmp:

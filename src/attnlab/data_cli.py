@@ -14,8 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from attnlab.data.catalog import DATASETS, fetch
 from attnlab.data.loading.download import ChecksumError, MissingDataError
+
+# The catalog is imported after the arguments are parsed: it reaches the data sources, which
+# import torch, and `attnlab-data --help` should answer at once.
+DATASET_NAMES = ("shakespeare", "wikitext2", "sst2", "multi30k")  # the catalog's, checked by a test
 
 
 def default_data_dir() -> Path:
@@ -39,10 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"datasets to fetch (default: all of {', '.join(DATASETS)})",
+        help=f"datasets to fetch (default: all of {', '.join(DATASET_NAMES)})",
     )
     download.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     args = parser.parse_args(argv)
+    from attnlab.data.catalog import DATASETS, fetch
+
     data_dir = (args.data_dir or default_data_dir()).resolve()
 
     if args.command == "list":

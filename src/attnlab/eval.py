@@ -12,22 +12,26 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.artefacts import write_metrics
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
+from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
+    import pytorch_lightning as pl  # here, not at the top: `--help` answers without it
+
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     _, datamodule, module = build.load_trained_module(cfg.ckpt_path, cfg.get("data"))
-    trainer = build.build_trainer(cfg, callbacks=[], loggers=build.build_loggers(cfg))
+    loggers = build.build_loggers(cfg)
+    quiet_loggers(loggers)
+    trainer = build.build_trainer(cfg, callbacks=[], loggers=loggers)
     trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
@@ -42,6 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="eval")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
+    silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
     print_config(cfg)
     evaluate(cfg)
 

@@ -1,28 +1,34 @@
-"""`attnlab-fill-mask ckpt_path=... 'text="the [MASK] sat on the mat ."'`: top-k per [MASK].
+"""`attnlab-fill-mask ckpt_path=... text="the [MASK] sat on the mat ."`: top-k per [MASK].
 
-The text is quoted twice: for the shell, and for Hydra, which would read `[...]` as a list.
+The text is taken as typed: it is quoted for Hydra, which would read `[...]` as a list, before
+Hydra parses the command line (utils/cli_args.py).
 
-    attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt 'text="the [MASK] of the river"'
+    attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt text="the [MASK] of the river"
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from attnlab import build
-from attnlab.module import AttnLabModule
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
+
+if TYPE_CHECKING:  # Lightning loads when a command runs, not for `--help`
+    from attnlab.module import AttnLabModule
 
 MASK = "[MASK]"
 
 
 def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
+    device = choose_device(cfg.device)
     _, datamodule, module = build.load_trained_module(cfg.ckpt_path)
+    module.network.to(device)
     tokenizer = getattr(datamodule, "tokenizer", None)
     return fill_masks(module, tokenizer, cfg.text, cfg.top_k, f"ckpt_path={cfg.ckpt_path}")
 
@@ -35,7 +41,10 @@ def fill_masks(
     source: str = "the checkpoint",
 ) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `text`, the `top_k` likeliest tokens of a trained masked-LM module
-    (`attnlab.load(...)`'s too) with their probabilities; `tokenizer` is its WordPiece."""
+    (`attnlab.load(...)`'s too) with their probabilities; `tokenizer` is its WordPiece. Runs
+    where the network is."""
+    import torch  # here, not at the top: `--help` answers without it
+
     if module.task.name != "masked_lm" or tokenizer is None:
         raise build.ConfigError(
             f"{source} was trained on task {module.task.name!r}; "
@@ -73,7 +82,8 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))
 
 
-main = with_config_hints("fill_mask", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints("fill_mask", hydra_main, rewrite_args=quote_text_values(["text"]))
 
 if __name__ == "__main__":
     main()

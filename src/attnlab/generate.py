@@ -6,20 +6,27 @@ attnlab-generate ckpt_path=... prompt="The" temperature=0     # greedy
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
-from attnlab.module import AttnLabModule
-from attnlab.protocols import Generator
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
+
+if TYPE_CHECKING:  # torch and Lightning load when a command runs, not for `--help`
+    import torch
+
+    from attnlab.module import AttnLabModule
 
 
 def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
     check_command("generate", cfg)
+    device = choose_device(cfg.device)
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     return generate_texts(
         module,
@@ -30,7 +37,7 @@ def generate(cfg: DictConfig) -> list[str]:
         top_k=cfg.top_k,
         top_p=cfg.top_p,
         seed=cfg.seed,
-        device=cfg.device,
+        device=device,
         source=f"ckpt_path={cfg.ckpt_path}",
     )
 
@@ -50,6 +57,10 @@ def generate_texts(
 ) -> list[str]:
     """`num_samples` continuations of `prompt` by a trained module (`attnlab.load(...)`'s
     too), prompt included. `source` names the checkpoint in the error of a wrong network."""
+    import torch
+
+    from attnlab.protocols import Generator
+
     network, spec = module.network, module.task.spec
     if not isinstance(network, Generator) or spec.encode is None:
         raise build.ConfigError(
@@ -81,7 +92,8 @@ def hydra_main(cfg: DictConfig) -> None:
         print(text)
 
 
-main = with_config_hints("generate", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints("generate", hydra_main, rewrite_args=quote_text_values(["prompt"]))
 
 if __name__ == "__main__":
     main()

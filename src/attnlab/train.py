@@ -12,18 +12,14 @@ import time
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_info
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from attnlab import build
+from attnlab import build  # its parts are imported on first use (build/__init__.py)
 from attnlab.artefacts import write_failure, write_metrics
-from attnlab.build import chosen_options
+from attnlab.build.errors import ConfigError
 from attnlab.build.ladder import apply_ladder, check_ladder, flops_per_token
 from attnlab.build.run_folder import (
     RunFolderError,
@@ -31,14 +27,16 @@ from attnlab.build.run_folder import (
     mark_started,
     with_original_overrides,
 )
-from attnlab.build.validation import ConfigError
-from attnlab.checkpoint_io import release_kept_checkpoint
-from attnlab.csv_logger import forget_metric_history
-from attnlab.loggers import finish_wandb, log_hyperparams
+from attnlab.build.validation import chosen_options
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 from attnlab.utils.config_report import print_config
-from attnlab.utils.distributed import multirun_job, stop_launched_ranks
+from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 from attnlab.utils.resolvers import fix_output_dir
+
+# torch and Lightning are imported by the functions that run a job: `--help`, `--cfg job` and
+# config errors answer without them (scripts/bench_startup.py).
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +56,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     while the run writes to it (attnlab/build/run_folder.py). A config composed without a
     Hydra app (`hydra.compose`) runs in a fresh folder under paths.log_dir.
     """
+    from attnlab.checkpoint_io import release_kept_checkpoint
+
     fix_output_dir(cfg)
     with claim_run_folder(cfg):
         try:
@@ -67,6 +67,14 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
 
 def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_info
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from attnlab.csv_logger import forget_metric_history
+    from attnlab.loggers import finish_wandb
+    from attnlab.utils.distributed import stop_launched_ranks
+
     start = time.perf_counter()
     check_config(cfg)
     ckpt_path = build.resume_checkpoint(cfg)
@@ -79,6 +87,7 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
     mark_started(cfg)
     callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
     loggers = build.build_loggers(cfg)
+    quiet_loggers(loggers)
     if cfg.get("resume") is not None and ckpt_path is None:  # killed before its first checkpoint
         forget_metric_history(loggers)
     trainer = build.build_trainer(cfg, callbacks, loggers, datamodule)
@@ -130,6 +139,10 @@ def _fit_and_test(
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
+    import torch
+
+    from attnlab.loggers import log_hyperparams
+
     parameters = build.count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -152,7 +165,9 @@ def _fit_and_test(
     best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test", True):
         if not best_ckpt:
-            log.warning("No best checkpoint (fast_dev_run or checkpointing off): testing as is.")
+            log.warning(
+                "No best checkpoint (%s): testing the weights as they are.", _no_best(trainer)
+            )
         trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt or None)
         test_metrics = _scalars(trainer.callback_metrics)
 
@@ -181,6 +196,15 @@ def _fit_and_test(
     }
 
 
+def _no_best(trainer: pl.Trainer) -> str:
+    """Why a run has no best checkpoint to test."""
+    if trainer.fast_dev_run:
+        return "fast_dev_run saves none"
+    if trainer.checkpoint_callback is None:
+        return "checkpointing is off"
+    return "no validation ran"
+
+
 def optimized_value(cfg: DictConfig, result: dict[str, Any]) -> float | None:
     """The value sweepers optimise (`optimized_metric`), from this run's metrics."""
     name = cfg.get("optimized_metric")
@@ -205,8 +229,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         # The folder first: a bad value given for another run's folder writes nothing there.
         with claim_run_folder(cfg) as attempt:
+            silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
             check_config(cfg)
             print_config(cfg)  # after the checks: an error is not buried under the config tree
+            from attnlab.utils.distributed import multirun_job
+
             with multirun_job():  # DDP ranks that Lightning launches run this job only
                 result = train(cfg)
     except Exception as error:

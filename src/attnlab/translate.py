@@ -8,18 +8,22 @@ attnlab-translate ckpt_path=... text='[Ein Hund., Eine Katze.]' beam_size=5 leng
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig, ListConfig
 
 from attnlab import build
 from attnlab.build.validation import check_command
 from attnlab.data.loading.download import read_lines
-from attnlab.data.loading.padding import pad_batch
-from attnlab.module import AttnLabModule
-from attnlab.tasks.decoding import strip_special
+from attnlab.utils.cli_args import quote_text_values
 from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.utils.device import choose_device
+
+if TYPE_CHECKING:  # torch and Lightning load when a command runs, not for `--help`
+    import torch
+
+    from attnlab.module import AttnLabModule
 
 
 def source_texts(cfg: DictConfig) -> list[str]:
@@ -40,6 +44,7 @@ def translate(cfg: DictConfig) -> list[str]:
     """Translations of the source texts, one per text, in order."""
     check_command("translate", cfg)
     texts = source_texts(cfg)  # before loading the checkpoint: bad input costs nothing
+    device = choose_device(cfg.device)
     _, _, module = build.load_trained_module(cfg.ckpt_path)
     return translate_texts(
         module,
@@ -47,7 +52,7 @@ def translate(cfg: DictConfig) -> list[str]:
         beam_size=cfg.beam_size,
         length_penalty=cfg.length_penalty,
         batch_size=cfg.batch_size,
-        device=cfg.device,
+        device=device,
         source=f"ckpt_path={cfg.ckpt_path}",
     )
 
@@ -64,6 +69,11 @@ def translate_texts(
 ) -> list[str]:
     """Translations of `texts` by a trained seq2seq module (`attnlab.load(...)`'s too), in
     order; beam_size and length_penalty None: the run's task settings."""
+    import torch
+
+    from attnlab.data.loading.padding import pad_batch
+    from attnlab.tasks.decoding import strip_special
+
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
         raise build.ConfigError(
@@ -94,7 +104,10 @@ def hydra_main(cfg: DictConfig) -> None:
         print(line)
 
 
-main = with_config_hints("translate", hydra_main)
+# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+main = with_config_hints(
+    "translate", hydra_main, rewrite_args=quote_text_values(["text"], lists=True)
+)
 
 if __name__ == "__main__":
     main()

@@ -40,16 +40,16 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-from torch import nn
 
-from attnlab.build.construction import instantiate_section, network_arguments
-from attnlab.build.validation import ConfigError
-from attnlab.data import DataSpec
-from attnlab.models.parameters import count_parameters
+from attnlab.build.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads when a job runs: the checks here answer before it
+    from torch import nn
+
+    from attnlab.data import DataSpec
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,13 @@ def world_size(trainer: DictConfig) -> int:
         count = len(devices)
     elif _is_count(devices):
         count = devices
-    elif str(trainer.get("accelerator", "auto")) == "cpu" or not torch.cuda.is_available():
-        count = 1
     else:
-        count = torch.cuda.device_count()
+        import torch  # here: the config checks run before a job imports it
+
+        if str(trainer.get("accelerator", "auto")) == "cpu" or not torch.cuda.is_available():
+            count = 1
+        else:
+            count = torch.cuda.device_count()
     return count * int(trainer.get("num_nodes") or 1)
 
 
@@ -251,6 +254,11 @@ def plan_rung(cfg: DictConfig, spec: DataSpec) -> RungPlan | None:
     ladder = _ladder(cfg)
     if ladder is None:
         return None
+    import torch
+
+    from attnlab.build.construction import instantiate_section, network_arguments
+    from attnlab.models.parameters import count_parameters
+
     with torch.device("meta"):  # shapes only: no memory, no time, even at GPT-2 size
         network = instantiate_section(cfg, "model", **network_arguments(spec))
     task = instantiate_section(cfg, "task", spec=spec)

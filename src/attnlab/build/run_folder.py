@@ -142,9 +142,9 @@ def _attempts(hydra_dir: Path, prefix: str = ATTEMPT_PREFIX) -> list[Path]:
 
 
 def _rank() -> int:
-    from pytorch_lightning.utilities import rank_zero_only
+    from attnlab.utils.rank_zero import global_rank  # Lightning's, without importing it
 
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
+    return global_rank()
 
 
 @contextmanager

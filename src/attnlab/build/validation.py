@@ -3,22 +3,22 @@ ranges (utils/config_checks.py), and whether the chosen network can do the data'
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+from typing import TYPE_CHECKING
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
+from attnlab.build.errors import ConfigError
 from attnlab.build.run_settings import bad_switch_message, moved_keys_in_config
-from attnlab.models.registry import NETWORKS, network_class_of
-from attnlab.protocols import NextSentencePredictor
-from attnlab.tasks.base import Task
 from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
 from attnlab.utils.extras import logger_extra_message
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from torch import nn
 
-class ConfigError(ValueError):
-    """A config that cannot work, reported before any work is done."""
+__all__ = ["ConfigError"]  # defined in errors.py: commands that only print help need no torch
 
 
 def check_required(cfg: DictConfig) -> None:
@@ -69,6 +69,8 @@ def check_optimized_metric(cfg: DictConfig) -> None:
     name = cfg.get("optimized_metric")
     task_cls = get_class(cfg.task._target_)
     # A task of an extension that declares no metric_names (tasks/base.py) is not checked.
+    from attnlab.tasks.base import Task  # torch: imported when a job's config is checked
+
     declared = any("metric_names" in vars(c) for c in task_cls.__mro__ if c is not Task)
     if name is None or not declared or name.startswith(OTHER_LOGGED_PREFIXES):
         return
@@ -117,6 +119,9 @@ def check_compatibility(cfg: DictConfig) -> None:
         raise ConfigError(str(error)) from None
     check_run_settings(cfg)
     check_logger_extras(cfg)
+    from attnlab.models.registry import network_class_of  # torch
+    from attnlab.protocols import NextSentencePredictor
+
     network_cls = network_class_of(cfg.model)
     task_name = get_class(cfg.task._target_).name
     if not isinstance(getattr(network_cls, "supported_tasks", None), tuple):
@@ -155,6 +160,8 @@ def check_command(command: str, cfg: DictConfig) -> None:
 def check_network_fits_data(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
     """Sizes the data imposes: a decoder-only network doing seq2seq (a prefix LM) reads
     source and target as one sequence, so they share one vocabulary and its positions."""
+    from attnlab.models.registry import network_class_of
+
     network_cls, spec = network_class_of(cfg.model), datamodule.spec
     # A seq2seq network without `prefix_lm` is refused by its task's protocol check later.
     if spec.task != "seq2seq" or not getattr(network_cls, "prefix_lm", False):
@@ -191,6 +198,8 @@ def check_data_fits_task(cfg: DictConfig, datamodule: pl.LightningDataModule) ->
 def model_options() -> dict[str, type[nn.Module]]:
     """The `model=` options and the network class each builds: the network registry
     (models/registry.py), attnlab's architectures and any a user registered."""
+    from attnlab.models.registry import NETWORKS
+
     return dict(sorted(NETWORKS.items()))
 
 

@@ -1,15 +1,20 @@
 """Lightning callbacks of attnlab's own (the rest come from Lightning itself)."""
 
+from attnlab.callbacks.final_validation import FinalValidation
 from attnlab.callbacks.hypotheses import Hypotheses
-from attnlab.callbacks.progress import RichProgressBar
+from attnlab.callbacks.model_summary import ModelSummary
+from attnlab.callbacks.progress import PlainProgress, RichProgressBar
 from attnlab.callbacks.reliability import NanGuard, NonFiniteLossError, ResumeState, RunCheckpoint
 from attnlab.callbacks.sample_text import SampleText
 from attnlab.callbacks.throughput import Throughput
 
 __all__ = [
+    "FinalValidation",
     "Hypotheses",
+    "ModelSummary",
     "NanGuard",
     "NonFiniteLossError",
+    "PlainProgress",
     "ResumeState",
     "RichProgressBar",
     "RunCheckpoint",

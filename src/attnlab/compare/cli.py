@@ -76,8 +76,9 @@ def compare(
     out_dir = out_dir or sweep_dir / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     columns, rows = summarise(groups)
-    write_tables(columns, rows, out_dir)
-    plot_curves(groups, metric or default_metric(runs), out_dir)
+    metric = metric or default_metric(runs)
+    write_tables(columns, rows, out_dir, metric)
+    plot_curves(groups, metric, out_dir, title=sweep_dir.resolve().name)
     if baseline is not None and stat_metric is not None:  # both set above
         tests = significance(groups, baseline, stat_metric, alternative)
         write_significance(tests, baseline, stat_metric, alternative, out_dir)

@@ -54,20 +54,94 @@ def summarise(groups: dict[str, list[Run]]) -> tuple[list[str], list[dict[str, A
     return columns, rows
 
 
+# comparison.md reads in a terminal: no line wider than this.
+WIDTH = 100
+HEADINGS = {
+    "params": "params",
+    "params_non_embedding": "params (non-emb.)",
+    "flops_per_token": "FLOPs/token",
+    "tokens_per_sec": "tokens/s",
+    "wall_time_s": "wall time (s)",
+}
+
+
 def _format(value: Any, markdown: bool) -> str:
     if value is None:
         return "—" if markdown else ""
     if isinstance(value, tuple):
         mean, std = value
+        if not markdown:
+            return f"{mean}±{std}"
         digits = 4 if abs(mean) < 100 else 0
-        return f"{mean:,.{digits}f} ± {std:,.{digits}f}" if markdown else f"{mean}±{std}"
+        # one seed, or a count every seed shares (params): the value alone
+        return f"{mean:,.{digits}f}" if std == 0 else f"{mean:,.{digits}f} ± {std:,.{digits}f}"
     return str(value)
 
 
-def write_tables(columns: list[str], rows: list[dict[str, Any]], out_dir: Path) -> None:
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(_format(row[c], True) for c in columns) + " |" for row in rows]
-    (out_dir / "comparison.md").write_text("\n".join(lines) + "\n")
+def _runs(row: dict[str, Any]) -> str:
+    """E.g. `3 done`, or `2 done, 1 failed, 1 running`."""
+    counts = [f"{row[status]} {status}" for status in ("failed", "running") if row[status]]
+    return ", ".join([f"{row['done']} done", *counts])
+
+
+def _table(header: list[str], cells: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(" --- " for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in cells),
+    ]
+
+
+def markdown_tables(columns: list[str], rows: list[dict[str, Any]], main: list[str]) -> str:
+    """A short main table (variant, runs, the `main` metrics), then the other columns in
+    tables of their own, each row no wider than WIDTH where the cells allow; variants are
+    numbered (#) so that the detail tables need not repeat their names."""
+    numbers = [str(i) for i in range(1, len(rows) + 1)]
+    main = [c for c in main if c in columns]
+    lines = ["Mean ± sd over each variant's seeds (done runs only).", ""]
+    lines += _table(
+        ["#", "variant", "runs", *main],
+        [
+            [n, row["variant"], _runs(row), *(_format(row[c], True) for c in main)]
+            for n, row in zip(numbers, rows, strict=True)
+        ],
+    )
+    rest = [c for c in columns if c not in ("variant", "done", "failed", "running", *main)]
+
+    def detail(chunk: list[str]) -> list[str]:
+        return _table(
+            ["#", *(HEADINGS.get(c, c) for c in chunk)],
+            [
+                [n, *(_format(row[c], True) for c in chunk)]
+                for n, row in zip(numbers, rows, strict=True)
+            ],
+        )
+
+    chunks: list[list[str]] = []
+    for column in rest:  # in column order, as many to a table as fit in WIDTH
+        if chunks and max(map(len, detail([*chunks[-1], column]))) <= WIDTH:
+            chunks[-1].append(column)
+        else:
+            chunks.append([column])
+    for chunk in chunks:
+        lines += ["", *detail(chunk)]
+    return "\n".join(lines) + "\n"
+
+
+def main_columns(columns: list[str], metric: str | None) -> list[str]:
+    """The main table's metrics: `metric` (the optimised one) and its test counterpart."""
+    metric = metric or "val/loss"
+    test = "test/" + metric.split("/", 1)[-1]
+    return [c for c in (metric, test) if c in columns]
+
+
+def write_tables(
+    columns: list[str], rows: list[dict[str, Any]], out_dir: Path, metric: str | None = None
+) -> None:
+    """comparison.md (a main table on `metric` and detail tables) and comparison.csv (every
+    column, mean and std apart)."""
+    markdown = markdown_tables(columns, rows, main_columns(columns, metric))
+    (out_dir / "comparison.md").write_text(markdown)
     with (out_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         header = []

@@ -1,4 +1,4 @@
-"""`attnlab-export ckpt_path=... out=DIR`: a checkpoint as a Hugging Face model directory.
+"""A checkpoint as a Hugging Face model directory (the `attnlab-export` command: attnlab/export.py).
 
     attnlab-export ckpt_path=<run>/checkpoints/best.ckpt out=exported/
     python -c "from transformers import AutoModelForCausalLM as A; A.from_pretrained('exported')"
@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig
 
 from attnlab.build.validation import ConfigError
 from attnlab.interop import bert, gpt2, llama
@@ -27,7 +25,6 @@ from attnlab.interop.mapping import to_theirs
 from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
 
 
 @dataclass
@@ -166,19 +163,3 @@ def export(ckpt_path: str, out: str | Path) -> tuple[Path, HFTokenizer | None]:
             out, plan.config.get("n_positions") or plan.config.get("max_position_embeddings")
         )
     return out, tokenizer
-
-
-@hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="export")
-@exits_on_input_error
-def hydra_main(cfg: DictConfig) -> None:
-    out, tokenizer = export(cfg.ckpt_path, cfg.out)
-    if tokenizer is None:
-        print(f"wrote {out} (no tokenizer: the data are token ids without text)")
-    else:
-        print(f"wrote {out} with its tokenizer{f' ({tokenizer.note})' if tokenizer.note else ''}")
-
-
-main = with_config_hints("export", hydra_main)
-
-if __name__ == "__main__":
-    main()

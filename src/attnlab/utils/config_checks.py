@@ -17,9 +17,6 @@ from typing import Any
 from hydra._internal.utils import _locate
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.models.registry import network_class_of
-from attnlab.protocols import ChecksArguments
-
 # Sections built from a `_target_`.
 SECTIONS = ("model", "data", "task", "optimizer", "scheduler", "trainer")
 
@@ -113,6 +110,10 @@ def _check_model(cfg: DictConfig) -> None:
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or "_target_" not in model:
         return
+    # The networks need torch: imported here, when a job's config is checked.
+    from attnlab.models.registry import network_class_of
+    from attnlab.protocols import ChecksArguments
+
     values = OmegaConf.to_container(model, resolve=True)
     try:
         network_cls = network_class_of(values)

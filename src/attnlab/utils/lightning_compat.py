@@ -41,6 +41,8 @@ PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
         "_last_time_checked",
     ),
     _TrainingEpochLoop: ("_should_check_val_fx",),
+    # overridden by callbacks/progress.py ("Epoch 0/-2" for a max_steps run)
+    pl.callbacks.RichProgressBar: ("_get_train_description",),
     _FitLoop: (
         "_data_fetcher",
         "_combined_loader_states_to_load",
@@ -66,6 +68,7 @@ def missing_private_names() -> list[str]:
         pl.Trainer: trainer,
         _LoggerConnector: trainer._logger_connector,
         Metric: _ProbeMetric(),
+        pl.callbacks.RichProgressBar: pl.callbacks.RichProgressBar(),
     }
     return [
         f"{cls.__name__}.{name}"
@@ -180,6 +183,19 @@ def validation_follows_batch(trainer: pl.Trainer) -> bool:
     """Whether a validation runs after the current training batch."""
     fit_loop = trainer.fit_loop
     return bool(fit_loop.epoch_loop._should_check_val_fx(fit_loop._data_fetcher))
+
+
+def validate_after_this_batch(trainer: pl.Trainer) -> None:
+    """Make the fit loop validate after the current training batch, as it does at a
+    val_check_interval (callbacks/final_validation.py); the loop's own rule applies again
+    from the next batch on."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+
+    def once(data_fetcher: Any) -> bool:
+        del epoch_loop._should_check_val_fx  # the class's method again
+        return True
+
+    epoch_loop._should_check_val_fx = once
 
 
 def load_pending_loader_states(trainer: pl.Trainer) -> None:

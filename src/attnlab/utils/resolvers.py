@@ -6,8 +6,10 @@ import os
 import secrets
 import weakref
 from datetime import datetime
+from importlib.resources import files
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
@@ -72,6 +74,37 @@ def _ladder_rung(key: str, rung: int | None = None, *, _root_: DictConfig) -> An
     return ladder.rungs[ladder.rung if rung is None else rung].get(key)
 
 
+def _command_groups(config_name: str) -> str:
+    """`--help` of a command (conf/hydra/help/command.yaml): the groups that its config's
+    defaults list names, each with its options."""
+    conf = files("attnlab.conf")
+    defaults = yaml.safe_load((conf / f"{config_name}.yaml").read_text()).get("defaults") or []
+    lines = []
+    for entry in defaults:
+        if not isinstance(entry, dict):  # _self_
+            continue
+        group = next(iter(entry)).removeprefix("optional ").strip()
+        folder = conf / group
+        if group.startswith(("override ", "hydra")) or not folder.is_dir():
+            continue
+        options = sorted(
+            p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")
+        )
+        lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines) or "(none)"
+
+
+def _command_usage(config_name: str) -> str:
+    """The leading comment of conf/<command>.yaml: what the command does, with its usage."""
+    lines = (files("attnlab.conf") / f"{config_name}.yaml").read_text().splitlines()
+    usage = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        usage.append(line.removeprefix("#").removeprefix(" "))
+    return "\n".join(usage)
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("attempt_subdir"):
@@ -86,6 +119,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("output_dir", _output_dir)
     if not OmegaConf.has_resolver("ladder_rung"):
         OmegaConf.register_new_resolver("ladder_rung", _ladder_rung)
+    if not OmegaConf.has_resolver("command_groups"):
+        OmegaConf.register_new_resolver("command_groups", _command_groups)
+    if not OmegaConf.has_resolver("command_usage"):
+        OmegaConf.register_new_resolver("command_usage", _command_usage)
 
 
 def fix_output_dir(cfg: DictConfig) -> None:

@@ -8,7 +8,8 @@
 #
 # bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU);
 #        BENCH_ARGS="--batch-size 32" passes options to it
-# tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp)
+# tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp,
+#        generation on the GPU)
 # ddp, fsdp: `attnlab-train` with trainer=ddp / trainer=fsdp, a 124M GPT on synthetic tokens,
 #            compiled, bf16, 300 steps on every visible GPU; metrics.json and the CSV log kept.
 # ladder: ladder=gpt_small's first three rungs (3-25M parameters), learned and rope positions, one
@@ -60,10 +61,11 @@ for stage in "${stages[@]}"; do
             tee "$OUT/bench_gpu.log" | grep -v "^\s*$" | tail -25
         ;;
     tests)
-        timeout 60 python3 -m pytest -q -p no:cacheprovider -m "slow or not slow" \
+        timeout 90 python3 -m pytest -q -p no:cacheprovider -m "slow or not slow" \
             tests/models/test_padding_side.py tests/models/test_document_mask.py \
             tests/test_compile.py::test_tf32_on_a_gpu_run \
-            tests/test_distributed.py::test_fsdp_trains_on_one_gpu_in_bf16 2>&1 |
+            tests/test_distributed.py::test_fsdp_trains_on_one_gpu_in_bf16 \
+            tests/test_first_run.py::test_generate_runs_on_the_gpu_when_there_is_one 2>&1 |
             tee "$OUT/tests_gpu.log" | tail -15
         ;;
     ddp | fsdp)

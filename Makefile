@@ -48,7 +48,7 @@ compare-example: $(STAMP) ## sweep GPT positions (learned, rope) x 2 seeds on Ti
 ladder-example: $(STAMP) ## scaling ladder on Tiny Shakespeare (learned/rope x gelu/swiglu), then the fit
 	$(BIN)/attnlab-train -m ladder=tiny_cpu ladder.rung=0,1,2,3 model.pos=learned,rope \
 		model.activation=gelu,swiglu seed=1,2 print_config=false hydra.sweep.dir=$(LADDER_DIR) $(ARGS)
-	$(BIN)/attnlab-compare --ladder $(LADDER_DIR) --baseline "model.activation=gelu model.pos=learned"
+	$(BIN)/attnlab-compare --ladder $(LADDER_DIR) --baseline "model.activation=gelu model.pos=learned" --budget 1e13
 
 test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

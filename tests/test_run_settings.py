@@ -55,7 +55,12 @@ def test_a_moved_key_is_not_called_unknown() -> None:
 def test_new_keys_compose_and_check(train_config) -> None:
     cfg = train_config("init.freeze_layers=0", "init.body_lr_scale=0.5", "compile=false")
     check_required(cfg)
-    assert cfg.init == {"pretrained": None, "freeze_layers": 0, "body_lr_scale": 0.5}
+    assert cfg.init == {
+        "pretrained": None,
+        "from_hf": None,
+        "freeze_layers": 0,
+        "body_lr_scale": 0.5,
+    }
     assert not any(leaf in cfg.model for leaf in ("pretrained", "freeze_layers", "compile"))
 
 

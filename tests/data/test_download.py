@@ -163,7 +163,6 @@ def test_attnlab_data_download_fetches_every_dataset(
     base, served = http_server
     local = _local_catalog(base, served)
     monkeypatch.setattr(catalog, "DATASETS", local)
-    monkeypatch.setattr(data_cli, "DATASETS", local)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("ATTNLAB_DATA_DIR", str(data_dir))
     assert catalog.missing(local, data_dir) == [data_dir / f.path for f in catalog.files_of(local)]
@@ -187,7 +186,6 @@ def test_attnlab_data_download_names_the_failure(
     local = _local_catalog(base, served)
     (served / "input.txt").write_bytes(b"changed upstream\n")
     monkeypatch.setattr(catalog, "DATASETS", local)
-    monkeypatch.setattr(data_cli, "DATASETS", local)
     data_dir = tmp_path / "data"
     assert data_cli.main(["--data-dir", str(data_dir), "download", "shakespeare"]) == 1
     err = capsys.readouterr().err

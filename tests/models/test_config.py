@@ -20,7 +20,10 @@ V = 23
         (dict(n_heads=4, n_kv_heads=3), r"model\.n_kv_heads=3 .*n_heads \(4\).*1, 2, 4"),
         (dict(n_heads=0), r"model\.n_heads=0 is not valid: must be a positive number"),
         (dict(d_ff=0), r"model\.d_ff=0 is not valid: must be a positive number"),
-        (dict(activation="tanh"), r"model\.activation='tanh' .*'relu', 'gelu', 'swiglu'"),
+        (
+            dict(activation="tanh"),
+            r"model\.activation='tanh' .*'relu', 'gelu', 'gelu_tanh', 'swiglu'",
+        ),
         (dict(norm="batchnorm"), r"model\.norm='batchnorm' .*'layernorm', 'rmsnorm'"),
         (dict(pos="rotary"), r"model\.pos='rotary' .*'sinusoidal', 'learned', 'rope', 'alibi'"),
         (dict(dropout=1.5), r"model\.dropout=1\.5 is not valid: must be a probability"),

@@ -162,7 +162,7 @@ def test_heads_must_divide_d_model() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "choices"),
     [
-        ("activation", "swish", "'relu', 'gelu', 'swiglu'"),
+        ("activation", "swish", "'relu', 'gelu', 'gelu_tanh', 'swiglu'"),
         ("pos", "rotary", "'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
         ("norm", "batchnorm", "'layernorm', 'rmsnorm'"),
     ],

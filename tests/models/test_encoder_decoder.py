@@ -185,7 +185,7 @@ def test_shared_embeddings_need_one_vocabulary() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "choices"),
     [
-        ("activation", "swish", "'relu', 'gelu', 'swiglu'"),
+        ("activation", "swish", "'relu', 'gelu', 'gelu_tanh', 'swiglu'"),
         ("pos", "rotary", "'sinusoidal', 'learned', 'rope', 'alibi', 'none'"),
         ("norm", "batchnorm", "'layernorm', 'rmsnorm'"),
     ],

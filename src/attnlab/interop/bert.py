@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from attnlab.interop.gpt2 import ACTIVATIONS, ACTIVATIONS_FROM_HF
-from attnlab.interop.hf import show
+from attnlab.interop.hf import fixed_mismatches, show
 from attnlab.interop.mapping import TensorMap, rename
 from attnlab.models.config import ModelConfig
 
@@ -26,14 +26,7 @@ REQUIREMENTS = "pos=learned, norm=layernorm, norm_first=false, bias=true, activa
 
 def mismatches(config: ModelConfig) -> list[str]:
     """The knobs of `config` BERT cannot express, as `model.key=value`."""
-    wrong = [
-        f"model.{k}={show(getattr(config, k))}" for k, v in FIXED.items() if getattr(config, k) != v
-    ]
-    if config.activation not in ACTIVATIONS:
-        wrong.append(f"model.activation={config.activation}")
-    if config.n_kv_heads not in (None, config.n_heads):
-        wrong.append(f"model.n_kv_heads={config.n_kv_heads}")
-    return wrong
+    return fixed_mismatches(config, FIXED, ACTIVATIONS)
 
 
 def hf_config(

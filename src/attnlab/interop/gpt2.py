@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnlab.interop.hf import show
+from attnlab.interop.hf import fixed_mismatches, show
 from attnlab.interop.mapping import TensorMap, rename
 from attnlab.models.config import ModelConfig
 
@@ -31,14 +31,7 @@ REQUIREMENTS = "pos=learned, norm=layernorm, norm_first=true, bias=true, activat
 
 def mismatches(config: ModelConfig) -> list[str]:
     """The knobs of `config` GPT-2 cannot express, as `model.key=value`."""
-    wrong = [
-        f"model.{k}={show(getattr(config, k))}" for k, v in FIXED.items() if getattr(config, k) != v
-    ]
-    if config.activation not in ACTIVATIONS:
-        wrong.append(f"model.activation={config.activation}")
-    if config.n_kv_heads not in (None, config.n_heads):
-        wrong.append(f"model.n_kv_heads={config.n_kv_heads}")
-    return wrong
+    return fixed_mismatches(config, FIXED, ACTIVATIONS)
 
 
 def hf_config(config: ModelConfig, vocab_size: int, n_layers: int, tied: bool) -> dict[str, Any]:

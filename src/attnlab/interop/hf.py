@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Container, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -24,3 +25,18 @@ def transformers_module(purpose: str) -> ModuleType:
 def show(value: Any) -> str:
     """A value as it is written on the command line (true, null, 1e-05, learned)."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def fixed_mismatches(
+    config: Any, fixed: Mapping[str, Any], activations: Container[str]
+) -> list[str]:
+    """The knobs of `config` that differ from what an MHA target (GPT-2, BERT) fixes, as
+    `model.key=value`: the fixed values, the activation, grouped-query attention."""
+    wrong = [
+        f"model.{k}={show(getattr(config, k))}" for k, v in fixed.items() if getattr(config, k) != v
+    ]
+    if config.activation not in activations:
+        wrong.append(f"model.activation={config.activation}")
+    if config.n_kv_heads not in (None, config.n_heads):
+        wrong.append(f"model.n_kv_heads={config.n_kv_heads}")
+    return wrong

@@ -14,8 +14,9 @@ Files a run writes (metrics.json, failure.json, tokenizer copies) are in attnlab
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from attnlab.utils.lazy import lazy_exports
 
 # Imported on first use (PEP 562): importing torch takes seconds, and a command that prints
 # its help or reports a config error needs none of these.
@@ -79,16 +80,7 @@ if TYPE_CHECKING:
     from attnlab.models.parameters import count_parameters
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -8,8 +8,9 @@ The names below are the stable ones: configs and checkpoints name them as `_targ
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from attnlab.utils.lazy import lazy_exports
 
 # Imported on first use (PEP 562): a command that prints its help needs no torch; configs
 # name these as `_target_: attnlab.data.<Name>`, which Hydra resolves through __getattr__.
@@ -63,16 +64,7 @@ if TYPE_CHECKING:
     from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -233,14 +233,23 @@ def test_mup_needs_a_base_width_and_checks_its_keys() -> None:
 @pytest.mark.slow
 def test_coord_check_is_flat_under_mup_and_grows_under_sp(tmp_path: Path) -> None:
     """After a few AdamW steps, attention, MLP and logit outputs grow several-fold from width
-    32 to 256 under sp and stay within a factor 2 under μP; the CSV and plot are written."""
+    32 to 256 under sp and stay within a small factor under μP; the CSV and plot are written.
+    The growth is a geometric mean over four fresh seeds: one seed's varies about 2x either
+    way (sp logits 1.8x to 6.4x over seeds 0-7; μP attention 0.42x to 0.68x)."""
     overrides = ["model=gpt", "data=toy_lm", "model.n_layers=2", "data.batch_size=8"]
-    seed = random.randrange(1000)
-    rows = coord_check(overrides, (32, 256), steps=4, lr=1e-2, seed=seed)
+    seeds = random.sample(range(1000), 4)
+    runs = [coord_check(overrides, (32, 256), steps=4, lr=1e-2, seed=seed) for seed in seeds]
+
+    def mean_growth(parametrization: str, layer: str) -> float:
+        logs = [math.log(growth(rows, parametrization, layer, 3)) for rows in runs]
+        return math.exp(sum(logs) / len(logs))
+
     for layer in ("embedding", "attention", "mlp", "logits"):
-        assert 0.5 < growth(rows, "mup", layer, 3) < 2.0, layer
-    for layer in ("attention", "mlp", "logits"):
-        assert growth(rows, "sp", layer, 3) > 3.0, layer
+        assert 1 / 3 < mean_growth("mup", layer) < 2.0, (layer, seeds)
+    sp_floor = {"attention": 10.0, "mlp": 5.0, "logits": 2.0}  # measured: 24-93, 11-32, 1.8-6.4
+    for layer, floor in sp_floor.items():
+        assert mean_growth("sp", layer) > floor, (layer, seeds)
+    rows = runs[0]
     write_csv(rows, tmp_path / "coord_check.csv")
     plot(rows, tmp_path / "coord_check.png")
     assert (tmp_path / "coord_check.png").stat().st_size > 10_000

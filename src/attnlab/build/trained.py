@@ -31,6 +31,11 @@ def load_trained_module(
             run_cfg.init.pretrained = None
             if "from_hf" in run_cfg.init:
                 run_cfg.init.from_hf = None
+        # ... and so does the tokenizer, wherever the run kept its copy.
+        if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
+            run_cfg.data.tokenizer_path = write_tokenizer_file(
+                checkpoint["tokenizer"], run_cfg.paths.cache_dir
+            )
         # A run on sentence pairs from before the next-sentence head: its network has none.
         if run_cfg.data.get("nsp") and "network.nsp_head.weight" not in checkpoint["state_dict"]:
             log.warning(
@@ -39,11 +44,6 @@ def load_trained_module(
                 ckpt_path,
             )
             run_cfg.data.nsp = False
-        # ... and so does the tokenizer, wherever the run kept its copy.
-        if "tokenizer_path" in run_cfg.data and checkpoint.get("tokenizer"):
-            run_cfg.data.tokenizer_path = write_tokenizer_file(
-                checkpoint["tokenizer"], run_cfg.paths.cache_dir
-            )
     datamodule = build_datamodule(run_cfg)
     module = build_module(run_cfg, datamodule)
     module.load_state_dict(checkpoint["state_dict"])

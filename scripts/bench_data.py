@@ -79,7 +79,7 @@ def run_child(args: list[str]) -> tuple[float, int, str, float]:
 def child_train(shards: str, steps: int) -> None:
     """Train a tiny GPT a few steps on `shards`; print the time from launch to step 1."""
     launched = float(os.environ["BENCH_LAUNCH"])
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
     from hydra import compose, initialize_config_module
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict

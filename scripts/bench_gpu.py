@@ -219,7 +219,7 @@ def compose_run(setup: Setup, out_dir: Path) -> Any:
 
 def run_attnlab_trainer(setup: Setup, out_dir: Path) -> dict[str, Any]:
     """Path a: attnlab.train.train, what `attnlab-train` runs, with a timing callback."""
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
     from attnlab.train import train
 
@@ -240,7 +240,7 @@ def run_attnlab_trainer(setup: Setup, out_dir: Path) -> dict[str, Any]:
 
 def build_attnlab(setup: Setup, out_dir: Path, compile: bool) -> tuple[Any, Any]:
     """The datamodule and module that path a trains, built by attnlab's build functions."""
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
     from omegaconf import open_dict
 
     from attnlab import build
@@ -508,7 +508,7 @@ def peak_flops(device: str) -> tuple[float | None, str]:
         if key in name:
             return value, name
     try:
-        from lightning_fabric.utilities.throughput import get_available_flops
+        from lightning.fabric.utilities.throughput import get_available_flops
 
         value = get_available_flops(torch.device("cuda"), torch.bfloat16)
     except Exception:  # an old Lightning or an unknown device

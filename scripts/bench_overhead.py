@@ -31,7 +31,7 @@ from collections import defaultdict
 from contextlib import nullcontext
 from pathlib import Path
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module

@@ -1,4 +1,4 @@
-"""Start-up time of attnlab's commands against `python -c "import pytorch_lightning"`.
+"""Start-up time of attnlab's commands against `python -c "import lightning.pytorch"`.
 
 Every console script of the attnlab distribution (attnlab-train, -eval, -generate, ...) is run
 with `--help`, and attnlab-train with `--cfg job`, each in a fresh interpreter, launch to exit;
@@ -26,7 +26,7 @@ import time
 from importlib.metadata import distribution
 from pathlib import Path
 
-REFERENCE = "import pytorch_lightning"
+REFERENCE = "import lightning.pytorch"
 TARGET = 1 / 3  # of the reference, for attnlab-train --help and --cfg job
 TARGETED = ("attnlab-train --help", "attnlab-train --cfg job")
 
@@ -75,7 +75,7 @@ def main() -> None:
         f"{platform.node()}: {os.cpu_count()} CPUs, load average "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; median of {repeats} round(s)"
     )
-    print("| command | median s | of `import pytorch_lightning` |")
+    print("| command | median s | of `import lightning.pytorch` |")
     print("| --- | --- | --- |")
     for label, median in medians.items():
         mark = " (target ≤ 0.33)" if label in TARGETED else ""

@@ -42,7 +42,7 @@ if ! python3 -c "import attnlab.conf" 2>/dev/null; then
 fi
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    python3 -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__)"
+    python3 -c "import torch, lightning.pytorch as pl; print('torch', torch.__version__, 'lightning', pl.__version__)"
     date -u +%FT%TZ
 } | tee "$OUT/device.txt"
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 
 
 def _kill() -> None:

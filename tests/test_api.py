@@ -137,7 +137,7 @@ def test_attnlab_train_is_the_cli_module_and_the_api_function() -> None:
 def test_importing_attnlab_imports_no_torch() -> None:
     code = (
         "import sys, attnlab; assert 'torch' not in sys.modules, 'torch'; "
-        "assert 'pytorch_lightning' not in sys.modules, 'Lightning'"
+        "assert 'lightning.pytorch' not in sys.modules, 'Lightning'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from attnlab.artefacts import ArtefactWriteError

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
-import pytorch_lightning as pl
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from omegaconf import OmegaConf, open_dict
-from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 
 from attnlab.build import ConfigError, build_datamodule, build_module
 from attnlab.build.construction import CompiledTrainingStep, compile_training_step, use_tf32

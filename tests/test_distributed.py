@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.strategies import DDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
 from attnlab import build, checkpoint_io
 from attnlab.build import ConfigError

@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.model_summary.model_summary import get_human_readable_count
+from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
 
 from attnlab.callbacks import RichProgressBar
 from attnlab.train import optimized_value, train
@@ -106,8 +106,8 @@ def test_uninformative_warnings_are_silenced_and_real_ones_kept(
 ) -> None:
     import warnings
 
-    from pytorch_lightning.loggers import WandbLogger
-    from pytorch_lightning.utilities import rank_zero_info
+    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.utilities import rank_zero_info
     from torch.utils._pytree import LeafSpec
 
     from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
@@ -119,7 +119,7 @@ def test_uninformative_warnings_are_silenced_and_real_ones_kept(
             LeafSpec()  # what Lightning's _pytree does at every step's flatten
             warnings.warn("a real warning", UserWarning, stacklevel=1)
         assert [str(w.message) for w in caught] == ["a real warning"]
-        with caplog.at_level("INFO", logger="pytorch_lightning.utilities.rank_zero"):
+        with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
             rank_zero_info("💡 Tip: For seamless cloud logging, try installing litlogger")
             rank_zero_info("Trainer already configured with model summary callbacks: [...]")
             rank_zero_info("GPU available: False, used: False")

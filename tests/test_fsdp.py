@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from torch import nn
 
 from attnlab import build

@@ -9,17 +9,17 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 import torchmetrics
-from pytorch_lightning.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from attnlab.utils import lightning_compat as compat
 
-VERSIONS = f"pytorch-lightning {pl.__version__}, torchmetrics {torchmetrics.__version__}"
+VERSIONS = f"lightning {pl.__version__}, torchmetrics {torchmetrics.__version__}"
 
 
 def test_every_private_name_still_exists() -> None:

@@ -152,7 +152,7 @@ def test_fused_adamw_is_clipped_under_bf16_mixed(train_config) -> None:
     """Lightning's mixed-precision plugin refuses to clip for a fused optimizer even in bf16,
     where no gradient is scaled; the GPU default (fused AdamW, bf16-mixed, clipping) must train
     and the optimiser must step on the clipped gradients."""
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
     from attnlab.train import train
 

@@ -59,7 +59,7 @@ def test_extras() -> None:
     core = {_name(r) for r in _requirements()}
     # The core is what training needs: no optional package in it.
     assert not core & {_name(r) for r in everything}
-    assert {"torch", "pytorch-lightning", "hydra-core", "sacrebleu"} <= core
+    assert {"torch", "lightning", "hydra-core", "sacrebleu"} <= core
     # Every extra that extras.py names for a missing module exists.
     assert set(EXTRA_OF.values()) <= set(features)
 

@@ -64,7 +64,7 @@ def test_training_path_imports_no_optional_packages() -> None:
     """A bare GPU machine has torch, Lightning, torchmetrics, Hydra and tokenizers only:
     attnlab's training modules must not import loggers', sweepers' or BLEU's packages."""
     code = (
-        "import sys, pytorch_lightning, torchmetrics\n"
+        "import sys, lightning.pytorch, torchmetrics\n"
         "for name in ('wandb', 'tensorboardX', 'optuna', 'sacrebleu', 'rich'):\n"
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
         "import attnlab.train, attnlab.build, attnlab.callbacks, attnlab.tasks, attnlab.models\n"
@@ -85,7 +85,7 @@ def test_bench_startup_smoke_times_every_command(tmp_path: Path) -> None:
     medians = json.loads(out.read_text())["median_s"]
     commands = {"train", "eval", "generate", "translate", "fill-mask", "compare", "data", "prepare"}
     assert {f"attnlab-{c} --help" for c in commands} <= set(medians)
-    assert {"import pytorch_lightning", "attnlab-train --cfg job"} <= set(medians)
+    assert {"import lightning.pytorch", "attnlab-train --cfg job"} <= set(medians)
     assert all(math.isfinite(t) and t > 0 for t in medians.values())
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
     assert len(rows) == len(medians), result.stdout

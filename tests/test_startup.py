@@ -31,7 +31,14 @@ PRINT_ONLY = [
     # a config error found before any work: one line, exit 2 (it writes failure.json)
     ("attnlab-train", "experiment=bert_sst2_finetune", "hydra.run.dir=refused"),
 ]
-HEAVY = ("torch", "pytorch_lightning", "lightning_fabric", "torchmetrics", "transformers")
+HEAVY = (
+    "torch",
+    "lightning",
+    "lightning.pytorch",
+    "lightning.fabric",
+    "torchmetrics",
+    "transformers",
+)
 
 # Runs every command in one fresh interpreter (a subprocess each would cost seconds), then
 # reports what each printed and which heavy modules got imported.

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.plugins.io import AsyncCheckpointIO
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from attnlab.artefacts import writing
 from attnlab.data.loading.atomic import atomic_path

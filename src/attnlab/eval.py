@@ -23,7 +23,7 @@ from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
-    import pytorch_lightning as pl  # here, not at the top: `--help` answers without it
+    import lightning.pytorch as pl  # here, not at the top: `--help` answers without it
 
     start = time.perf_counter()
     if cfg.get("seed") is not None:

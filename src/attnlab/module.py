@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.plugins.precision import Precision
-from pytorch_lightning.strategies import FSDPStrategy
-from pytorch_lightning.utilities.enums import GradClipAlgorithmType
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities.enums import GradClipAlgorithmType
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler

@@ -36,7 +36,7 @@ from attnlab.utils.resolvers import fix_output_dir
 # torch and Lightning are imported by the functions that run a job: `--help`, `--cfg job` and
 # config errors answer without them (scripts/bench_startup.py).
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
 
 def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities import rank_zero_info
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
+    import lightning.pytorch as pl
+    from lightning.pytorch.utilities import rank_zero_info
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from attnlab.csv_logger import forget_metric_history
     from attnlab.loggers import finish_wandb

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning_fabric.utilities.data import _set_sampler_epoch
+from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
 from tests.conftest import DATA_DIR, require_data

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning_fabric.utilities.data import _set_sampler_epoch
+from lightning.fabric.utilities.data import _set_sampler_epoch
 from torchmetrics.text import SacreBLEUScore
 
 from attnlab.data import ChecksumError, Multi30kDataModule, TranslationTokenizer

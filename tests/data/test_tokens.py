@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.prepare import PrepareSettings, prepare

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import Accelerator, CUDAAccelerator
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.accelerators import Accelerator, CUDAAccelerator
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import Logger
 from torch import nn
 
 from attnlab.build.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file

@@ -3,7 +3,7 @@ its body (embeddings + blocks) for the network; heads start fresh."""
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 
 from attnlab.artefacts import write_tokenizer_file

@@ -18,8 +18,9 @@ stored configs still have them under `model`, are translated when read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 # Old key -> new key.
 MOVED_KEYS = {
@@ -79,6 +80,7 @@ def moved_keys_in_config(cfg: DictConfig) -> list[str]:
 def upgrade_run_config(cfg: DictConfig) -> DictConfig:
     """Move the run-level keys of a config stored by an older attnlab (inside
     `hyper_parameters.config` of its checkpoints) to where they live now, in place."""
+    _rename_lightning_targets(cfg)
     model = cfg.get("model")
     if not isinstance(model, DictConfig):
         return cfg
@@ -97,3 +99,26 @@ def upgrade_run_config(cfg: DictConfig) -> DictConfig:
             if key not in target:
                 target[key] = value
     return cfg
+
+
+# Runs before the move to the `lightning` package saved `pytorch_lightning.*` targets.
+_OLD_LIGHTNING = {
+    "pytorch_lightning.": "lightning.pytorch.",
+    "lightning_fabric.": "lightning.fabric.",
+}
+
+
+def _rename_lightning_targets(node: Any) -> None:
+    """Every `_target_` of an old config that names `pytorch_lightning` or `lightning_fabric`
+    renamed to the same class under `lightning`, in place."""
+    if isinstance(node, DictConfig):
+        for key, value in node.items_ex(resolve=False):
+            if key == "_target_" and isinstance(value, str):
+                for old, new in _OLD_LIGHTNING.items():
+                    if value.startswith(old):
+                        node[key] = new + value.removeprefix(old)
+            else:
+                _rename_lightning_targets(value)
+    elif isinstance(node, ListConfig):
+        for item in node:
+            _rename_lightning_targets(item)

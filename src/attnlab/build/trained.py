@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attnlab.artefacts import write_tokenizer_file

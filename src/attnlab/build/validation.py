@@ -15,7 +15,7 @@ from attnlab.utils.config_checks import ValueCheckError, check_command_values, c
 from attnlab.utils.extras import logger_extra_message
 
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
     from torch import nn
 
 __all__ = ["ConfigError"]  # defined in errors.py: commands that only print help need no torch

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 
 from attnlab.utils import lightning_compat as compat
 

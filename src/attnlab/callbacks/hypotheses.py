@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch.distributed as dist
 
 from attnlab.data.loading.atomic import atomic_path

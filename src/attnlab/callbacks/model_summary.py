@@ -4,9 +4,9 @@ training FLOPs per token that metrics.json reports (`flops_per_token`)."""
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
-from pytorch_lightning.utilities.model_summary import summarize
-from pytorch_lightning.utilities.model_summary.model_summary import (
+import lightning.pytorch as pl
+from lightning.pytorch.utilities.model_summary import summarize
+from lightning.pytorch.utilities.model_summary.model_summary import (
     get_formatted_model_size,
     get_human_readable_count,
 )

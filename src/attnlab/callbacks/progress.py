@@ -9,9 +9,9 @@ import sys
 import time
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.trainer.states import RunningStage
+from lightning.pytorch.trainer.states import RunningStage
 
 from attnlab.module import is_logging_step
 

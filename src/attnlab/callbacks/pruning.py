@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 
 from attnlab.utils.extras import require

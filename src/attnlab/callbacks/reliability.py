@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import lightning.pytorch as pl
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
 from attnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO

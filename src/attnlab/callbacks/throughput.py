@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from lightning_fabric.utilities.throughput import get_available_flops
+from lightning.fabric.utilities.throughput import get_available_flops
 
 PRECISION_DTYPES = {
     "bf16": torch.bfloat16,

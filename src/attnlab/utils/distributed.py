@@ -27,8 +27,8 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class
+from lightning.pytorch.strategies import ModelParallelStrategy
 from omegaconf import read_write
-from pytorch_lightning.strategies import ModelParallelStrategy
 from torch import nn
 from torch.distributed._composable import checkpoint
 from torch.distributed.fsdp import (

@@ -4,7 +4,7 @@ Resuming a run exactly (callbacks/reliability.py) needs state that Lightning kee
 RNG states, ModelCheckpoint's save decisions, the fit loop's data fetcher and pending loader
 states, the logged metrics, a Metric's update count. Private names change without notice, so
 they are reached only from here; tests/test_lightning_compat.py exercises each one against the
-installed versions, and pyproject.toml bounds pytorch-lightning and torchmetrics to the minor
+installed versions, and pyproject.toml bounds lightning and torchmetrics to the minor
 versions those tests passed on. A new Lightning minor: run that test file, fix what it names
 here, then raise the bound.
 """
@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loops.fit_loop import _FitLoop
-from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
-from pytorch_lightning.trainer.connectors.logger_connector import _LoggerConnector
-from pytorch_lightning.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loops.fit_loop import _FitLoop
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.trainer.connectors.logger_connector import _LoggerConnector
+from lightning.pytorch.utilities.seed import _collect_rng_states, _set_rng_states
 from torchmetrics import Metric
 
 # Class -> the private attributes (methods, or attributes set in __init__) used below.
@@ -86,7 +86,7 @@ class _ProbeMetric(Metric):
         return torch.tensor(0.0)
 
 
-# RNG states (lightning_fabric.utilities.seed, re-exported by pytorch_lightning).
+# RNG states (lightning.fabric.utilities.seed, re-exported by lightning.pytorch).
 
 
 def collect_rng_states(include_cuda: bool) -> dict[str, Any]:

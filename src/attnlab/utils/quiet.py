@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterable
 
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-# Lightning's INFO lines (logger pytorch_lightning.utilities.rank_zero) dropped, by their start
+# Lightning's INFO lines (logger lightning.pytorch.utilities.rank_zero) dropped, by their start
 DROPPED = ("💡 Tip:", "Trainer already configured with model summary callbacks")
 
 
@@ -33,7 +33,7 @@ _DROP_TIPS = _DropTips()
 
 def silence_uninformative_warnings(enabled: bool = True) -> None:
     """Install the filters above (idempotent); `enabled=False` removes them again."""
-    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not enabled:
         lightning.removeFilter(_DROP_TIPS)
         return

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 R = TypeVar("R")
 
-# Where Lightning reads a process's global rank before it sets one (lightning_fabric's
+# Where Lightning reads a process's global rank before it sets one (lightning.fabric's
 # utilities/rank_zero.py, _get_rank), in its order: LOCAL_RANK before SLURM_PROCID.
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
@@ -20,8 +20,8 @@ RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 def global_rank() -> int:
     """This process's global rank: Lightning's once it is imported (its strategies set it),
     else what Lightning would read from the environment (0 outside a launched job)."""
-    if "pytorch_lightning" in sys.modules:
-        from pytorch_lightning.utilities import rank_zero_only
+    if "lightning.pytorch" in sys.modules:
+        from lightning.pytorch.utilities import rank_zero_only
 
         return int(getattr(rank_zero_only, "rank", 0) or 0)
     for name in RANK_VARIABLES:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch.distributed as dist
-from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DistributedSampler, Sampler
 
 

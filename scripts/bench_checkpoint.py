@@ -33,15 +33,15 @@ from pathlib import Path
 
 import torch
 
-from attnlab.checkpoint_io import (
+from attnlab.models import DecoderOnly
+from attnlab.optim import adamw, parameter_groups
+from attnlab.run.checkpoint_io import (
     AsyncAtomicCheckpointIO,
     AtomicCheckpointIO,
     payload_checksum,
     read_checkpoint,
     release_kept_checkpoint,
 )
-from attnlab.models import DecoderOnly
-from attnlab.optim import adamw, parameter_groups
 
 
 def training_checkpoint(n_params: int) -> dict:

@@ -84,7 +84,7 @@ def child_train(shards: str, steps: int) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from attnlab.train import train
+    from attnlab.run.train import train
 
     class FirstStep(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -4,7 +4,7 @@ Three training loops on the same shapes (12 layers, d_model 768, 12 heads, T 102
 50304, no dropout, no biases), bf16 autocast, torch.compile, fused AdamW, gradient clipping 1.0,
 the same random windows of a synthetic corpus (attnlab's toy_lm data):
 
-  a  attnlab-train's path: the config composed with overrides, attnlab.train.train (the
+  a  attnlab-train's path: the config composed with overrides, attnlab.run.train.train (the
      Trainer, callbacks and LightningModule that `attnlab-train` builds);
   b  a hand-written loop on the same attnlab network, optimiser and schedule (task.step);
   c  a nanoGPT-equivalent loop: the GPT of nanoGPT's model.py, written below (fused c_attn,
@@ -218,10 +218,10 @@ def compose_run(setup: Setup, out_dir: Path) -> Any:
 
 
 def run_attnlab_trainer(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Path a: attnlab.train.train, what `attnlab-train` runs, with a timing callback."""
+    """Path a: attnlab.run.train.train, what `attnlab-train` runs, with a timing callback."""
     import lightning.pytorch as pl
 
-    from attnlab.train import train
+    from attnlab.run.train import train
 
     clock = Clock(setup)
 
@@ -243,7 +243,7 @@ def build_attnlab(setup: Setup, out_dir: Path, compile: bool) -> tuple[Any, Any]
     import lightning.pytorch as pl
     from omegaconf import open_dict
 
-    from attnlab import build
+    from attnlab import run as build
 
     cfg = compose_run(setup, out_dir)
     with open_dict(cfg):

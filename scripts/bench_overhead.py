@@ -39,8 +39,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from attnlab import build
-from attnlab.train import train
+from attnlab import run as build
+from attnlab.run.train import train
 
 SCRIPTS = Path(__file__).resolve().parent
 
@@ -146,9 +146,9 @@ def hand_written_tokens_per_sec(cfg: DictConfig, warmup: int, steps: int) -> flo
 
 
 def attnlab_command(args: argparse.Namespace, out_dir: Path) -> list[str]:
-    """`attnlab-train experiment=... <overrides>` (python -m attnlab.train where not installed)."""
+    """`attnlab-train experiment=... <overrides>` (python -m attnlab.run.train if not installed)."""
     exe = shutil.which("attnlab-train", path=str(Path(sys.executable).parent))
-    launcher = [exe] if exe else [sys.executable, "-m", "attnlab.train"]
+    launcher = [exe] if exe else [sys.executable, "-m", "attnlab.run.train"]
     overrides = [f"experiment={args.experiment}", f"hydra.run.dir={out_dir}"]
     return [*launcher, *overrides, *e2e_overrides(args), *args.overrides]
 
@@ -248,7 +248,7 @@ def breakdown(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     first, fit_end = phases.marks["first step"], phases.marks["fit end"]
     result = {
         "import torch (fresh process)": import_seconds("import torch"),
-        "import attnlab.train (fresh process)": import_seconds("import attnlab.train"),
+        "import attnlab.run.train (fresh process)": import_seconds("import attnlab.run.train"),
         "set-up to the first step, sanity check excluded": first
         - phases.start
         - phases.spans["sanity check"],

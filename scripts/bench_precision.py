@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from attnlab import build
+from attnlab import run as build
 
 MODES = {  # name -> (autocast to bf16, torch.compile the encoder)
     "fp32": (False, False),

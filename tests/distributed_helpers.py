@@ -149,10 +149,10 @@ def fsdp_matches_one_process(
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
-    from attnlab import build
+    from attnlab import run as build
     from attnlab.models.block import TransformerBlock
     from attnlab.optim import parameter_groups
-    from attnlab.utils.distributed import FullyShardedStrategy
+    from attnlab.run.distributed import FullyShardedStrategy
     from tests.conftest import compose_config
 
     torch.set_num_threads(1)

@@ -73,7 +73,7 @@ class DiskFullOnSave(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         import errno
 
-        from attnlab import checkpoint_io
+        from attnlab.run import checkpoint_io
 
         def full(*args: Any, **kwargs: Any) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

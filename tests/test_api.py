@@ -1,5 +1,5 @@
-"""The Python API (attnlab/api.py): compose + train without a Hydra app, attnlab.train(...),
-attnlab.load(...), and the name `attnlab.train` that is both a module and a function."""
+"""The Python API (attnlab/run/api.py): compose + train without a Hydra app, attnlab.train(...),
+attnlab.load(...), and `attnlab.train`, the API function (the command: attnlab/run/train.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 import attnlab
-from attnlab.build import ConfigError
+from attnlab.run import ConfigError
 
 TINY_GPT = [
     "model=gpt",
@@ -66,7 +66,7 @@ def test_paths_resolve_without_a_hydra_app(no_hydra_app: Path) -> None:
 
 @pytest.mark.slow
 def test_compose_then_train_without_a_hydra_app(no_hydra_app: Path) -> None:
-    from attnlab.train import train
+    from attnlab.run.train import train
 
     with initialize_config_module("attnlab.conf", version_base="1.3"):
         cfg = compose("train", overrides=[*TINY_GPT, "trainer.max_steps=2", "test=false"])
@@ -123,13 +123,13 @@ def test_bad_input_names_what_is_wrong(no_hydra_app: Path) -> None:
     assert "trainer.precision=16-true" in json.loads(failure.read_text())["error"]
 
 
-def test_attnlab_train_is_the_cli_module_and_the_api_function() -> None:
-    import attnlab.train as train_module
-    from attnlab.train import check_config, main, train
+def test_attnlab_train_is_the_api_function() -> None:
+    from attnlab.run.api import train as api_train
+    from attnlab.run.train import check_config, main, train
 
-    assert attnlab.train is train_module and callable(attnlab.train)
+    assert attnlab.train is api_train
     assert callable(main) and callable(check_config) and callable(train)
-    assert attnlab.load.__module__ == "attnlab.api"
+    assert attnlab.load.__module__ == "attnlab.run.api"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         attnlab.nope  # noqa: B018
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import build
-from attnlab.build import ConfigError
-from attnlab.train import train
+from attnlab import run as build
+from attnlab.run import ConfigError
+from attnlab.run.train import train
 from tests.conftest import compose_config, run_cli
 
 SMALL = [

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab.data.spec import DataSpec
+from attnlab.run.train import train
 from attnlab.tasks import CausalLMTask
-from attnlab.train import train
 from tests.conftest import TINY_SETUP, compose_config, run_cli
 
 # A small GPT on real data for a few steps.

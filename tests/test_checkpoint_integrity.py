@@ -16,15 +16,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from attnlab.artefacts import ArtefactWriteError, write_json
-from attnlab.build import ConfigError, load_checkpoint, resume_checkpoint
-from attnlab.checkpoint_io import (
+from attnlab.run import ConfigError, load_checkpoint, resume_checkpoint
+from attnlab.run.artefacts import ArtefactWriteError, write_json
+from attnlab.run.checkpoint_io import (
     CHECKSUM_KEY,
     AtomicCheckpointIO,
     DamagedCheckpointError,
     read_checkpoint,
 )
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import ROOT, TINY, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"

@@ -12,15 +12,15 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from attnlab.artefacts import ArtefactWriteError
-from attnlab.build import resume_checkpoint
-from attnlab.checkpoint_io import (
+from attnlab.run import resume_checkpoint
+from attnlab.run.artefacts import ArtefactWriteError
+from attnlab.run.checkpoint_io import (
     AsyncAtomicCheckpointIO,
     AtomicCheckpointIO,
     link_checkpoint,
     read_checkpoint,
 )
-from attnlab.train import SIGTERM_EXIT_CODE, train
+from attnlab.run.train import SIGTERM_EXIT_CODE, train
 from tests.test_checkpoint_integrity import resume_cfg
 from tests.test_reliability import start_run, wait_for_step
 

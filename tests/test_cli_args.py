@@ -1,5 +1,5 @@
 """Free text on the command line as typed (`attnlab-fill-mask text="the [MASK] is good"`): the
-shell drops the quotes, utils/cli_args.py quotes the value for Hydra."""
+shell drops the quotes, run/cli_args.py quotes the value for Hydra."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
-from attnlab.utils.cli_args import hydra_quoted, quote_text_values
+from attnlab.run.cli_args import hydra_quoted, quote_text_values
 
 PARSER = OverridesParser.create()
 

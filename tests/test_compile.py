@@ -10,14 +10,14 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from omegaconf import OmegaConf, open_dict
 
-from attnlab.build import ConfigError, build_datamodule, build_module
-from attnlab.build.construction import CompiledTrainingStep, compile_training_step, use_tf32
 from attnlab.callbacks import SampleText
-from attnlab.checkpoint_io import read_checkpoint
 from attnlab.data.spec import DataSpec
 from attnlab.models import DecoderOnly
+from attnlab.run import ConfigError, build_datamodule, build_module
+from attnlab.run.assemble import CompiledTrainingStep, compile_training_step, use_tf32
+from attnlab.run.checkpoint_io import read_checkpoint
+from attnlab.run.train import train
 from attnlab.tasks import CausalLMTask
-from attnlab.train import train
 from tests.test_causal_lm import FAST_LM
 
 

@@ -10,7 +10,7 @@ import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from attnlab import build
+from attnlab import run as build
 from tests.conftest import compose_config
 
 CONF = files("attnlab.conf")

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from attnlab.csv_logger import RunCSVLogger
-from attnlab.train import train
+from attnlab.run.train import train
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from attnlab.models import EncoderDecoder
+from attnlab.run.train import train
 from attnlab.tasks.decoding import beam_search, greedy_decode
-from attnlab.train import train
 
 BOS, EOS, PAD = 1, 2, 0
 

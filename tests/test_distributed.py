@@ -21,20 +21,21 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
-from attnlab import build, checkpoint_io
-from attnlab.build import ConfigError
-from attnlab.checkpoint_io import (
-    AtomicCheckpointIO,
-    DamagedCheckpointError,
-    read_checkpoint,
-    with_checksum,
-)
+from attnlab import run as build
+from attnlab.run import checkpoint_io
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import EpochShuffleSampler
 from attnlab.data.loading.sharding import shard_by_rank
 from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
 from attnlab.models.block import TransformerBlock
-from attnlab.utils.distributed import FullyShardedStrategy, job_command
+from attnlab.run import ConfigError
+from attnlab.run.checkpoint_io import (
+    AtomicCheckpointIO,
+    DamagedCheckpointError,
+    read_checkpoint,
+    with_checksum,
+)
+from attnlab.run.distributed import FullyShardedStrategy, job_command
 from tests.conftest import ROOT, TINY_SETUP, compose_config
 
 # A GPT on the synthetic Markov-chain language: a 2-process run takes ~10 s on 2 CPU cores.

@@ -8,15 +8,15 @@ import pytest
 from hydra import initialize_config_module
 from omegaconf import OmegaConf
 
-from attnlab.build import ConfigError, check_compatibility, load_run_config
-from attnlab.build.validation import check_optimized_metric
 from attnlab.data.loading.download import UnreadableDataError, read_lines
-from attnlab.generate import generate
+from attnlab.run import ConfigError, check_compatibility, load_run_config
+from attnlab.run.errors import exit_on_unwritable_output, unknown_key_hints
+from attnlab.run.generate import generate
+from attnlab.run.hydra_hooks import CheckJobsFirst, sweep_jobs
+from attnlab.run.train import train
+from attnlab.run.translate import translate
+from attnlab.run.validation import check_optimized_metric
 from attnlab.tasks.base import Task
-from attnlab.train import train
-from attnlab.translate import translate
-from attnlab.utils.config_errors import exit_on_unwritable_output, unknown_key_hints
-from attnlab.utils.hydra_hooks import CheckJobsFirst, sweep_jobs
 from tests.conftest import TINY_SETUP, compose_config, run_cli
 
 
@@ -196,7 +196,7 @@ def test_optuna_choices_are_checked_without_stopping_the_search(
 ) -> None:
     """A sampled value that fails is a failed trial (test_sweeps.py); it is named at start."""
     cfg = compose_config(tmp_path, ["hparams_search=optuna", *TINY_SETUP])
-    check = CheckJobsFirst("attnlab.train.check_config")
+    check = CheckJobsFirst("attnlab.run.train.check_config")
     OmegaConf.set_readonly(cfg.hydra, False)
     cfg.hydra.overrides.task = [*TINY_SETUP, "model.n_heads=choice(2,3)"]
     jobs, sampled = sweep_jobs(cfg)

@@ -1,5 +1,5 @@
 """The public extension points: a new architecture and a new position scheme, both defined and
-registered in this file alone, train through the real training path (`attnlab.train.train`)."""
+registered in this file alone, train through the real training path (`attnlab.run.train.train`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from attnlab.build import ConfigError
 from attnlab.models import (
     NETWORKS,
     POSITION_SCHEMES,
@@ -29,7 +28,8 @@ from attnlab.models import (
     unregister_position_scheme,
 )
 from attnlab.models.kv_cache import KVCache
-from attnlab.train import train
+from attnlab.run import ConfigError
+from attnlab.run.train import train
 
 # A small GPT-sized run on the synthetic toy LM (no download).
 STEPS = 30

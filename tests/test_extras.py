@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.build.validation import ConfigError, check_logger_extras
 from attnlab.compare.cli import compare
 from attnlab.compare.cli import main as compare_main
+from attnlab.run.validation import ConfigError, check_logger_extras
 from attnlab.utils.extras import (
     MissingExtraError,
     exit_on_missing_extras,

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
 
 from attnlab.callbacks import RichProgressBar
-from attnlab.train import optimized_value, train
+from attnlab.run.train import optimized_value, train
 from tests.conftest import TINY, compose_config
 
 SLOW = pytest.mark.slow
@@ -93,7 +93,7 @@ def test_config_tree_is_printed_whole_when_output_is_not_a_terminal(
 ) -> None:
     from omegaconf import OmegaConf
 
-    from attnlab.utils.config_report import print_config
+    from attnlab.run.config_report import print_config
 
     long = "/" + "/".join(f"folder{i}" for i in range(30)) + "/end"  # 250 columns
     print_config(OmegaConf.create({"paths": {"data_dir": long}, "seed": 1}))
@@ -144,8 +144,8 @@ def test_generate_runs_on_the_gpu_when_there_is_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """attnlab-generate's default device=auto: the network is on the GPU."""
-    from attnlab import build
-    from attnlab.generate import generate
+    from attnlab import run as build
+    from attnlab.run.generate import generate
 
     loaded = {}
     load = build.load_trained_module
@@ -173,7 +173,7 @@ def test_generate_runs_on_the_gpu_when_there_is_one(
     [(1, None, "fast_dev_run"), (False, None, "checkpointing is off"), (False, 1, "no validation")],
 )
 def test_no_best_checkpoint_message_names_the_reason(fast_dev_run, checkpointing, reason) -> None:
-    from attnlab.train import _no_best
+    from attnlab.run.train import _no_best
 
     trainer = SimpleNamespace(fast_dev_run=fast_dev_run, checkpoint_callback=checkpointing)
     assert _no_best(trainer).startswith(reason)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.eval import evaluate
+from attnlab.run.eval import evaluate
 from tests.conftest import compose_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from torch import nn
 
-from attnlab import build
+from attnlab import run as build
 from attnlab.optim import parameter_groups
 from tests.conftest import compose_config
 from tests.distributed_helpers import (

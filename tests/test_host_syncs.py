@@ -24,9 +24,9 @@ from attnlab.data.loading.masking import MaskingCollate, TokenMasker, prediction
 from attnlab.data.spec import DataSpec
 from attnlab.data.tokenizers.wordpiece import CLS_ID, MASK_ID, SEP_ID
 from attnlab.module import AttnLabModule
+from attnlab.run.train import train
 from attnlab.tasks import MaskedLMTask
 from attnlab.tasks.metrics import MacroF1, PerplexityFromLoss, TokenAccuracy
-from attnlab.train import train
 from tests.conftest import compose_config
 from tests.host_reads import HostReads
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnlab.data.loading.download import read_lines
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import TINY_SETUP
 
 

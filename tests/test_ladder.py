@@ -1,5 +1,5 @@
-"""Scaling ladders (build/ladder.py, conf/ladder/): a rung sets the model's sizes, its budget the
-run's steps, counted on the real network; bad ladders fail before any work."""
+"""Scaling ladders (run/ladder_rungs.py, conf/ladder/): a rung sets the model's sizes, its budget
+the run's steps, counted on the real network; bad ladders fail before any work."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from attnlab import build
-from attnlab.build.ladder import apply_ladder, check_ladder
-from attnlab.build.validation import ConfigError
-from attnlab.train import check_config, train
+from attnlab import run as build
+from attnlab.run.ladder_rungs import apply_ladder, check_ladder
+from attnlab.run.train import check_config, train
+from attnlab.run.validation import ConfigError
 from tests.conftest import compose_config, run_cli
 
 # The synthetic language: no real data, data in milliseconds.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from attnlab.build.checkpoints import load_run_config
+from attnlab.run.checkpoints import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = re.compile(r"\b(pytorch_lightning|lightning_fabric)\b")
@@ -20,7 +20,7 @@ def test_no_code_or_config_names_the_old_packages():
         for path in files
         if path.is_file()
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if OLD.search(line) and path.name != "run_settings.py"  # its map of old names
+        if OLD.search(line) and path.name != "settings.py"  # its map of old names
     ]
     assert found == []
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import get_class
 
-from attnlab import build
-from attnlab.build import ConfigError, model_options
-from attnlab.train import train
+from attnlab import run as build
+from attnlab.run import ConfigError, model_options
+from attnlab.run.train import train
 from tests.conftest import ROOT, compose_config, run_cli
 from tests.test_configs import options, task_of_data
 

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.build import load_trained_module
 from attnlab.coord_check import coord_check, growth, plot, train_steps, width_config, write_csv
 from attnlab.models import DecoderOnly, EncoderDecoder, EncoderOnly, attention_reference
 from attnlab.models.heads import Readout
 from attnlab.models.mup import lr_multipliers, parameter_types
 from attnlab.optim import inverse_sqrt, parameter_groups, warmup_cosine
 from attnlab.optim.schedulers import constant
-from attnlab.train import train
+from attnlab.run import load_trained_module
+from attnlab.run.train import train
 
 VOCAB = 61
 # Each architecture, tied and untied, as a language model and as a classifier.

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 import attnlab
-from attnlab.build import ConfigError
 from attnlab.data.spec import DataSpec
 from attnlab.models import EncoderOnly
 from attnlab.protocols import NextSentencePredictor
+from attnlab.run import ConfigError
+from attnlab.run.train import train
 from attnlab.tasks import MaskedLMTask
-from attnlab.train import train
 from tests.conftest import compose_config
 
 V, D = 50, 16
@@ -142,7 +142,7 @@ def test_nsp_pretraining_trains_and_logs_nsp_metrics(
     old = {**full, "state_dict": weights}
     old = {k: v for k, v in old.items() if k != "attnlab_checksum"}
     torch.save(old, tmp_path / "before_nsp.ckpt")
-    with caplog.at_level(logging.WARNING, logger="attnlab.build.trained"):
+    with caplog.at_level(logging.WARNING, logger="attnlab.run.trained"):
         before = attnlab.load(tmp_path / "before_nsp.ckpt").network
     assert before.nsp_head is None and "no next-sentence head" in caplog.text
     torch.testing.assert_close(before(ids), reference(ids), rtol=0, atol=0)
@@ -155,7 +155,7 @@ class PlainEncoder(EncoderOnly):
 
 
 def test_data_nsp_with_a_model_without_the_head_is_refused_in_one_line(tmp_path: Path) -> None:
-    from attnlab.build.validation import check_compatibility
+    from attnlab.run.validation import check_compatibility
 
     cfg = compose_config(tmp_path, TINY_NSP)
     check_compatibility(cfg)  # EncoderOnly has the head

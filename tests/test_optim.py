@@ -13,7 +13,7 @@ from torch import nn
 from attnlab.models import DecoderOnly, EncoderOnly
 from attnlab.optim import adamw, inverse_sqrt, parameter_groups, warmup_cosine
 from attnlab.optim.adamw import fastest_update
-from attnlab.train import train
+from attnlab.run.train import train
 
 
 def by_name(groups: list[dict]) -> dict[str, dict]:
@@ -154,7 +154,7 @@ def test_fused_adamw_is_clipped_under_bf16_mixed(train_config) -> None:
     and the optimiser must step on the clipped gradients."""
     import lightning.pytorch as pl
 
-    from attnlab.train import train
+    from attnlab.run.train import train
 
     norms: list[float] = []  # gradient norms as the optimiser steps on them
 

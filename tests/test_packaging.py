@@ -91,10 +91,10 @@ def test_config_tree_is_importable_from_package() -> None:
 
 
 def test_python_dash_m_finds_the_packaged_configs(tmp_path: Path) -> None:
-    """`python -m attnlab.train` (torchrun's default form) composes like `attnlab-train`, from
+    """`python -m attnlab.run.train` (torchrun's default form) composes like `attnlab-train`, from
     any directory: the entry points name the config package, not a path beside the file."""
     result = subprocess.run(
-        [sys.executable, "-m", "attnlab.train", "model=gpt", "data=toy_lm", "--cfg", "job"],
+        [sys.executable, "-m", "attnlab.run.train", "model=gpt", "data=toy_lm", "--cfg", "job"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab.build.run_folder import RunFolderError
 from attnlab.callbacks import NonFiniteLossError
 from attnlab.data.loading.resumable import EpochShuffleSampler, ResumableDataLoader
+from attnlab.run.folder import RunFolderError
+from attnlab.run.train import SIGTERM_EXIT_CODE, train
 from attnlab.tasks.seq2seq import Seq2SeqTask
-from attnlab.train import SIGTERM_EXIT_CODE, train
 from tests.conftest import TINY, TINY_SETUP, compose_config, run_cli
 
 # Deterministic tiny CPU run: 8 steps an epoch, 4 epochs, a checkpoint every 3 steps.

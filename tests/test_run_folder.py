@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnlab.artefacts import write_failure
-from attnlab.build import ConfigError, run_folder
-from attnlab.build.run_folder import (
+from attnlab.run import ConfigError
+from attnlab.run import folder as run_folder
+from attnlab.run.artefacts import write_failure
+from attnlab.run.folder import (
     RunFolderError,
     attempt_subdir,
     merge_overrides,
     original_overrides,
     with_original_overrides,
 )
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import TINY, run_cli
 
 
@@ -165,7 +166,7 @@ def test_resume_changing_the_scheduler_class_is_refused(train_config) -> None:
 HOLD = """
 import sys, time
 from pathlib import Path
-from attnlab.build.run_folder import _acquire
+from attnlab.run.folder import _acquire
 lock, _ = _acquire(Path(sys.argv[1]))  # what a run holds while it writes the folder
 print("held", flush=True)
 time.sleep(120)

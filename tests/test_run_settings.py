@@ -11,9 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from attnlab.build import MOVED_KEYS, ConfigError, check_required, load_run_config
-from attnlab.build.run_settings import upgrade_run_config
-from attnlab.utils.config_errors import unknown_key_hints
+from attnlab.run import MOVED_KEYS, ConfigError, check_required, load_run_config
+from attnlab.run.errors import unknown_key_hints
+from attnlab.run.settings import upgrade_run_config
 from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"

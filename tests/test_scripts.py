@@ -67,7 +67,7 @@ def test_training_path_imports_no_optional_packages() -> None:
         "import sys, lightning.pytorch, torchmetrics\n"
         "for name in ('wandb', 'tensorboardX', 'optuna', 'sacrebleu', 'rich'):\n"
         "    sys.modules[name] = None  # importing it now raises ImportError\n"
-        "import attnlab.train, attnlab.build, attnlab.callbacks, attnlab.tasks, attnlab.models\n"
+        "import attnlab.run.train, attnlab.run, attnlab.callbacks, attnlab.tasks, attnlab.models\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 

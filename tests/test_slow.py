@@ -51,9 +51,9 @@ def test_wheel_ships_configs_and_trains_from_any_directory(tmp_path: Path) -> No
         [
             sys.executable,
             "-c",
-            "import sys, attnlab, attnlab.train; print(attnlab.__file__); "
+            "import sys, attnlab, attnlab.run.train; print(attnlab.__file__); "
             "sys.argv = ['attnlab-train', 'debug=fast', 'print_config=false', "
-            "'data.num_train=64', 'trainer.accelerator=cpu']; attnlab.train.main()",
+            "'data.num_train=64', 'trainer.accelerator=cpu']; attnlab.run.train.main()",
         ],
         cwd=workdir,
         env=env,

@@ -14,14 +14,14 @@ from attnlab.utils.device import choose_device
 
 # Every console script's entry point, by name (pyproject.toml's [project.scripts]).
 ENTRY_POINTS = {
-    "attnlab-train": "attnlab.train:main",
-    "attnlab-eval": "attnlab.eval:main",
-    "attnlab-generate": "attnlab.generate:main",
-    "attnlab-translate": "attnlab.translate:main",
-    "attnlab-fill-mask": "attnlab.fill_mask:main",
+    "attnlab-train": "attnlab.run.train:main",
+    "attnlab-eval": "attnlab.run.eval:main",
+    "attnlab-generate": "attnlab.run.generate:main",
+    "attnlab-translate": "attnlab.run.translate:main",
+    "attnlab-fill-mask": "attnlab.run.fill_mask:main",
     "attnlab-compare": "attnlab.compare:main",
-    "attnlab-data": "attnlab.data_cli:cli",
-    "attnlab-prepare": "attnlab.prepare:main",
+    "attnlab-data": "attnlab.run.datasets:cli",
+    "attnlab-prepare": "attnlab.run.prepare:main",
 }
 PRINT_ONLY = [
     *[(name, "--help") for name in ENTRY_POINTS],
@@ -99,7 +99,7 @@ def test_each_command_help_lists_its_own_groups(probe: dict) -> None:
 def test_data_cli_names_the_catalog_datasets() -> None:
     """attnlab-data --help names the datasets without importing the catalog (torch)."""
     from attnlab.data.catalog import DATASETS
-    from attnlab.data_cli import DATASET_NAMES
+    from attnlab.run.datasets import DATASET_NAMES
 
     assert tuple(DATASETS) == DATASET_NAMES
 
@@ -127,7 +127,7 @@ def test_choose_device(name: str, cuda: bool, expected: str) -> None:
     ],
 )
 def test_choose_device_refuses(name: str, message: str) -> None:
-    from attnlab.build.errors import ConfigError
+    from attnlab.run.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         choose_device(name, cuda_available=False)

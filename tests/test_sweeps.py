@@ -26,7 +26,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from attnlab.callbacks.pruning import OptunaPruning
-from attnlab.train import train
+from attnlab.run.train import train
 from hydra_plugins.attnlab_sweepers._optuna import (
     build_pruner,
     directions_of,

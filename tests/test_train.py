@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab.train import optimized_value, train
+from attnlab.run.train import optimized_value, train
 from tests.conftest import TINY, TINY_SETUP, compose_config, run_cli
 
 
@@ -192,7 +192,7 @@ def test_a_run_that_ends_before_its_optimized_metric_is_logged_returns_no_value(
     first validation; the run succeeded, so it must not end in a KeyError traceback."""
     from omegaconf import OmegaConf
 
-    from attnlab.train import optimized_value
+    from attnlab.run.train import optimized_value
 
     cfg = OmegaConf.create({"optimized_metric": "val/loss"})
     with caplog.at_level("WARNING"):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from attnlab import build
+from attnlab import run as build
 from attnlab.data.loading.download import read_lines
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import run_cli
 from tests.data.conftest import require
 

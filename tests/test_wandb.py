@@ -14,7 +14,7 @@ import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 
-from attnlab import build
+from attnlab import run as build
 from attnlab.loggers import (
     changed_knobs,
     finish_wandb,
@@ -23,7 +23,7 @@ from attnlab.loggers import (
     run_name,
     wandb_arguments,
 )
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import TINY_SETUP, compose_config, run_cli
 
 FAST = [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnlab.checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from attnlab.run.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 
 
 def plain_checkpoint() -> dict:

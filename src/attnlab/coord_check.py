@@ -111,10 +111,10 @@ def train_steps(
     """`steps` AdamW steps at a constant lr (μP's per-group multiples included) of the network
     and task of a composed config, from seed `seed`. Returns the loss and the layer sizes of
     each step (before its update), and the batches it used (pass them back to reuse them)."""
-    from attnlab import build
+    from attnlab import run
     from attnlab.optim import parameter_groups
 
-    datamodule = build.build_datamodule(cfg)
+    datamodule = run.build_datamodule(cfg)
     if batches is None:
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -122,7 +122,7 @@ def train_steps(
         loader = iter(datamodule.train_dataloader())
         batches = [next(loader) for _ in range(steps)]
     torch.manual_seed(seed)
-    module = build.build_module(cfg, datamodule)
+    module = run.build_module(cfg, datamodule)
     network, task = module.network, module.task
     weight_decay = getattr(module.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
     groups = parameter_groups(network, weight_decay, lr=lr)

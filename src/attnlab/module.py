@@ -16,8 +16,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from attnlab.optim import parameter_groups
+from attnlab.run.distributed import FullyShardedStrategy
 from attnlab.tasks import Task
-from attnlab.utils.distributed import FullyShardedStrategy
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -143,7 +143,7 @@ class AttnLabModule(pl.LightningModule):
             # FSDP1 flattens parameters into 1-D shards: weight decay by shape would be off.
             raise ValueError(
                 f"trainer.strategy={type(strategy).__name__} (FSDP1) is not supported: "
-                "use trainer=fsdp (FSDP2, attnlab.utils.distributed.FullyShardedStrategy)"
+                "use trainer=fsdp (FSDP2, attnlab.run.distributed.FullyShardedStrategy)"
             )
 
     def configure_gradient_clipping(

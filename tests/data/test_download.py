@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlab import data_cli
+from attnlab.run import datasets as data_cli
 from attnlab.data import catalog
 from attnlab.data.loading.download import ChecksumError, MissingDataError, ensure_file, read_text
 from tests.conftest import DATA_DIR

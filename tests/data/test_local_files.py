@@ -13,7 +13,7 @@ import pytest
 from attnlab.data import CausalLMDataModule, MaskedLMDataModule, MissingDataError
 from attnlab.data.sources import LabelledFiles, LineTokens, LocalText
 from attnlab.data.sources.toy_text import toy_sentences
-from attnlab.train import train
+from attnlab.run.train import train
 from tests.conftest import compose_config
 
 SMALL_BERT = [

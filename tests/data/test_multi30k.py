@@ -214,7 +214,7 @@ def test_download_from_local_server_checks_sha256(
 
 
 def test_separate_vocabularies_train_and_refuse_a_shared_table(tmp_path: Path) -> None:
-    from attnlab import build
+    from attnlab import run as build
     from tests.conftest import compose_config
 
     overrides = [

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from attnlab.build.validation import ConfigError
 from attnlab.data.loading import prepare as prep
 from attnlab.data.loading.permutation import FeistelPermutation
-from attnlab.data.loading.prepare import PrepareError, PrepareSettings, prepare
 from attnlab.data.loading.shards import TokenIndex
-from attnlab.prepare import run
+from attnlab.data.loading.tokenize_corpus import PrepareError, PrepareSettings, prepare
+from attnlab.run.prepare import run
+from attnlab.run.validation import ConfigError
 from tests.conftest import compose_config, run_cli
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "über", "naïve", "dog", "ran", "!", "?"]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from attnlab.build.validation import ConfigError
-from attnlab.interop.export import plan_export, write_model
+from attnlab.interop.to_hf import plan_export, write_model
 from attnlab.models import DecoderOnly, EncoderDecoder, EncoderOnly
+from attnlab.run.validation import ConfigError
 from tests.interop.conftest import T_MAX, D, H, L, V, padded_batch, perturb, transformers
 
 TOL = dict(atol=1e-5, rtol=1e-5)

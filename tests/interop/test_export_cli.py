@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import build
-from attnlab.build.validation import ConfigError
-from attnlab.interop.export import export
+from attnlab import run as build
 from attnlab.interop.hf import transformers_module
+from attnlab.interop.to_hf import export
+from attnlab.run.validation import ConfigError
 from tests.conftest import ROOT, run_cli
 from tests.interop.conftest import padded_batch, transformers
 

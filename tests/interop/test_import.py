@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab import build
-from attnlab.build import ConfigError
-from attnlab.data.loading.prepare import PrepareSettings, prepare
-from attnlab.train import check_config, train
+from attnlab import run as build
+from attnlab.data.loading.tokenize_corpus import PrepareSettings, prepare
+from attnlab.run import ConfigError
+from attnlab.run.train import check_config, train
 from tests.conftest import compose_config
 from tests.interop.checkpoints import (
     LINES,

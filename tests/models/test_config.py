@@ -96,7 +96,7 @@ def test_unknown_keywords_and_bad_values_fail_before_anything_is_built() -> None
 
 
 def test_check_arguments_needs_no_vocabulary() -> None:
-    """The config-time check (utils/config_checks.py): before the data says vocab_size."""
+    """The config-time check (run/value_checks.py): before the data says vocab_size."""
     assert EncoderOnly.check_arguments({"d_model": 64}).d_model == 64
     with pytest.raises(ValueError, match=r"model\.pooling='last' .*'cls', 'mean'"):
         EncoderOnly.check_arguments({"pooling": "last"})

@@ -16,8 +16,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
-from attnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from attnlab.csv_logger import RunCSVLogger
+from attnlab.run.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from attnlab.utils import lightning_compat as compat
 
 log = logging.getLogger(__name__)

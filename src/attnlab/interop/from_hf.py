@@ -22,7 +22,6 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 from tokenizers import Tokenizer
 
-from attnlab.build.validation import ConfigError
 from attnlab.interop import bert, gpt2, llama
 from attnlab.interop.hf import transformers_module
 from attnlab.interop.mapping import TensorMap, to_ours
@@ -30,6 +29,7 @@ from attnlab.interop.tokenizer import TOKENIZER_FILE, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
 from attnlab.models.registry import network_class_of
+from attnlab.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every error is one line that names the key as the `model` config group spells it, the value,
 and what is valid: `model.n_heads=3 is not valid: d_model (32) must be divisible by ...`.
 The networks build a ModelConfig from their keyword arguments (which Hydra passes from
-conf/model/*.yaml), and `utils/config_checks.py` runs the same checks before any work.
+conf/model/*.yaml), and `run/value_checks.py` runs the same checks before any work.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ class ConfiguredNetwork:
 
     `check_arguments` validates every argument (the ModelConfig's and the network's own)
     without building anything: the constructor calls it first (through `configure`), and
-    `utils/config_checks.py` calls it on the `model` config before any work.
+    `run/value_checks.py` calls it on the `model` config before any work.
     """
 
     setting_defaults: ClassVar[dict[str, Any]] = {}  # this network's defaults of settings

@@ -24,7 +24,7 @@ class Task(nn.Module):
 
     name: ClassVar[str]
     # What make_metrics logs besides `{stage}/loss`, per stage: `optimized_metric` is checked
-    # against these before a run starts (build/validation.py).
+    # against these before a run starts (run/validation.py).
     metric_names: ClassVar[dict[str, tuple[str, ...]]] = {}
     # What the task needs from a network (attnlab/protocols.py); step's `network` is one.
     network_protocol: ClassVar[type]

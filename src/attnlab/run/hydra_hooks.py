@@ -60,8 +60,8 @@ class CheckJobsFirst(Callback):
         self.check = check
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnlab.build.validation import ConfigError
-        from attnlab.utils.config_errors import INPUT_ERRORS, exit_on_input_error
+        from attnlab.run.errors import INPUT_ERRORS, exit_on_input_error
+        from attnlab.run.validation import ConfigError
 
         jobs, sampled = sweep_jobs(config)
         previous = HydraConfig.instance().cfg

@@ -13,10 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.build.validation import ConfigError
-from attnlab.data.loading.prepare import PrepareError, PrepareSettings, prepare
 from attnlab.data.loading.shards import ShardError, TokenIndex
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.data.loading.tokenize_corpus import PrepareError, PrepareSettings, prepare
+from attnlab.run.errors import exits_on_input_error, with_config_hints
+from attnlab.run.validation import ConfigError
 
 
 def settings_of(cfg: DictConfig) -> PrepareSettings:

@@ -1,5 +1,5 @@
 """`attnlab-export ckpt_path=... out=DIR`: a checkpoint as a Hugging Face model directory
-(safetensors weights, config.json, tokenizer.json; attnlab/interop/export.py, docs/interop.md).
+(safetensors weights, config.json, tokenizer.json; attnlab/interop/to_hf.py, docs/interop.md).
 
     attnlab-export ckpt_path=<run>/checkpoints/best.ckpt out=exported/
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.run.errors import exits_on_input_error, with_config_hints
 
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="export")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
-    from attnlab.interop.export import export  # torch: not for `--help`
+    from attnlab.interop.to_hf import export  # torch: not for `--help`
 
     out, tokenizer = export(cfg.ckpt_path, cfg.out)
     if tokenizer is None:

@@ -15,18 +15,18 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from attnlab.build.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
-from attnlab.build.validation import (
+from attnlab.data import DataSpec
+from attnlab.loggers import is_wandb, wandb_arguments
+from attnlab.module import AttnLabModule
+from attnlab.run.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
+from attnlab.run.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
+from attnlab.run.validation import (
     ConfigError,
     check_data_fits_task,
     check_moved_keys,
     check_run_settings,
     chosen_options,
 )
-from attnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
-from attnlab.data import DataSpec
-from attnlab.loggers import is_wandb, wandb_arguments
-from attnlab.module import AttnLabModule
 from attnlab.tasks import Task
 
 

@@ -3,7 +3,7 @@ training budget per rung, so each variant can be trained at several sizes and a 
 law fitted to it (`attnlab-compare --ladder`).
 
 `ladder=tiny_cpu ladder.rung=2` picks a rung. The ladder's config maps the rung's fields onto
-the model (`model.d_model: ${ladder_rung:d_model}`, utils/resolvers.py), so the composed and
+the model (`model.d_model: ${ladder_rung:d_model}`, run/resolvers.py), so the composed and
 printed config shows the rung's sizes. When a run starts and the data is loaded, apply_ladder
 sizes the run from the budget, counted on the real network (built on the meta device):
 
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from attnlab.build.errors import ConfigError
+from attnlab.run.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads when a job runs: the checks here answer before it
     from torch import nn
@@ -256,8 +256,8 @@ def plan_rung(cfg: DictConfig, spec: DataSpec) -> RungPlan | None:
         return None
     import torch
 
-    from attnlab.build.construction import instantiate_section, network_arguments
     from attnlab.models.parameters import count_parameters
+    from attnlab.run.assemble import instantiate_section, network_arguments
 
     with torch.device("meta"):  # shapes only: no memory, no time, even at GPT-2 size
         network = instantiate_section(cfg, "model", **network_arguments(spec))

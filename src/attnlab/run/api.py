@@ -8,9 +8,9 @@
     lm.generate("The", max_new_tokens=20)
 
 `train` takes the overrides `attnlab-train` takes, composes the same config (without a Hydra
-app) and runs the same `attnlab.train.train`; `load` rebuilds a run from its checkpoint as
-attnlab-eval and -generate do (build/trained.py). `compose_train_config` gives the config
-alone, to change it before `attnlab.train.train(cfg)`.
+app) and runs the same `attnlab.run.train.train`; `load` rebuilds a run from its checkpoint as
+attnlab-eval and -generate do (run/trained.py). `compose_train_config` gives the config
+alone, to change it before `attnlab.run.train.train(cfg)`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, open_dict, read_write
 from torch import nn
 
-from attnlab import build
-from attnlab.artefacts import write_failure
-from attnlab.build.checkpoints import newest_intact
-from attnlab.build.run_folder import RunFolderError
+from attnlab import run
 from attnlab.data.loading.padding import pad_batch
 from attnlab.module import AttnLabModule
+from attnlab.run.artefacts import write_failure
+from attnlab.run.checkpoints import newest_intact
+from attnlab.run.folder import RunFolderError
 
 __all__ = ["TrainResult", "Trained", "compose_train_config", "load", "train"]
 
@@ -90,7 +90,7 @@ def _job_config(cfg: DictConfig) -> DictConfig:
 
 def compose_train_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """The config `attnlab-train <overrides>` composes, its run directory (paths.output_dir)
-    fixed: change it, then run it with `attnlab.train.train(cfg)`."""
+    fixed: change it, then run it with `attnlab.run.train.train(cfg)`."""
     with _hydra_state():
         cfg = _compose(overrides, config_name)
         HydraConfig.instance().set_config(cfg)
@@ -109,7 +109,7 @@ def train(overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = (
     callbacks: Lightning callbacks added to the configured ones.
     Bad values raise ConfigError (a ValueError) naming the key, before any work.
     """
-    from attnlab.train import train as train_config
+    from attnlab.run.train import train as train_config
 
     if isinstance(overrides, str):
         raise TypeError(f"overrides is a list of strings, e.g. [{overrides!r}]")
@@ -123,7 +123,7 @@ def train(overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = (
             # As attnlab-train: failure.json for attnlab-compare, unless the run was refused
             # (its folder holds another run, or a resume was refused before any work).
             refused = isinstance(error, RunFolderError) or (
-                isinstance(error, build.ConfigError) and job.get("resume") is not None
+                isinstance(error, run.ConfigError) and job.get("resume") is not None
             )
             if not refused:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def find_checkpoint(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise build.ConfigError(f"path={path} is neither a checkpoint file nor a run folder")
+        raise run.ConfigError(f"path={path} is neither a checkpoint file nor a run folder")
     metrics = path / "metrics.json"
     if metrics.is_file():
         best = json.loads(metrics.read_text()).get("best_checkpoint")
@@ -155,7 +155,7 @@ def find_checkpoint(path: str | Path) -> Path:
     found, damaged = newest_intact([p for p in (path / "checkpoints").glob("*.ckpt")])
     if found is None:
         detail = f" (damaged: {'; '.join(damaged)})" if damaged else ""
-        raise build.ConfigError(f"path={path} holds no checkpoint in checkpoints/{detail}")
+        raise run.ConfigError(f"path={path} holds no checkpoint in checkpoints/{detail}")
     return found
 
 
@@ -203,7 +203,7 @@ class Trained:
     ) -> list[str]:
         """`num_samples` continuations of `prompt` (a causal-LM run), prompt included;
         temperature 0: greedy. As attnlab-generate."""
-        from attnlab.generate import generate_texts
+        from attnlab.run.generate import generate_texts
 
         return generate_texts(
             self.module,
@@ -228,7 +228,7 @@ class Trained:
     ) -> list[str]:
         """Translations of `texts` (a seq2seq run), one per text; beam_size and
         length_penalty None: the run's. As attnlab-translate."""
-        from attnlab.translate import translate_texts
+        from attnlab.run.translate import translate_texts
 
         return translate_texts(
             self.module,
@@ -243,7 +243,7 @@ class Trained:
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each [MASK] in `text` (a masked-LM run), the `top_k` likeliest tokens and their
         probabilities. As attnlab-fill-mask."""
-        from attnlab.fill_mask import fill_masks
+        from attnlab.run.fill_mask import fill_masks
 
         return fill_masks(self.module, self.tokenizer, text, top_k, self._source())
 
@@ -253,7 +253,7 @@ class Trained:
         data reads it: [CLS] sentence [SEP], cut to the data's max_len."""
         spec, tokenizer = self.module.task.spec, self.tokenizer
         if self.task_name != "classification" or tokenizer is None:
-            raise build.ConfigError(
+            raise run.ConfigError(
                 f"{self._source()} was trained on task {self.task_name!r}; classify needs a "
                 "classification run"
             )
@@ -276,7 +276,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Trained:
     its network in eval mode on `device`, ready for generate / translate / fill_mask /
     classify."""
     checkpoint = find_checkpoint(path)
-    config, datamodule, module = build.load_trained_module(str(checkpoint))
+    config, datamodule, module = run.load_trained_module(str(checkpoint))
     device = torch.device(device)
     module.network.to(device).eval()
     return Trained(checkpoint, config, module, datamodule, device)

@@ -38,7 +38,11 @@ from torch.distributed.fsdp import (
     register_fsdp_forward_method,
 )
 
-from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint, release_kept_checkpoint
+from attnlab.run.checkpoint_io import (
+    DamagedCheckpointError,
+    read_checkpoint,
+    release_kept_checkpoint,
+)
 
 # Set by Lightning's launcher in the launching process; an external launcher (torchrun, SLURM)
 # sets its own before the process starts, and those are kept.

@@ -7,7 +7,7 @@ lives here now (conf/init/default.yaml and the top-level keys of conf/train.yaml
 - `init.freeze_layers`: freeze the embeddings and the first N blocks;
 - `init.body_lr_scale`: the body learns at lr * this (a pretrained body learns more slowly);
 - `compile`: torch.compile the training step, the network's forward and the loss in one graph
-  (build/construction.py, CompiledTrainingStep); the network itself stays eager for generation;
+  (run/assemble.py, CompiledTrainingStep); the network itself stays eager for generation;
 - `tf32`: TensorFloat-32 for fp32 matmuls, on CUDA GPUs only;
 - `async_checkpoint`: checkpoints written in a background thread (checkpoint_io.py).
 
@@ -80,7 +80,7 @@ def moved_keys_in_config(cfg: DictConfig) -> list[str]:
 def upgrade_run_config(cfg: DictConfig) -> DictConfig:
     """Move the run-level keys of a config stored by an older attnlab (inside
     `hyper_parameters.config` of its checkpoints) to where they live now, in place."""
-    _rename_lightning_targets(cfg)
+    _rename_moved_targets(cfg)
     model = cfg.get("model")
     if not isinstance(model, DictConfig):
         return cfg
@@ -101,24 +101,26 @@ def upgrade_run_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-# Runs before the move to the `lightning` package saved `pytorch_lightning.*` targets.
-_OLD_LIGHTNING = {
+# Targets that moved: runs saved before the move to the `lightning` package (and before the
+# run layer moved to attnlab/run/) hold the old names.
+_RENAMED_TARGETS = {
     "pytorch_lightning.": "lightning.pytorch.",
     "lightning_fabric.": "lightning.fabric.",
+    "attnlab.utils.distributed.": "attnlab.run.distributed.",
+    "attnlab.utils.hydra_hooks.": "attnlab.run.hydra_hooks.",
 }
 
 
-def _rename_lightning_targets(node: Any) -> None:
-    """Every `_target_` of an old config that names `pytorch_lightning` or `lightning_fabric`
-    renamed to the same class under `lightning`, in place."""
+def _rename_moved_targets(node: Any) -> None:
+    """Every `_target_` of an old config that names a moved class renamed, in place."""
     if isinstance(node, DictConfig):
         for key, value in node.items_ex(resolve=False):
             if key == "_target_" and isinstance(value, str):
-                for old, new in _OLD_LIGHTNING.items():
+                for old, new in _RENAMED_TARGETS.items():
                     if value.startswith(old):
                         node[key] = new + value.removeprefix(old)
             else:
-                _rename_lightning_targets(value)
+                _rename_moved_targets(value)
     elif isinstance(node, ListConfig):
         for item in node:
-            _rename_lightning_targets(item)
+            _rename_moved_targets(item)

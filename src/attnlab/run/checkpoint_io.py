@@ -35,8 +35,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
-from attnlab.artefacts import writing
 from attnlab.data.loading.atomic import atomic_path
+from attnlab.run.artefacts import writing
 
 log = logging.getLogger(__name__)
 

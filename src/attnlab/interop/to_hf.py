@@ -1,4 +1,4 @@
-"""A checkpoint as a Hugging Face model directory (the `attnlab-export` command: attnlab/export.py).
+"""A checkpoint as a Hugging Face model directory (`attnlab-export`: attnlab/run/export.py).
 
     attnlab-export ckpt_path=<run>/checkpoints/best.ckpt out=exported/
     python -c "from transformers import AutoModelForCausalLM as A; A.from_pretrained('exported')"
@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from attnlab.build.validation import ConfigError
 from attnlab.interop import bert, gpt2, llama
 from attnlab.interop.hf import transformers_module
 from attnlab.interop.mapping import to_theirs
 from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
+from attnlab.run.validation import ConfigError
 
 
 @dataclass
@@ -150,7 +150,7 @@ def write_model(plan: ExportPlan, out: str | Path) -> Path:
 def export(ckpt_path: str, out: str | Path) -> tuple[Path, HFTokenizer | None]:
     """Write the checkpoint's network (safetensors + config.json) and its tokenizer to `out`;
     returns `out` and the tokenizer written (None for synthetic data)."""
-    from attnlab.build.trained import load_trained_module
+    from attnlab.run.trained import load_trained_module
 
     transformers_module("attnlab-export")  # before any work
     _, datamodule, module = load_trained_module(ckpt_path)

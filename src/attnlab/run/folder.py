@@ -30,7 +30,7 @@ import yaml
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 
-from attnlab.build.validation import ConfigError
+from attnlab.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -7,31 +7,27 @@ attnlab-train -m seed=1,2,3
 from __future__ import annotations
 
 import logging
-import sys
 import time
-import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab import build  # its parts are imported on first use (build/__init__.py)
-from attnlab.artefacts import write_failure, write_metrics
-from attnlab.build.errors import ConfigError
-from attnlab.build.ladder import apply_ladder, check_ladder, flops_per_token
-from attnlab.build.run_folder import (
+from attnlab import run  # its parts are imported on first use (run/__init__.py)
+from attnlab.run.artefacts import write_failure, write_metrics
+from attnlab.run.config_report import print_config
+from attnlab.run.errors import ConfigError, exits_on_input_error, with_config_hints
+from attnlab.run.folder import (
     RunFolderError,
     claim_run_folder,
     mark_started,
     with_original_overrides,
 )
-from attnlab.build.validation import chosen_options
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
-from attnlab.utils.config_report import print_config
+from attnlab.run.ladder_rungs import apply_ladder, check_ladder, flops_per_token
+from attnlab.run.resolvers import fix_output_dir
+from attnlab.run.validation import chosen_options
 from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
-from attnlab.utils.resolvers import fix_output_dir
 
 # torch and Lightning are imported by the functions that run a job: `--help`, `--cfg job` and
 # config errors answer without them (scripts/bench_startup.py).
@@ -53,10 +49,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 
     `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
     A folder that holds another run is refused unless this resumes it; the folder is locked
-    while the run writes to it (attnlab/build/run_folder.py). A config composed without a
+    while the run writes to it (attnlab/run/folder.py). A config composed without a
     Hydra app (`hydra.compose`) runs in a fresh folder under paths.log_dir.
     """
-    from attnlab.checkpoint_io import release_kept_checkpoint
+    from attnlab.run.checkpoint_io import release_kept_checkpoint
 
     fix_output_dir(cfg)
     with claim_run_folder(cfg):
@@ -73,24 +69,24 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
 
     from attnlab.csv_logger import forget_metric_history
     from attnlab.loggers import finish_wandb
-    from attnlab.utils.distributed import stop_launched_ranks
+    from attnlab.run.distributed import stop_launched_ranks
 
     start = time.perf_counter()
     check_config(cfg)
-    ckpt_path = build.resume_checkpoint(cfg)
+    ckpt_path = run.resume_checkpoint(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build.build_datamodule(cfg)
+    datamodule = run.build_datamodule(cfg)
     rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
-    module = build.build_module(cfg, datamodule)  # the last checks: the data's sizes
+    module = run.build_module(cfg, datamodule)  # the last checks: the data's sizes
     mark_started(cfg)
-    callbacks = [*build.build_callbacks(cfg), *(extra_callbacks or [])]
-    loggers = build.build_loggers(cfg)
+    callbacks = [*run.build_callbacks(cfg), *(extra_callbacks or [])]
+    loggers = run.build_loggers(cfg)
     quiet_loggers(loggers)
     if cfg.get("resume") is not None and ckpt_path is None:  # killed before its first checkpoint
         forget_metric_history(loggers)
-    trainer = build.build_trainer(cfg, callbacks, loggers, datamodule)
+    trainer = run.build_trainer(cfg, callbacks, loggers, datamodule)
 
     failed = True
     try:
@@ -111,7 +107,7 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
         finish_wandb(loggers, failed=failed)
         if failed:  # no DDP rank may outlive a failed job (docs/reliability.md)
             stop_launched_ranks(trainer)
-    if rung is not None:  # what a ladder's fit reads (build/ladder.py)
+    if rung is not None:  # what a ladder's fit reads (run/ladder_rungs.py)
         result["ladder"] = rung.record(result)
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
     rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
@@ -120,14 +116,14 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
 
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work."""
-    build.import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    run.import_extensions(cfg)  # before any check: they register models, schemes, corpora
     if (cfg.get("init") or {}).get("from_hf"):  # model.* from its config.json, checked too
         from attnlab.interop.from_hf import configure_from_hf
 
         configure_from_hf(cfg)
     check_ladder(cfg)  # before anything resolves the rung's sizes
-    build.check_required(cfg)
-    build.check_compatibility(cfg)
+    run.check_required(cfg)
+    run.check_compatibility(cfg)
 
 
 def _fit_and_test(
@@ -143,7 +139,7 @@ def _fit_and_test(
 
     from attnlab.loggers import log_hyperparams
 
-    parameters = build.count_parameters(module.network)
+    parameters = run.count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": chosen_options(),
@@ -232,7 +228,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
             check_config(cfg)
             print_config(cfg)  # after the checks: an error is not buried under the config tree
-            from attnlab.utils.distributed import multirun_job
+            from attnlab.run.distributed import multirun_job
 
             with multirun_job():  # DDP ranks that Lightning launches run this job only
                 result = train(cfg)
@@ -250,21 +246,6 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 main = with_config_hints("train", hydra_main, rewrite_args=with_original_overrides)
 
-
-class _TrainModule(types.ModuleType):
-    """This module, callable: `attnlab.train([...overrides])` is attnlab.api.train. Importing
-    the submodule sets the package's `train` attribute to it, so the name that is both the
-    CLI's module and the Python API must be one object (tests/test_api.py)."""
-
-    def __call__(
-        self, overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = ()
-    ) -> Any:
-        from attnlab.api import train as api_train
-
-        return api_train(overrides, callbacks=callbacks)
-
-
-sys.modules[__name__].__class__ = _TrainModule
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """`attnlab-fill-mask ckpt_path=... text="the [MASK] sat on the mat ."`: top-k per [MASK].
 
 The text is taken as typed: it is quoted for Hydra, which would read `[...]` as a list, before
-Hydra parses the command line (utils/cli_args.py).
+Hydra parses the command line (run/cli_args.py).
 
     attnlab-fill-mask ckpt_path=<run>/checkpoints/best.ckpt text="the [MASK] of the river"
 """
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from attnlab import build
-from attnlab.utils.cli_args import quote_text_values
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab import run
+from attnlab.run.cli_args import quote_text_values
+from attnlab.run.errors import exits_on_input_error, with_config_hints
 from attnlab.utils.device import choose_device
 
 if TYPE_CHECKING:  # Lightning loads when a command runs, not for `--help`
@@ -27,7 +27,7 @@ MASK = "[MASK]"
 def fill_mask(cfg: DictConfig) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `cfg.text`, the `cfg.top_k` likeliest tokens with probabilities."""
     device = choose_device(cfg.device)
-    _, datamodule, module = build.load_trained_module(cfg.ckpt_path)
+    _, datamodule, module = run.load_trained_module(cfg.ckpt_path)
     module.network.to(device)
     tokenizer = getattr(datamodule, "tokenizer", None)
     return fill_masks(module, tokenizer, cfg.text, cfg.top_k, f"ckpt_path={cfg.ckpt_path}")
@@ -46,12 +46,12 @@ def fill_masks(
     import torch  # here, not at the top: `--help` answers without it
 
     if module.task.name != "masked_lm" or tokenizer is None:
-        raise build.ConfigError(
+        raise run.ConfigError(
             f"{source} was trained on task {module.task.name!r}; "
             "filling masks needs a masked_lm checkpoint"
         )
     if MASK not in text:
-        raise build.ConfigError(f"text={text!r} has no {MASK} to fill")
+        raise run.ConfigError(f"text={text!r} has no {MASK} to fill")
     # Encode the text between the masks; "[MASK]" itself would be read as plain characters.
     ids = [tokenizer.cls_id]
     for i, piece in enumerate(text.split(MASK)):
@@ -82,7 +82,7 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"[MASK] {n}: " + ", ".join(f"{token} ({p:.3f})" for token, p in candidates))
 
 
-# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+# Free text as typed: `text="the [MASK] is good"` (run/cli_args.py)
 main = with_config_hints("fill_mask", hydra_main, rewrite_args=quote_text_values(["text"]))
 
 if __name__ == "__main__":

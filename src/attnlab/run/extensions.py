@@ -9,7 +9,7 @@ import importlib
 
 from omegaconf import DictConfig
 
-from attnlab.build.validation import ConfigError
+from attnlab.run.validation import ConfigError
 
 
 def import_extensions(cfg: DictConfig) -> None:

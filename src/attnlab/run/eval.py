@@ -14,10 +14,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from attnlab import build
-from attnlab.artefacts import write_metrics
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
-from attnlab.utils.config_report import print_config
+from attnlab import run
+from attnlab.run.artefacts import write_metrics
+from attnlab.run.config_report import print_config
+from attnlab.run.errors import exits_on_input_error, with_config_hints
 from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 
@@ -28,15 +28,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    _, datamodule, module = build.load_trained_module(cfg.ckpt_path, cfg.get("data"))
-    loggers = build.build_loggers(cfg)
+    _, datamodule, module = run.load_trained_module(cfg.ckpt_path, cfg.get("data"))
+    loggers = run.build_loggers(cfg)
     quiet_loggers(loggers)
-    trainer = build.build_trainer(cfg, callbacks=[], loggers=loggers)
+    trainer = run.build_trainer(cfg, callbacks=[], loggers=loggers)
     trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "parameters": build.count_parameters(module.network),
+        "parameters": run.count_parameters(module.network),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)

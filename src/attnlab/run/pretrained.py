@@ -6,10 +6,10 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from attnlab.artefacts import write_tokenizer_file
-from attnlab.build.checkpoints import load_checkpoint
-from attnlab.build.validation import ConfigError
 from attnlab.protocols import PretrainedBody
+from attnlab.run.artefacts import write_tokenizer_file
+from attnlab.run.checkpoints import load_checkpoint
+from attnlab.run.validation import ConfigError
 
 
 def pretrained_tokenizer_file(ckpt_path: str, cache_dir: str | None) -> str:

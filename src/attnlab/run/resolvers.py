@@ -22,14 +22,14 @@ def _run_id() -> str:
 
 def _run_dir(resume: str | None, new_dir: str) -> str:
     # `resume=<run dir>` continues in that directory (attnlab-train refuses one that does not
-    # exist before Hydra would create it: build/run_folder.py); anything else gets a new one.
+    # exist before Hydra would create it: run/folder.py); anything else gets a new one.
     return new_dir if resume in (None, "auto") else str(resume)
 
 
 def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
     # hydra.output_subdir: `.hydra` for a folder's first run, `.hydra/attempt-<n>` for a resume,
-    # None (nothing written) for a run that will be refused (attnlab/build/run_folder.py).
-    from attnlab.build.run_folder import attempt_subdir
+    # None (nothing written) for a run that will be refused (attnlab/run/folder.py).
+    from attnlab.run.folder import attempt_subdir
 
     return attempt_subdir(output_dir, resume)
 

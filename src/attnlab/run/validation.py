@@ -1,5 +1,5 @@
 """Check a composed config before any work: required values, moved keys, value types and
-ranges (utils/config_checks.py), and whether the chosen network can do the data's task."""
+ranges (run/value_checks.py), and whether the chosen network can do the data's task."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.build.errors import ConfigError
-from attnlab.build.run_settings import bad_switch_message, moved_keys_in_config
-from attnlab.utils.config_checks import ValueCheckError, check_command_values, check_values
+from attnlab.run.errors import ConfigError
+from attnlab.run.settings import bad_switch_message, moved_keys_in_config
+from attnlab.run.value_checks import ValueCheckError, check_command_values, check_values
 from attnlab.utils.extras import logger_extra_message
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def check_required(cfg: DictConfig) -> None:
 
 
 def check_moved_keys(cfg: DictConfig) -> None:
-    """`model.pretrained` and the other run-level keys left the model group (run_settings.py)."""
+    """`model.pretrained` and the other run-level keys left the model group (settings.py)."""
     moved = moved_keys_in_config(cfg)
     if moved:
         raise ConfigError("; ".join(moved))
@@ -110,7 +110,7 @@ def check_logger_extras(cfg: DictConfig) -> None:
 def check_compatibility(cfg: DictConfig) -> None:
     """Fail early when the chosen network cannot do the data's task (the architecture-task
     matrix of the README), naming the pair and the models that can. Also fails on a value of
-    the wrong type or an impossible size (utils/config_checks.py), an optimized_metric the task
+    the wrong type or an impossible size (run/value_checks.py), an optimized_metric the task
     does not log, a model.max_len shorter than the data's sequences, and data.nsp=true for a
     network without a next-sentence head."""
     try:
@@ -150,7 +150,7 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 def check_command(command: str, cfg: DictConfig) -> None:
-    """The ranges of a command's own settings (utils/config_checks.py), before any work."""
+    """The ranges of a command's own settings (run/value_checks.py), before any work."""
     try:
         check_command_values(command, cfg)
     except ValueCheckError as error:

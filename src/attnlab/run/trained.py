@@ -7,11 +7,11 @@ import logging
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab.artefacts import write_tokenizer_file
-from attnlab.build.checkpoints import load_checkpoint, load_run_config
-from attnlab.build.construction import build_datamodule, build_module
-from attnlab.build.extensions import import_extensions
 from attnlab.module import AttnLabModule
+from attnlab.run.artefacts import write_tokenizer_file
+from attnlab.run.assemble import build_datamodule, build_module
+from attnlab.run.checkpoints import load_checkpoint, load_run_config
+from attnlab.run.extensions import import_extensions
 
 log = logging.getLogger(__name__)
 

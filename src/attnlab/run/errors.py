@@ -21,11 +21,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.artefacts import ArtefactWriteError
-from attnlab.build.run_settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
-from attnlab.build.validation import ConfigError
 from attnlab.data.loading.download import UnreadableDataError
+from attnlab.run.artefacts import ArtefactWriteError
+from attnlab.run.settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
 from attnlab.utils.extras import exit_on_missing_extras
+
+
+class ConfigError(ValueError):
+    """A config that cannot work, reported before any work is done (one line, exit 2)."""
+
 
 # Bad input, and a full disk or unwritable path, reported as one line; anything else is a bug
 # or an accident: traceback.

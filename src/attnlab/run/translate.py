@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from attnlab import build
-from attnlab.build.validation import check_command
+from attnlab import run
 from attnlab.data.loading.download import read_lines
-from attnlab.utils.cli_args import quote_text_values
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab.run.cli_args import quote_text_values
+from attnlab.run.errors import exits_on_input_error, with_config_hints
+from attnlab.run.validation import check_command
 from attnlab.utils.device import choose_device
 
 if TYPE_CHECKING:  # torch and Lightning load when a command runs, not for `--help`
@@ -32,11 +32,11 @@ def source_texts(cfg: DictConfig) -> list[str]:
     if isinstance(cfg.text, str):
         texts.append(cfg.text)
     if any(not text.strip() for text in texts):  # decodes from nothing: garbage, exit 0
-        raise build.ConfigError(f"text={cfg.text!r} is not valid: give non-empty sentences")
+        raise run.ConfigError(f"text={cfg.text!r} is not valid: give non-empty sentences")
     if cfg.input_file:
         texts.extend(read_lines(Path(cfg.input_file)))
     if not texts:
-        raise build.ConfigError("nothing to translate: give text=... or input_file=...")
+        raise run.ConfigError("nothing to translate: give text=... or input_file=...")
     return texts
 
 
@@ -45,7 +45,7 @@ def translate(cfg: DictConfig) -> list[str]:
     check_command("translate", cfg)
     texts = source_texts(cfg)  # before loading the checkpoint: bad input costs nothing
     device = choose_device(cfg.device)
-    _, _, module = build.load_trained_module(cfg.ckpt_path)
+    _, _, module = run.load_trained_module(cfg.ckpt_path)
     return translate_texts(
         module,
         texts,
@@ -76,7 +76,7 @@ def translate_texts(
 
     network, task, spec = module.network, module.task, module.task.spec
     if spec.task != "seq2seq" or spec.encode is None:
-        raise build.ConfigError(
+        raise run.ConfigError(
             f"{source} holds a {type(network).__name__} on task {spec.task!r}; "
             "translating needs a seq2seq model (encdec, or gpt as a prefix LM) on text"
         )
@@ -104,7 +104,7 @@ def hydra_main(cfg: DictConfig) -> None:
         print(line)
 
 
-# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+# Free text as typed: `text="the [MASK] is good"` (run/cli_args.py)
 main = with_config_hints(
     "translate", hydra_main, rewrite_args=quote_text_values(["text"], lists=True)
 )

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from attnlab import build
-from attnlab.build.validation import check_command
-from attnlab.utils.cli_args import quote_text_values
-from attnlab.utils.config_errors import exits_on_input_error, with_config_hints
+from attnlab import run
+from attnlab.run.cli_args import quote_text_values
+from attnlab.run.errors import exits_on_input_error, with_config_hints
+from attnlab.run.validation import check_command
 from attnlab.utils.device import choose_device
 
 if TYPE_CHECKING:  # torch and Lightning load when a command runs, not for `--help`
@@ -27,7 +27,7 @@ def generate(cfg: DictConfig) -> list[str]:
     """Continue `cfg.prompt` `cfg.num_samples` times; returns the texts (prompt included)."""
     check_command("generate", cfg)
     device = choose_device(cfg.device)
-    _, _, module = build.load_trained_module(cfg.ckpt_path)
+    _, _, module = run.load_trained_module(cfg.ckpt_path)
     return generate_texts(
         module,
         cfg.prompt,
@@ -63,7 +63,7 @@ def generate_texts(
 
     network, spec = module.network, module.task.spec
     if not isinstance(network, Generator) or spec.encode is None:
-        raise build.ConfigError(
+        raise run.ConfigError(
             f"{source} holds a {type(network).__name__} on task {spec.task!r}; "
             "generating needs a decoder-only network trained on text (causal_lm)"
         )
@@ -92,7 +92,7 @@ def hydra_main(cfg: DictConfig) -> None:
         print(text)
 
 
-# Free text as typed: `text="the [MASK] is good"` (utils/cli_args.py)
+# Free text as typed: `text="the [MASK] is good"` (run/cli_args.py)
 main = with_config_hints("generate", hydra_main, rewrite_args=quote_text_values(["prompt"]))
 
 if __name__ == "__main__":

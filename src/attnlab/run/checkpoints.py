@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.build.run_folder import RunFolderError, missing_resume_message
-from attnlab.build.run_settings import upgrade_run_config
-from attnlab.build.validation import ConfigError
-from attnlab.checkpoint_io import DamagedCheckpointError, read_checkpoint
+from attnlab.run.checkpoint_io import DamagedCheckpointError, read_checkpoint
+from attnlab.run.folder import RunFolderError, missing_resume_message
+from attnlab.run.settings import upgrade_run_config
+from attnlab.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def load_checkpoint(ckpt_path: str, key: str = "ckpt_path", keep: bool = False) 
 
 def load_run_config(ckpt_path: str, checkpoint: dict[str, Any] | None = None) -> DictConfig:
     """The resolved training config saved inside an attnlab checkpoint, with the run-level
-    keys of older checkpoints moved to where they live now (run_settings.py)."""
+    keys of older checkpoints moved to where they live now (settings.py)."""
     checkpoint = checkpoint or load_checkpoint(ckpt_path)
     config = checkpoint.get("hyper_parameters", {}).get("config")
     if config is None:

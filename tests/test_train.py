@@ -199,3 +199,43 @@ def test_a_run_that_ends_before_its_optimized_metric_is_logged_returns_no_value(
         assert optimized_value(cfg, {"metrics": {}}) is None
     assert "optimized_metric=val/loss was not logged" in caplog.text
     assert optimized_value(cfg, {"metrics": {"val/loss": 1.5}}) == 1.5
+
+
+def test_a_run_is_validated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """attnlab-train (its Hydra entry point, in process) checks the config once: each check
+    of run/validation.py and the init.from_hf configuration runs once per run."""
+    import sys
+
+    from attnlab.interop import from_hf
+    from attnlab.run import train as train_command
+    from attnlab.run import validation
+
+    calls: dict[str, int] = {}
+
+    def counted(module: object, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for name in ("check_compatibility", "check_required", "check_run_settings"):
+        counted(validation, name)
+    counted(validation, "check_moved_keys")
+    counted(from_hf, "configure_from_hf")
+    counted(train_command, "check_ladder")
+    monkeypatch.chdir(tmp_path)
+    args = [*TINY, "trainer.limit_train_batches=2", "print_config=false", "test=false"]
+    monkeypatch.setattr(sys, "argv", ["attnlab-train", *args, f"hydra.run.dir={tmp_path}/run"])
+    train_command.main()
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    # configure_from_hf runs only with init.from_hf (tests/interop/test_import.py): never here
+    assert calls == {
+        "check_compatibility": 1,
+        "check_required": 1,
+        "check_run_settings": 1,
+        "check_moved_keys": 1,
+        "check_ladder": 1,
+    }

@@ -25,6 +25,13 @@ from tests.interop.checkpoints import (
 )
 from tests.interop.conftest import padded_batch, transformers
 
+
+def checked_datamodule(cfg):
+    """As attnlab-train: the config checked (init.from_hf sets model.* there), then the data."""
+    check_config(cfg)
+    return build.build_datamodule(cfg)
+
+
 TOL = dict(atol=1e-5, rtol=1e-5)
 QUICK = [
     "trainer.accelerator=cpu",
@@ -84,7 +91,7 @@ def test_causal_lm_imports_with_equal_logits(
     """With a padded vocabulary (the user's choice; the checkpoint's tables get zero rows)."""
     directory = checkpoints[family]
     cfg = causal_lm_config(tmp_path, directory, shards, "model.vocab_pad_multiple=64")
-    datamodule = build.build_datamodule(cfg)
+    datamodule = checked_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     assert cfg.model.d_model == 32 and cfg.model.n_layers == 2  # from config.json
     expected_knobs = {"gpt2": ("learned", "gelu_tanh"), "llama": ("rope", "swiglu")}[family]
@@ -126,7 +133,7 @@ def test_bert_imports_with_equal_logits_and_its_special_ids(
 ) -> None:
     directory = checkpoints["bert"]
     cfg = bert_config(tmp_path, directory, f"data.nsp={str(nsp).lower()}")
-    datamodule = build.build_datamodule(cfg)
+    datamodule = checked_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     tokenizer = datamodule.tokenizer
     assert (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id) == (
@@ -183,7 +190,7 @@ def test_bert_classifier_starts_from_the_pooler_with_a_fresh_classifier(
 ) -> None:
     directory = checkpoints["bert"]
     cfg = classification_config(tmp_path, directory)
-    datamodule = build.build_datamodule(cfg)
+    datamodule = checked_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     ref = transformers.BertForPreTraining.from_pretrained(directory).eval()
     ids, pad = padded_batch(ref.config.vocab_size, 20)
@@ -209,7 +216,7 @@ def test_a_bert_for_sequence_classification_keeps_its_classifier(tmp_path: Path)
     (tmp_path / "hf").mkdir()
     directory = bert_checkpoint(tmp_path / "hf", "BertForSequenceClassification")
     cfg = classification_config(tmp_path, directory)
-    datamodule = build.build_datamodule(cfg)
+    datamodule = checked_datamodule(cfg)
     network = build.build_module(cfg, datamodule).network.eval()
     ref = transformers.AutoModelForSequenceClassification.from_pretrained(directory).eval()
     ids, pad = padded_batch(ref.config.vocab_size, 20)
@@ -259,7 +266,7 @@ def test_what_attnlab_cannot_represent_is_refused_naming_it(
     base = ["model=bert", "data=toy_mlm"] if family == "bert" else ["model=gpt", "data=toy_lm"]
     cfg = compose_config(tmp_path, [*base, f"init.from_hf={directory}", *QUICK, *extra])
     with pytest.raises(ConfigError, match=r"init\.from_hf") as error:
-        build.build_datamodule(cfg)
+        checked_datamodule(cfg)
     assert named in str(error.value) and "\n" not in str(error.value)
 
 
@@ -270,7 +277,7 @@ def test_data_with_another_vocabulary_is_refused(
     cfg = compose_config(
         tmp_path, ["model=gpt", "data=toy_lm", f"init.from_hf={checkpoints['gpt2']}", *QUICK]
     )
-    datamodule = build.build_datamodule(cfg)
+    datamodule = checked_datamodule(cfg)
     with pytest.raises(ConfigError, match=r"vocabulary of .* tokens but the data's has 64"):
         build.build_module(cfg, datamodule)
 

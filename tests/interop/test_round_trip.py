@@ -15,7 +15,7 @@ from attnlab.data.tokenizers.line import LineTokenizer, train_word_level
 from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer, train_wordpiece
 from attnlab.interop.to_hf import export
 from attnlab.interop.tokenizer import hf_tokenizer
-from attnlab.run.train import train
+from attnlab.run.train import check_config, train
 from tests.conftest import compose_config
 from tests.interop.checkpoints import LINES
 from tests.interop.conftest import padded_batch, transformers
@@ -95,6 +95,7 @@ def test_a_trained_gpt_round_trips(tmp_path: Path) -> None:
     assert type(ref).__name__ == "GPT2LMHeadModel"
     ids = torch.randint(ours.vocab_size, (2, 32))
     cfg = compose_config(tmp_path / "again", [*data, f"init.from_hf={out}", *SMALL[3:]])
+    check_config(cfg)  # as attnlab-train: init.from_hf sets model.* there
     again = build.build_module(cfg, build.build_datamodule(cfg)).network.eval()
     with torch.no_grad():
         torch.testing.assert_close(ref(ids).logits, ours(ids), **TOL)
@@ -114,6 +115,7 @@ def test_a_trained_bert_with_nsp_round_trips(tmp_path: Path) -> None:
     ref = transformers.AutoModelForPreTraining.from_pretrained(out).eval()
     assert type(ref).__name__ == "BertForPreTraining"
     cfg = compose_config(tmp_path / "again", [*data, f"init.from_hf={out}", *SMALL[3:]])
+    check_config(cfg)
     again_data = build.build_datamodule(cfg)
     assert again_data.tokenizer.fingerprint == datamodule.tokenizer.fingerprint
     again = build.build_module(cfg, again_data).network.eval()

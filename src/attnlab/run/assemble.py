@@ -23,8 +23,6 @@ from attnlab.run.pretrained import freeze_layers, load_pretrained_body, pretrain
 from attnlab.run.validation import (
     ConfigError,
     check_data_fits_task,
-    check_moved_keys,
-    check_run_settings,
     chosen_options,
 )
 from attnlab.tasks import Task
@@ -46,11 +44,8 @@ def _init(cfg: DictConfig) -> DictConfig:
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The data; fine-tuning from `init.pretrained` reuses that checkpoint's tokenizer (and
-    from `init.from_hf`, that directory's, which also sets model.*)."""
-    if _init(cfg).get("from_hf"):
-        from attnlab.interop.from_hf import configure_from_hf
-
-        configure_from_hf(cfg)
+    from `init.from_hf`, that directory's: train.check_config has set model.* and the
+    tokenizer from it)."""
     pretrained = _init(cfg).get("pretrained")
     if pretrained and "tokenizer_path" in cfg.data and cfg.data.tokenizer_path is None:
         with open_dict(cfg):
@@ -74,7 +69,6 @@ def network_arguments(spec: DataSpec) -> dict[str, Any]:
 
 def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Module:
     """The `model` group's network, sized by the data, started as `init` says."""
-    check_moved_keys(cfg)
     check_data_fits_task(cfg, datamodule)
     network = instantiate_section(cfg, "model", **network_arguments(datamodule.spec))
     init = _init(cfg)
@@ -117,7 +111,6 @@ def compile_training_step(task: Task) -> None:
 
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
     """Network + task + optimiser; the resolved config travels in every checkpoint."""
-    check_run_settings(cfg)
     network = build_network(cfg, datamodule)
     task = instantiate_section(cfg, "task", spec=datamodule.spec)
     try:  # a network that does not implement its task's protocol (protocols.py)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab import run  # its parts are imported on first use (run/__init__.py)
 from attnlab.run.artefacts import write_failure, write_metrics
 from attnlab.run.config_report import print_config
 from attnlab.run.errors import ConfigError, exits_on_input_error, with_config_hints
@@ -47,51 +46,102 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
     """Run one training job from a composed config; returns what metrics.json holds.
 
-    `extra_callbacks` join the configured ones (for programmatic use: notebooks, benchmarks).
-    A folder that holds another run is refused unless this resumes it; the folder is locked
-    while the run writes to it (attnlab/run/folder.py). A config composed without a
-    Hydra app (`hydra.compose`) runs in a fresh folder under paths.log_dir.
+    compose (the caller) -> validate once -> build -> fit -> test -> record. `extra_callbacks`
+    join the configured ones (notebooks, benchmarks). A folder that holds another run is
+    refused unless this resumes it; the folder is locked while the run writes to it
+    (attnlab/run/folder.py). A config composed without a Hydra app (`hydra.compose`) runs in a
+    fresh folder under paths.log_dir.
     """
-    from attnlab.run.checkpoint_io import release_kept_checkpoint
-
     fix_output_dir(cfg)
     with claim_run_folder(cfg):
-        try:
-            return _train(cfg, extra_callbacks)
-        finally:  # a resume's checkpoint kept for fit, if fit never read it
-            release_kept_checkpoint()
+        check_config(cfg)
+        return train_checked(cfg, extra_callbacks)
 
 
-def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[str, Any]:
+def check_config(cfg: DictConfig) -> None:
+    """Every check of a training config that needs no data: a ConfigError before any work.
+    Runs once per run (tests/test_train.py counts it)."""
+    from attnlab.run.extensions import import_extensions
+    from attnlab.run.validation import check_compatibility, check_required
+
+    import_extensions(cfg)  # before any check: they register models, schemes, corpora
+    if (cfg.get("init") or {}).get("from_hf"):  # model.* from its config.json, checked too
+        from attnlab.interop.from_hf import configure_from_hf
+
+        configure_from_hf(cfg)
+    check_ladder(cfg)  # before anything resolves the rung's sizes
+    check_required(cfg)
+    check_compatibility(cfg)
+
+
+def train_checked(
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None
+) -> dict[str, Any]:
+    """build -> fit -> test -> record, for a config that `check_config` passed."""
     import lightning.pytorch as pl
     from lightning.pytorch.utilities import rank_zero_info
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from attnlab.csv_logger import forget_metric_history
-    from attnlab.loggers import finish_wandb
-    from attnlab.run.distributed import stop_launched_ranks
+    from attnlab.run import assemble
+    from attnlab.run.checkpoint_io import release_kept_checkpoint
+    from attnlab.run.checkpoints import resume_checkpoint
 
     start = time.perf_counter()
-    check_config(cfg)
-    ckpt_path = run.resume_checkpoint(cfg)
-    if cfg.get("seed") is not None:  # seed=0 is a seed too
-        pl.seed_everything(cfg.seed, workers=True)
+    try:
+        ckpt_path = resume_checkpoint(cfg)
+        if cfg.get("seed") is not None:  # seed=0 is a seed too
+            pl.seed_everything(cfg.seed, workers=True)
+        datamodule = assemble.build_datamodule(cfg)
+        rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
+        module = assemble.build_module(cfg, datamodule)  # the last checks: the data's sizes
+        mark_started(cfg)
+        trainer = _build_trainer(cfg, datamodule, extra_callbacks, resumed=ckpt_path is not None)
+        result = _fit_and_test_logged(cfg, datamodule, module, trainer, start, ckpt_path)
+    finally:  # a resume's checkpoint kept for fit, if fit never read it
+        release_kept_checkpoint()
+    if rung is not None:  # what a ladder's fit reads (run/ladder_rungs.py)
+        result["ladder"] = rung.record(result)
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
+    return result
 
-    datamodule = run.build_datamodule(cfg)
-    rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
-    module = run.build_module(cfg, datamodule)  # the last checks: the data's sizes
-    mark_started(cfg)
-    callbacks = [*run.build_callbacks(cfg), *(extra_callbacks or [])]
-    loggers = run.build_loggers(cfg)
+
+def _build_trainer(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    extra_callbacks: list[pl.Callback] | None,
+    resumed: bool,
+) -> pl.Trainer:
+    """Callbacks, loggers and the Trainer."""
+    from attnlab.csv_logger import forget_metric_history
+    from attnlab.run import assemble
+
+    callbacks = [*assemble.build_callbacks(cfg), *(extra_callbacks or [])]
+    loggers = assemble.build_loggers(cfg)
     quiet_loggers(loggers)
-    if cfg.get("resume") is not None and ckpt_path is None:  # killed before its first checkpoint
+    if cfg.get("resume") is not None and not resumed:  # killed before its first checkpoint
         forget_metric_history(loggers)
-    trainer = run.build_trainer(cfg, callbacks, loggers, datamodule)
+    return assemble.build_trainer(cfg, callbacks, loggers, datamodule)
+
+
+def _fit_and_test_logged(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    module: pl.LightningModule,
+    trainer: pl.Trainer,
+    start: float,
+    ckpt_path: str | None,
+) -> dict[str, Any]:
+    """`_fit_and_test`, with a SIGTERM reported as a stop to resume and W&B closed after."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from attnlab.loggers import finish_wandb
+    from attnlab.run.distributed import stop_launched_ranks
 
     failed = True
     try:
         result = _fit_and_test(cfg, datamodule, module, trainer, start, ckpt_path)
         failed = False
+        return result
     except SIGTERMException:
         # ResumeState saved last.ckpt; no metrics.json: the run is not finished.
         log.warning(
@@ -104,26 +154,9 @@ def _train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None) -> dict[s
     finally:
         # Also after a crash: the next job of a multirun (same process) must not log into this
         # job's W&B run.
-        finish_wandb(loggers, failed=failed)
+        finish_wandb(trainer.loggers, failed=failed)
         if failed:  # no DDP rank may outlive a failed job (docs/reliability.md)
             stop_launched_ranks(trainer)
-    if rung is not None:  # what a ladder's fit reads (run/ladder_rungs.py)
-        result["ladder"] = rung.record(result)
-    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
-    rank_zero_info(f"Run directory: {cfg.paths.output_dir} (metrics.json, checkpoints/, logs)")
-    return result
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Every check of a training config that needs no data: a ConfigError before any work."""
-    run.import_extensions(cfg)  # before any check: they register models, schemes, corpora
-    if (cfg.get("init") or {}).get("from_hf"):  # model.* from its config.json, checked too
-        from attnlab.interop.from_hf import configure_from_hf
-
-        configure_from_hf(cfg)
-    check_ladder(cfg)  # before anything resolves the rung's sizes
-    run.check_required(cfg)
-    run.check_compatibility(cfg)
 
 
 def _fit_and_test(
@@ -138,8 +171,9 @@ def _fit_and_test(
     import torch
 
     from attnlab.loggers import log_hyperparams
+    from attnlab.models.parameters import count_parameters
 
-    parameters = run.count_parameters(module.network)
+    parameters = count_parameters(module.network)
     hparams = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": chosen_options(),
@@ -226,12 +260,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
         # The folder first: a bad value given for another run's folder writes nothing there.
         with claim_run_folder(cfg) as attempt:
             silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
-            check_config(cfg)
+            check_config(cfg)  # once: train_checked does not check again
             print_config(cfg)  # after the checks: an error is not buried under the config tree
             from attnlab.run.distributed import multirun_job
 
             with multirun_job():  # DDP ranks that Lightning launches run this job only
-                result = train(cfg)
+                result = train_checked(cfg)
     except Exception as error:
         # A refused run writes nothing in the folder, nor does a resume refused before any
         # work: the run there stays as it was (attnlab-compare reads failure.json).

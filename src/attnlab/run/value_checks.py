@@ -9,12 +9,13 @@ built, often minutes in (the Trainer's `max_epochs="abc"` fails inside the fit l
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra._internal.utils import _locate
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 # Sections built from a `_target_`.
@@ -134,10 +135,14 @@ def _is_number(value: Any) -> bool:
 def _hints(target: str) -> dict[str, Any]:
     """The annotations of what `target` names (a class's __init__, or a function); {} when
     they cannot be resolved: such values are left to the constructor."""
-    try:  # hydra's get_class/get_method log an error for the other kind: locate quietly
-        obj = _locate(target)
+    hydra_log = logging.getLogger("hydra.utils")
+    level, hydra_log.level = hydra_log.level, logging.CRITICAL  # a bad target: instantiate says
+    try:
+        obj = get_object(target)
     except Exception:
         return {}
+    finally:
+        hydra_log.setLevel(level)
     if not inspect.isclass(obj):
         return _function_hints(obj)
     # A class's own arguments, those its **options pass to its bases' constructors, and those

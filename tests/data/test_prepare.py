@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from attnlab.data.corpus import PrepareError, PrepareSettings, prepare
 from attnlab.data.loading import prepare as prep
 from attnlab.data.loading.permutation import FeistelPermutation
 from attnlab.data.loading.shards import TokenIndex
-from attnlab.data.loading.tokenize_corpus import PrepareError, PrepareSettings, prepare
 from attnlab.run.prepare import run
 from attnlab.run.validation import ConfigError
 from tests.conftest import compose_config, run_cli

@@ -12,7 +12,7 @@ import numpy as np
 from attnlab.compare.scaling_fit import ALPHA, LAW, multiplier, percentile_interval
 
 if TYPE_CHECKING:
-    from attnlab.compare.ladder import VariantFit
+    from attnlab.compare.ladder_fit import VariantFit
 
 
 def _unit(metric: str) -> str:

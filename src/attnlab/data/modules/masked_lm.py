@@ -23,10 +23,10 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.loading.masking import MaskedCollate, MaskingCollate, TokenMasker, mask_once
-from attnlab.data.loading.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.loading.packing import Lines, pack
 from attnlab.data.loading.token_cache import TokenCache
 from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
+from attnlab.data.modules.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.sources.base import TextSource
 from attnlab.data.sources.registry import names, needs_files, text_source
 from attnlab.data.spec import DataSpec

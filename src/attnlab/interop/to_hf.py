@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +25,11 @@ from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
 from attnlab.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningDataModule
+
+    from attnlab.module import AttnLabModule
 
 
 @dataclass
@@ -147,7 +152,9 @@ def write_model(plan: ExportPlan, out: str | Path) -> Path:
     return out
 
 
-def export(module: Any, datamodule: Any, out: str | Path) -> tuple[Path, HFTokenizer | None]:
+def export(
+    module: AttnLabModule, datamodule: LightningDataModule, out: str | Path
+) -> tuple[Path, HFTokenizer | None]:
     """Write a trained module's network (safetensors + config.json) and its datamodule's
     tokenizer to `out`; returns `out` and the tokenizer written (None for synthetic data).
     attnlab-export (attnlab/run/export.py) loads the checkpoint."""

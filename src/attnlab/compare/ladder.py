@@ -25,8 +25,6 @@ from attnlab.compare.ladder_reading import RUNG_KEY, read_ladder
 from attnlab.compare.ladder_report import write_ladder
 from attnlab.compare.significance import resolve_variant
 
-__all__ = ["compare_ladder", "read_ladder"]
-
 
 def compare_ladder(
     sweep_dirs: list[Path],

@@ -59,9 +59,10 @@ test-slow: $(STAMP) ## the slower end-to-end tests
 test-all: $(STAMP) ## every test
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff lint + format check
+lint: $(STAMP) ## ruff lint + format check + import contracts (layers, no circles)
 	$(BIN)/ruff check src tests scripts examples
 	$(BIN)/ruff format --check src tests scripts examples
+	$(BIN)/lint-imports  # the layers and no import circles: [tool.importlinter] in pyproject.toml
 
 format: $(STAMP) ## ruff autofix + format
 	$(BIN)/ruff check --fix src tests scripts examples

@@ -22,13 +22,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
 from attnlab import run as build
-from attnlab.run import checkpoint_io
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import EpochShuffleSampler
 from attnlab.data.loading.sharding import shard_by_rank
 from attnlab.data.loading.token_budget import TokenBudgetBatchSampler
 from attnlab.models.block import TransformerBlock
-from attnlab.run import ConfigError
+from attnlab.run import ConfigError, checkpoint_io
 from attnlab.run.checkpoint_io import (
     AtomicCheckpointIO,
     DamagedCheckpointError,

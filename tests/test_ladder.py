@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from attnlab import run as build
-from attnlab.run.ladder_rungs import apply_ladder, check_ladder
+from attnlab.run.ladder_checks import check_ladder
+from attnlab.run.ladder_rungs import apply_ladder
 from attnlab.run.train import check_config, train
 from attnlab.run.validation import ConfigError
 from tests.conftest import compose_config, run_cli

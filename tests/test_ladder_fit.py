@@ -16,7 +16,7 @@ from scipy import optimize, stats
 
 from attnlab.compare import Run, compare, significance
 from attnlab.compare.cli import main
-from attnlab.compare.ladder import read_ladder
+from attnlab.compare.ladder_reading import read_ladder
 from attnlab.compare.scaling_fit import (
     fit_laws,
     multiplier,

@@ -178,3 +178,30 @@ def test_fused_adamw_is_clipped_under_bf16_mixed(train_config) -> None:
     train(cfg, extra_callbacks=[RecordNormAtStep()])
     assert len(norms) == 2
     assert max(norms) > 0 and all(norm <= 1e-3 * (1 + 1e-3) for norm in norms), norms
+
+
+def test_the_module_takes_lr_and_weight_decay_from_the_optimiser_it_builds() -> None:
+    """Any factory works, not only a partial whose keywords could be read: the module reads the
+    configured lr and weight decay from the built optimiser's defaults, then gives matrices
+    the decay and a pretrained body its scaled lr."""
+    from attnlab.data import DataSpec
+    from attnlab.module import AttnLabModule
+    from attnlab.tasks.masked_lm import MaskedLMTask
+
+    lr, weight_decay, scale = 10 ** -torch.empty(()).uniform_(2, 4).item(), 0.3, 0.25
+    network = EncoderOnly(31, d_model=16, n_heads=2, n_layers=2, max_len=8, num_classes=3)
+
+    def factory(params):  # a closure: no `keywords` to read
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+
+    task = MaskedLMTask(DataSpec(task="masked_lm", vocab_size=31, decode=str, max_len=8))
+    module = AttnLabModule(network, task, optimizer=factory, body_lr_scale=scale)
+    optimizer, scheduler = module.build_optimizer(total_steps=10)
+    assert scheduler is None
+    groups = by_name(optimizer.param_groups)
+    expected = by_name(parameter_groups(network, weight_decay, body_lr=lr * scale, lr=lr))
+    assert set(groups) == set(expected)
+    for name, group in groups.items():
+        assert ids(group["params"]) == ids(expected[name]["params"])
+        assert group["weight_decay"] == (0.0 if name.endswith("no_decay") else weight_decay)
+        assert group["lr"] == pytest.approx(lr * scale if name.startswith("body/") else lr)

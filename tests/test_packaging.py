@@ -55,6 +55,7 @@ def test_extras() -> None:
         "pytest>=8",
         "pytest-timeout>=2.3",
         "ruff>=0.6",
+        "import-linter>=2.1",
     }
     core = {_name(r) for r in _requirements()}
     # The core is what training needs: no optional package in it.

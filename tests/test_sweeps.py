@@ -27,14 +27,10 @@ from optuna.trial import TrialState
 
 from attnlab.callbacks.pruning import OptunaPruning
 from attnlab.run.train import train
-from hydra_plugins.attnlab_sweepers._optuna import (
-    build_pruner,
-    directions_of,
-    override_value,
-    search_space,
-    trial_values,
-)
 from hydra_plugins.attnlab_sweepers.optuna_sweeper import OptunaSweeper
+from hydra_plugins.attnlab_sweepers.search_space import override_value, search_space
+from hydra_plugins.attnlab_sweepers.study import build_pruner, directions_of
+from hydra_plugins.attnlab_sweepers.trials import trial_values
 from tests.conftest import ROOT, TINY_SETUP, compose_config, run_cli
 
 SHORT = [

@@ -124,7 +124,9 @@ def train_steps(
     torch.manual_seed(seed)
     module = run.build_module(cfg, datamodule)
     network, task = module.network, module.task
-    weight_decay = getattr(module.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+    # The configured weight decay: the defaults of the optimiser the config builds.
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    weight_decay = module.optimizer_factory(trainable).defaults.get("weight_decay", 0.0)
     groups = parameter_groups(network, weight_decay, lr=lr)
     optimizer = module.optimizer_factory(groups, lr=lr)
     losses, sizes = [], defaultdict(list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -16,11 +16,18 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from attnlab.optim import parameter_groups
-from attnlab.run.distributed import FullyShardedStrategy
 from attnlab.tasks import Task
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
+
+
+@runtime_checkable
+class ShardsNetwork(Protocol):
+    """A strategy that shards the network itself when `configure_model` runs: trainer=fsdp's
+    attnlab.run.distributed.FullyShardedStrategy (a protocol: the run layer sits above)."""
+
+    def shard(self, network: nn.Module) -> None: ...
 
 
 def is_logging_step(trainer: pl.Trainer, batch_idx: int) -> bool:
@@ -137,7 +144,7 @@ class AttnLabModule(pl.LightningModule):
         """Under trainer=fsdp, shard the network (FullyShardedStrategy.shard); under any other
         strategy it stays as it is. Lightning calls this before configure_optimizers."""
         strategy = self._trainer.strategy if self._trainer is not None else None
-        if isinstance(strategy, FullyShardedStrategy):
+        if isinstance(strategy, ShardsNetwork):
             strategy.shard(self.network)
         elif isinstance(strategy, FSDPStrategy):
             # FSDP1 flattens parameters into 1-D shards: weight decay by shape would be off.
@@ -168,14 +175,17 @@ class AttnLabModule(pl.LightningModule):
 
     def build_optimizer(self, total_steps: int) -> tuple[Optimizer, LRScheduler | None]:
         """The configured optimiser over parameter groups, and its schedule (or None)."""
-        # The optimiser config's weight decay applies to matrices only (see parameter_groups).
-        keywords = getattr(self.optimizer_factory, "keywords", {})
+        # The configured lr and weight decay are the defaults of the optimiser the config
+        # builds (state is allocated at the first step: building one to read them is free).
+        # The groups then carry their own: weight decay on matrices only (see
+        # parameter_groups), μP's per-group rates, a pretrained body's slower lr.
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        defaults = self.optimizer_factory(trainable).defaults
+        lr, weight_decay = defaults["lr"], defaults.get("weight_decay", 0.0)
         body_lr = None
         if self.body_lr_scale != 1.0:  # a pretrained body learns more slowly than new heads
-            body_lr = keywords["lr"] * self.body_lr_scale
-        groups = parameter_groups(
-            self.network, keywords.get("weight_decay", 0.0), body_lr=body_lr, lr=keywords.get("lr")
-        )
+            body_lr = lr * self.body_lr_scale
+        groups = parameter_groups(self.network, weight_decay, body_lr=body_lr, lr=lr)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer, None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.run import datasets as data_cli
 from attnlab.data import catalog
 from attnlab.data.loading.download import ChecksumError, MissingDataError, ensure_file, read_text
+from attnlab.run import datasets as data_cli
 from tests.conftest import DATA_DIR
 
 CONTENT = b"To be, or not to be, that is the question.\n" * 100

@@ -10,8 +10,8 @@ import torch
 
 from attnlab.data import MaskedLMDataModule, MissingDataError
 from attnlab.data.loading.download import read_lines
-from attnlab.data.loading.mlm_examples import SegmentPairs
 from attnlab.data.loading.padding import IGNORE_INDEX
+from attnlab.data.modules.mlm_examples import SegmentPairs
 from attnlab.data.tokenizers.wordpiece import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from tests.data.conftest import assert_resumes_mid_epoch
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from attnlab.data.loading import prepare as prep
+from attnlab.data.corpus import PrepareError, PrepareSettings, prepare
+from attnlab.data.corpus import encoding as prep
+from attnlab.data.corpus.tokenizer_training import char_tokenizer
 from attnlab.data.loading.permutation import FeistelPermutation
 from attnlab.data.loading.shards import TokenIndex
-from attnlab.data.loading.tokenize_corpus import PrepareError, PrepareSettings, prepare
 from attnlab.run.prepare import run
 from attnlab.run.validation import ConfigError
 from tests.conftest import compose_config, run_cli
@@ -76,7 +77,7 @@ def test_round_trip_and_document_boundaries(tmp_path: Path, tokenizer: str) -> N
 def test_an_empty_chunk_adds_no_document() -> None:
     """The last chunk of a split can be empty (the text ended on a chunk boundary): it used to
     add a document start at the shard's end, past its last token (7 of 150 random corpora)."""
-    tokenizer = prep.char_tokenizer(["ab"])
+    tokenizer = char_tokenizer(["ab"])
     prep._init_worker(tokenizer.to_str(), 0, "uint16")
     data, starts = prep.encode_chunk([])
     assert data == b"" and len(starts) == 0

@@ -9,7 +9,7 @@ import pytest
 
 from attnlab.data import CausalLMDataModule, MaskedLMDataModule
 from attnlab.data.sources import LineCorpus, LineTokens, register_text_source, text_source
-from attnlab.data.sources.registry import TEXT_SOURCES
+from attnlab.data.sources.text_sources import TEXT_SOURCES
 from attnlab.data.sources.toy_text import toy_sentences
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
+from attnlab.data.corpus import PrepareSettings, prepare
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.sharding import LazyShard, shard_by_rank
-from attnlab.data.loading.tokenize_corpus import PrepareSettings, prepare
 from attnlab.data.modules.tokens import ShardWindows, TokenShardsDataModule
 from attnlab.run.train import train
 from tests.data.test_prepare import corpus, write_lines

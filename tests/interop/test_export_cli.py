@@ -11,7 +11,7 @@ import torch
 
 from attnlab import run as build
 from attnlab.interop.hf import transformers_module
-from attnlab.interop.to_hf import export
+from attnlab.run.export import export
 from attnlab.run.validation import ConfigError
 from tests.conftest import ROOT, run_cli
 from tests.interop.conftest import padded_batch, transformers

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from attnlab import run as build
-from attnlab.data.loading.tokenize_corpus import PrepareSettings, prepare
+from attnlab.data.corpus import PrepareSettings, prepare
 from attnlab.run import ConfigError
 from attnlab.run.train import check_config, train
 from tests.conftest import compose_config

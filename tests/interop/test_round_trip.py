@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from attnlab import run as build
-from attnlab.data.loading.tokenize_corpus import PrepareSettings, prepare
+from attnlab.data.corpus import PrepareSettings, prepare
 from attnlab.data.tokenizers.char import CharVocab
 from attnlab.data.tokenizers.line import LineTokenizer, train_word_level
 from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer, train_wordpiece
-from attnlab.interop.to_hf import export
 from attnlab.interop.tokenizer import hf_tokenizer
+from attnlab.run.export import export
 from attnlab.run.train import check_config, train
 from tests.conftest import compose_config
 from tests.interop.checkpoints import LINES

@@ -46,7 +46,7 @@ def open_trial(
     require("optuna", extra="sweep", feature="pruning an Optuna trial")
     import optuna
 
-    from hydra_plugins.attnlab_sweepers._optuna import build_pruner, open_storage
+    from hydra_plugins.attnlab_sweepers.study import build_pruner, open_storage
 
     backend = open_storage(storage)
     assert backend is not None

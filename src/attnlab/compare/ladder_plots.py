@@ -12,7 +12,7 @@ import numpy as np
 from attnlab.compare.scaling_fit import ALPHA, LAW, multiplier, percentile_interval
 
 if TYPE_CHECKING:
-    from attnlab.compare.ladder import VariantFit
+    from attnlab.compare.ladder_fit import VariantFit
 
 
 def _unit(metric: str) -> str:
@@ -26,17 +26,34 @@ def plot_ladder(
     budgets: tuple[float, ...],
     out_dir: Path,
 ) -> list[Path]:
+    """loss_vs_compute.png, and multiplier_vs_compute.png against a baseline; their paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
 
     lo_c = min(r.compute.min() for f in fits for r in f.rungs)
     hi_c = max([*(r.compute.max() for f in fits for r in f.rungs), *budgets])
     grid = np.geomspace(lo_c / 1.5, hi_c * 1.5, 200)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    written = []
+    written = [_plot_loss(fits, metric, budgets, grid, colors, out_dir)]
+    base = next((f for f in fits if f.name == baseline), None)
+    if base is not None and len(fits) >= 2:
+        written.append(_plot_multiplier(fits, base, budgets, grid, colors, out_dir))
+    return written
+
+
+def _plot_loss(
+    fits: list[VariantFit],
+    metric: str,
+    budgets: tuple[float, ...],
+    grid: np.ndarray,
+    colors: list[str],
+    out_dir: Path,
+) -> Path:
+    """Seeds, rung means ± std and each variant's law with its bootstrap band."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     figure, ax = plt.subplots(figsize=(7.5, 5))
     for i, fit in enumerate(fits):
@@ -82,11 +99,20 @@ def plot_ladder(
     path = out_dir / "loss_vs_compute.png"
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    written.append(path)
+    return path
 
-    base = next((f for f in fits if f.name == baseline), None)
-    if base is None or len(fits) < 2:
-        return written
+
+def _plot_multiplier(
+    fits: list[VariantFit],
+    base: VariantFit,
+    budgets: tuple[float, ...],
+    grid: np.ndarray,
+    colors: list[str],
+    out_dir: Path,
+) -> Path:
+    """Each variant's compute multiplier against `base`, with its 95% band."""
+    import matplotlib.pyplot as plt
+
     figure, ax = plt.subplots(figsize=(7.5, 5))
     shown = []
     for i, fit in enumerate(fits):
@@ -121,5 +147,4 @@ def plot_ladder(
     path = out_dir / "multiplier_vs_compute.png"
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    written.append(path)
-    return written
+    return path

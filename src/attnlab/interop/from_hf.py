@@ -29,7 +29,7 @@ from attnlab.interop.tokenizer import TOKENIZER_FILE, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
 from attnlab.models.registry import network_class_of
-from attnlab.run.validation import ConfigError
+from attnlab.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Container, Mapping
 from types import ModuleType
 from typing import Any
 
-from attnlab.run.validation import ConfigError
+from attnlab.utils.errors import ConfigError
 from attnlab.utils.extras import install_hint
 
 INSTALL_HINT = install_hint("hf")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,7 +24,12 @@ from attnlab.interop.mapping import to_theirs
 from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
-from attnlab.run.validation import ConfigError
+from attnlab.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningDataModule
+
+    from attnlab.module import AttnLabModule
 
 
 @dataclass
@@ -147,13 +152,13 @@ def write_model(plan: ExportPlan, out: str | Path) -> Path:
     return out
 
 
-def export(ckpt_path: str, out: str | Path) -> tuple[Path, HFTokenizer | None]:
-    """Write the checkpoint's network (safetensors + config.json) and its tokenizer to `out`;
-    returns `out` and the tokenizer written (None for synthetic data)."""
-    from attnlab.run.trained import load_trained_module
-
+def export(
+    module: AttnLabModule, datamodule: LightningDataModule, out: str | Path
+) -> tuple[Path, HFTokenizer | None]:
+    """Write a trained module's network (safetensors + config.json) and its datamodule's
+    tokenizer to `out`; returns `out` and the tokenizer written (None for synthetic data).
+    attnlab-export (attnlab/run/export.py) loads the checkpoint."""
     transformers_module("attnlab-export")  # before any work
-    _, datamodule, module = load_trained_module(ckpt_path)
     spec = module.task.spec
     plan = plan_export(module.network, module.task.name, spec.eos_id)
     tokenizer = hf_tokenizer(datamodule)

@@ -9,6 +9,7 @@ Python API (`attnlab.train`, `attnlab.load`). Around them, by job:
 - settings.py: where run-level settings live (`init.*`, `compile`), old keys translated;
 - assemble.py: data, network + task (the module), callbacks, loggers, Trainer;
 - ladder_rungs.py: scaling ladders: a rung's sizes and its budget in steps (`ladder=`);
+  ladder_checks.py: a ladder config checked before any work;
 - checkpoints.py: the checkpoint to resume from, the run config stored in one;
 - pretrained.py: starting from a pretrained checkpoint (tokenizer, body, frozen layers);
 - trained.py: a trained run rebuilt from its checkpoint.

@@ -24,12 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.data.loading.download import UnreadableDataError
 from attnlab.run.artefacts import ArtefactWriteError
 from attnlab.run.settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
+from attnlab.utils.errors import ConfigError  # defined in the lowest layer: any layer raises it
 from attnlab.utils.extras import exit_on_missing_extras
-
-
-class ConfigError(ValueError):
-    """A config that cannot work, reported before any work is done (one line, exit 2)."""
-
 
 # Bad input, and a full disk or unwritable path, reported as one line; anything else is a bug
 # or an accident: traceback.

@@ -6,17 +6,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import hydra
 from omegaconf import DictConfig
 
 from attnlab.run.errors import exits_on_input_error, with_config_hints
 
+if TYPE_CHECKING:
+    from attnlab.interop.tokenizer import HFTokenizer
+
+
+def export(ckpt_path: str, out: str | Path) -> tuple[Path, HFTokenizer | None]:
+    """Write the checkpoint's network (safetensors + config.json) and its tokenizer to `out`;
+    returns `out` and the tokenizer written (None for synthetic data)."""
+    from attnlab.interop.hf import transformers_module
+    from attnlab.interop.to_hf import export as export_module  # torch: not for `--help`
+    from attnlab.run.trained import load_trained_module
+
+    transformers_module("attnlab-export")  # before any work
+    _, datamodule, module = load_trained_module(ckpt_path)
+    return export_module(module, datamodule, out)
+
 
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="export")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
-    from attnlab.interop.to_hf import export  # torch: not for `--help`
-
     out, tokenizer = export(cfg.ckpt_path, cfg.out)
     if tokenizer is None:
         print(f"wrote {out} (no tokenizer: the data are token ids without text)")

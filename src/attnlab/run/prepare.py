@@ -13,8 +13,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.data.corpus import PrepareError, PrepareSettings, prepare
 from attnlab.data.loading.shards import ShardError, TokenIndex
-from attnlab.data.loading.tokenize_corpus import PrepareError, PrepareSettings, prepare
 from attnlab.run.errors import exits_on_input_error, with_config_hints
 from attnlab.run.validation import ConfigError
 

@@ -23,7 +23,8 @@ from attnlab.run.folder import (
     mark_started,
     with_original_overrides,
 )
-from attnlab.run.ladder_rungs import apply_ladder, check_ladder, flops_per_token
+from attnlab.run.ladder_checks import check_ladder
+from attnlab.run.ladder_rungs import apply_ladder, flops_per_token
 from attnlab.run.resolvers import fix_output_dir
 from attnlab.run.validation import chosen_options
 from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from attnlab.utils.errors import ConfigError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
@@ -10,8 +12,6 @@ def choose_device(name: str, cuda_available: bool | None = None) -> str:
     """`auto`: `cuda` when a GPU is visible, else `cpu`; `cpu`, `cuda` and `cuda:<n>` as given.
 
     `cuda_available` defaults to torch.cuda.is_available() (given in tests)."""
-    from attnlab.run.errors import ConfigError
-
     base, _, index = str(name).partition(":")
     if base not in DEVICE_CHOICES or (index and (base != "cuda" or not index.isdigit())):
         raise ConfigError(

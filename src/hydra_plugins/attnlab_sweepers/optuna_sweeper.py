@@ -2,7 +2,7 @@
 
 Selected by conf/hparams_search/optuna.yaml (`hydra/sweeper: attnlab_optuna`). Each trial is
 one job of the configured launcher (in this process, or a submitit process or SLURM task),
-whose return value (`optimized_metric`) is told to the study; the search loop is in `_optuna`.
+whose return value (`optimized_metric`) is told to the study; the search loop is in `search.py`.
 This module imports no Optuna: Hydra imports every plugin module on every start.
 """
 
@@ -60,6 +60,6 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from hydra_plugins.attnlab_sweepers._optuna import run_search
+        from hydra_plugins.attnlab_sweepers.search import run_search
 
         run_search(self, arguments)

@@ -23,19 +23,19 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.loading.masking import MaskedCollate, MaskingCollate, TokenMasker, mask_once
-from attnlab.data.loading.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.loading.packing import Lines, pack
 from attnlab.data.loading.token_cache import TokenCache
 from attnlab.data.modules.base import SPLITS, TaskDataModule, tokenizer_spec
+from attnlab.data.modules.mlm_examples import PackedSequences, SegmentPairs
 from attnlab.data.sources.base import TextSource
-from attnlab.data.sources.registry import names, needs_files, text_source
+from attnlab.data.sources.text_sources import names, needs_files, text_source
 from attnlab.data.spec import DataSpec
 from attnlab.data.tokenizers.wordpiece import WordPieceTokenizer, cached_wordpiece
 
 
 class MaskedLMDataModule(TaskDataModule):
     """BERT-style pretraining on `corpus`: a registered text source's name ("wikitext2",
-    "shakespeare", "sst2", "toy": `sources.registry`) or a text source itself (e.g. local files,
+    "shakespeare", "sst2", "toy": `sources.text_sources`) or a text source itself (e.g. local files,
     `sources.local_text.LocalText`).
 
     Batches: input_ids (B, T) long, with masked positions corrupted; labels (B, T) long, the

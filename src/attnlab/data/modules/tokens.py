@@ -129,7 +129,7 @@ class TokenShardsDataModule(TaskDataModule):
     def index(self) -> TokenIndex:
         if self._index is None:
             if self.prepare_settings is not None and not (self.path / INDEX).is_file():
-                from attnlab.data.loading.tokenize_corpus import PrepareSettings, prepare
+                from attnlab.data.corpus import PrepareSettings, prepare
 
                 prepare(PrepareSettings(**{**self.prepare_settings, "out": str(self.path)}))
             self._index = TokenIndex.load(self.path)

@@ -1,5 +1,5 @@
 """Where text and examples come from. Importing this package registers every named text
-source (`registry.TEXT_SOURCES`), in the order `data.corpus` lists them."""
+source (`text_sources.TEXT_SOURCES`), in the order `data.corpus` lists them."""
 
 from attnlab.data.sources import wikitext  # noqa: I001  (registration order)
 from attnlab.data.sources import shakespeare, sst2, toy_text
@@ -9,7 +9,7 @@ from attnlab.data.sources.line_tokens import LineTokens
 from attnlab.data.sources.lines import LineCorpus
 from attnlab.data.sources.local_text import LocalText
 from attnlab.data.sources.multi30k import Multi30k
-from attnlab.data.sources.registry import register_text_source, text_source
+from attnlab.data.sources.text_sources import register_text_source, text_source
 from attnlab.data.sources.shakespeare import ShakespeareChars
 from attnlab.data.sources.sst2 import SST2
 from attnlab.data.sources.toy_markov import ToyMarkov

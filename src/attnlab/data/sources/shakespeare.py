@@ -14,7 +14,7 @@ from attnlab.data.loading.download import ensure_file, read_lines, read_text
 from attnlab.data.loading.token_cache import TokenCache, source_key
 from attnlab.data.sources.base import TokenizedCorpus
 from attnlab.data.sources.lines import LineCorpus
-from attnlab.data.sources.registry import register_text_source
+from attnlab.data.sources.text_sources import register_text_source
 from attnlab.data.tokenizers.char import CharVocab
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

@@ -20,7 +20,7 @@ from attnlab.data.loading.download import ensure_file, read_lines
 from attnlab.data.loading.token_cache import source_key
 from attnlab.data.sources.labelled import LabelledSource
 from attnlab.data.sources.lines import LineCorpus
-from attnlab.data.sources.registry import register_text_source
+from attnlab.data.sources.text_sources import register_text_source
 
 SHA256 = {
     "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",

@@ -12,7 +12,7 @@ import numpy as np
 
 from attnlab.data.sources.base import SPLITS
 from attnlab.data.sources.lines import LineCorpus
-from attnlab.data.sources.registry import register_text_source
+from attnlab.data.sources.text_sources import register_text_source
 
 TOY_TEXT_VERSION = 1  # bump when the language changes: cached tokenizers and tokens follow it
 ADJECTIVES = ("big", "small", "red", "old", "happy", "quiet", "green", "heavy")

@@ -19,7 +19,7 @@ from attnlab.data.loading.download import ensure_file, read_lines
 from attnlab.data.loading.token_cache import TokenCache, source_key
 from attnlab.data.sources.base import TokenizedCorpus
 from attnlab.data.sources.lines import LineCorpus
-from attnlab.data.sources.registry import register_text_source
+from attnlab.data.sources.text_sources import register_text_source
 from attnlab.data.tokenizers.line import LineTokenizer, train_bpe, train_word_level
 
 URL_BASE = (

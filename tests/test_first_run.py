@@ -85,7 +85,7 @@ def test_validation_at_the_last_step_only_when_none_ran(
 def test_progress_bar_names_no_negative_last_epoch(max_epochs: int | None, expected: str) -> None:
     bar = RichProgressBar()
     bar._trainer = SimpleNamespace(max_epochs=max_epochs)  # what the description reads
-    assert bar._get_train_description(0).strip() == expected
+    assert bar.train_description(0).strip() == expected
 
 
 def test_config_tree_is_printed_whole_when_output_is_not_a_terminal(

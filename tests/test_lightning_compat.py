@@ -133,14 +133,61 @@ def test_model_checkpoint_and_fit_loop_internals(tmp_path: Path) -> None:
     assert float(trainer.callback_metrics["restored"]) == 1.5, VERSIONS
 
 
-def test_model_checkpoint_triggers() -> None:
+def test_run_checkpoint_keeps_the_triggers_model_checkpoint_normalises() -> None:
+    """RunCheckpoint reads its save triggers from its own arguments, not ModelCheckpoint's
+    private attributes: they must agree with what ModelCheckpoint makes of the same ones."""
+    from attnlab.callbacks import RunCheckpoint
+
     steps = random.randrange(1, 50)
-    by_steps = ModelCheckpoint(every_n_train_steps=steps)
-    assert compat.every_n_train_steps(by_steps) == steps, VERSIONS
-    assert compat.every_n_epochs(by_steps) == 0, VERSIONS  # a step trigger turns epochs off
-    assert compat.train_time_interval(by_steps) is None, VERSIONS
-    by_time = ModelCheckpoint(train_time_interval=timedelta(seconds=steps))
-    assert compat.train_time_interval(by_time) == timedelta(seconds=steps), VERSIONS
-    assert compat.last_time_checked(by_time) is None, VERSIONS
-    compat.set_last_time_checked(by_time, 12.5)
-    assert compat.last_time_checked(by_time) == 12.5, VERSIONS
+    by_steps = RunCheckpoint(every_n_train_steps=steps)
+    assert by_steps.periodic_steps == steps and by_steps.periodic_interval is None
+    assert by_steps.every_n_epochs == 0, VERSIONS  # a step trigger turns epoch saves off
+    assert by_steps.rank_every_n_epochs == 1  # validations are still ranked every epoch
+    by_time = RunCheckpoint(train_time_interval=timedelta(seconds=steps))
+    assert by_time.periodic_interval == timedelta(seconds=steps) and by_time.periodic_steps == 0
+    assert RunCheckpoint(every_n_epochs=steps).every_n_epochs == steps, VERSIONS
+    assert RunCheckpoint(every_n_epochs=steps).rank_every_n_epochs == steps
+    assert RunCheckpoint().every_n_epochs == 1, VERSIONS
+
+
+def test_progress_bar_description_goes_through_the_public_method(tmp_path: Path) -> None:
+    """Lightning still calls the private method callbacks/progress.py replaces."""
+    from attnlab.callbacks import RichProgressBar
+
+    epochs = random.randrange(2, 9)
+    seen: list[str] = []
+
+    class Bar(RichProgressBar):
+        def train_description(self, current_epoch: int) -> str:
+            seen.append(super().train_description(current_epoch))
+            return seen[-1]
+
+    bar = Bar()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[bar],
+    )
+    trainer.fit(TinyRegression(), loader())
+    assert [s.strip() for s in seen][-1] == f"Epoch {epochs - 1}/{epochs - 1}", VERSIONS
+    assert compat.train_description(bar, 0).strip() == f"Epoch 0/{epochs - 1}", VERSIONS
+
+
+def test_attached_trainer() -> None:
+    module = TinyRegression()
+    assert compat.attached_trainer(module) is None, VERSIONS
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,  # nothing written in the working directory
+        enable_progress_bar=False,
+    )
+    trainer.fit(module, loader())
+    assert compat.attached_trainer(module) is trainer, VERSIONS

@@ -257,3 +257,60 @@ def test_failed_run_in_a_finished_run_dir_overwrites_nothing(train_config, tmp_p
     with pytest.raises(RunFolderError, match=r"already holds a run.*resume="):
         train(train_config("optimizer.lr=1e10"))
     assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+
+
+def _state_size(guard: object) -> int:
+    """Elements the guard holds: tensor elements, container lengths, one per other value."""
+    size = 0
+    for value in vars(guard).values():
+        if isinstance(value, torch.Tensor):
+            size += value.numel()
+        elif isinstance(value, dict | list | tuple | set):
+            size += len(value)
+        else:
+            size += 1
+    return size
+
+
+def test_nan_guard_state_stays_bounded_over_1000_finite_steps() -> None:
+    """NanGuard keeps where the first bad loss was on the device, not a record per step: its
+    state after 1,000 finite steps (no check in between) is as big as after 10."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from attnlab.callbacks import NanGuard
+
+    class Regression(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    sizes: dict[int, int] = {}
+
+    class Measure(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if batch_idx + 1 in (10, 1000):
+                sizes[batch_idx + 1] = _state_size(guard)
+
+    guard = NanGuard()
+    x = torch.randn(1000, 3)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        log_every_n_steps=5000,  # no logging step, so no check, before the epoch's end
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[guard, Measure()],
+    )
+    trainer.fit(Regression(), DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=1))
+    assert trainer.global_step == 1000
+    assert sizes[1000] == sizes[10], sizes

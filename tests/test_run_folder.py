@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from attnlab.run import ConfigError
-from attnlab.run import folder as run_folder
 from attnlab.run.artefacts import write_failure
-from attnlab.run.folder import (
-    RunFolderError,
-    attempt_subdir,
+from attnlab.run.folder import RunFolderError, RunFolderLock
+from attnlab.run.resume_overrides import (
     merge_overrides,
     original_overrides,
     with_original_overrides,
@@ -205,30 +205,32 @@ def test_a_dead_holders_lock_is_taken_over_with_a_warning(
 # ---- the pieces --------------------------------------------------------------------------------
 
 
-def forget_pending() -> None:
-    """Release the locks that attempt_subdir took for attempts no run will claim."""
-    for attempt in run_folder._PENDING.values():
-        if attempt.lock is not None:
-            attempt.lock.release()
-    run_folder._PENDING.clear()
+def attempt_subdir(folder: Path, resume: str | None) -> str | None:
+    """hydra.output_subdir as RunFolderLock sets it before Hydra writes a run's configs; the
+    lock is held from then until the run ends (here: at once)."""
+    config = OmegaConf.create(
+        {"resume": resume, "hydra": {"run": {"dir": str(folder)}, "output_subdir": ".hydra"}}
+    )
+    callback = RunFolderLock()
+    callback.on_run_start(config=config)
+    assert (folder / ".lock").read_text().startswith(f"pid {os.getpid()} ")  # held
+    callback.on_run_end(config=config)
+    assert (folder / ".lock").read_text() == ""  # released
+    return config.hydra.output_subdir
 
 
 def test_attempt_subdirs(tmp_path: Path) -> None:
     fresh, used = tmp_path / "fresh", tmp_path / "used"
-    assert attempt_subdir(str(fresh), None) == ".hydra"
-    assert attempt_subdir(str(fresh), None) == ".hydra"  # Hydra asks twice: same answer
+    assert attempt_subdir(fresh, None) == ".hydra"
     (used / ".hydra").mkdir(parents=True)
     (used / ".hydra" / "config.yaml").write_text("{}")
-    assert attempt_subdir(str(used), None) is None  # refused: nothing written
-    forget_pending()
-    assert attempt_subdir(str(used), str(used)) == ".hydra/attempt-2"
-    forget_pending()
-    assert attempt_subdir(str(used), "auto") == ".hydra/attempt-3"
-    forget_pending()
+    assert attempt_subdir(used, None) is None  # refused: nothing written
+    assert attempt_subdir(used, str(used)) == ".hydra/attempt-2"
+    assert attempt_subdir(used, "auto") == ".hydra/attempt-3"
     # a folder with checkpoints but no .hydra (a Python API run): refused, and left as it was
     api = tmp_path / "api"
     (api / "checkpoints").mkdir(parents=True)
-    assert attempt_subdir(str(api), None) is None and not (api / ".hydra").exists()
+    assert attempt_subdir(api, None) is None and not (api / ".hydra").exists()
     # only a refused first attempt (its configs, failure.json, the lock file): free, and its
     # configs move aside for the new first attempt's
     leftovers = tmp_path / "leftovers"
@@ -236,13 +238,20 @@ def test_attempt_subdirs(tmp_path: Path) -> None:
     for name in ("config.yaml", "refused"):
         (leftovers / ".hydra" / name).write_text("{}")
     (leftovers / "failure.json").write_text("{}")
-    assert attempt_subdir(str(leftovers), None) == ".hydra"
+    assert attempt_subdir(leftovers, None) == ".hydra"
     assert sorted(p.name for p in (leftovers / ".hydra" / "refused-1").iterdir()) == [
         "config.yaml",
         "refused",
     ]
     assert not (leftovers / ".hydra" / "config.yaml").exists()
-    forget_pending()
+
+
+def test_a_multirun_into_a_sweep_folder_holding_runs_is_refused(tmp_path: Path) -> None:
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    RunFolderLock().on_multirun_start(config=config)  # empty: fine
+    (tmp_path / "0" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match=rf"hydra.sweep.dir={tmp_path} already holds runs"):
+        RunFolderLock().on_multirun_start(config=config)
 
 
 def test_merge_overrides_keeps_originals_unless_given_again() -> None:

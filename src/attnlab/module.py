@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from attnlab.optim import parameter_groups
 from attnlab.tasks import Task
+from attnlab.utils import lightning_compat as compat
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -143,7 +144,8 @@ class AttnLabModule(pl.LightningModule):
     def configure_model(self) -> None:
         """Under trainer=fsdp, shard the network (FullyShardedStrategy.shard); under any other
         strategy it stays as it is. Lightning calls this before configure_optimizers."""
-        strategy = self._trainer.strategy if self._trainer is not None else None
+        trainer = compat.attached_trainer(self)
+        strategy = trainer.strategy if trainer is not None else None
         if isinstance(strategy, ShardsNetwork):
             strategy.shard(self.network)
         elif isinstance(strategy, FSDPStrategy):

@@ -3,8 +3,10 @@
 from attnlab.callbacks.final_validation import FinalValidation
 from attnlab.callbacks.hypotheses import Hypotheses
 from attnlab.callbacks.model_summary import ModelSummary
+from attnlab.callbacks.nan_guard import NanGuard, NonFiniteLossError
 from attnlab.callbacks.progress import PlainProgress, RichProgressBar
-from attnlab.callbacks.reliability import NanGuard, NonFiniteLossError, ResumeState, RunCheckpoint
+from attnlab.callbacks.resume_state import ResumeState
+from attnlab.callbacks.run_checkpoint import RunCheckpoint
 from attnlab.callbacks.sample_text import SampleText
 from attnlab.callbacks.throughput import Throughput
 

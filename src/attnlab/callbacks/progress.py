@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.trainer.states import RunningStage
 
 from attnlab.module import is_logging_step
+from attnlab.utils import lightning_compat as compat
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 SHOWN = ("train/loss",)
 
 
+@compat.replace_train_description
 class RichProgressBar(pl.callbacks.RichProgressBar):
     """Lightning's RichProgressBar, except that while training it fetches the metrics it shows
     (`train/loss`, ...) only at logging steps (`attnlab.module.is_logging_step`), when they
@@ -47,7 +49,7 @@ class RichProgressBar(pl.callbacks.RichProgressBar):
         self._shown = metrics
         return metrics
 
-    def _get_train_description(self, current_epoch: int) -> str:
+    def train_description(self, current_epoch: int) -> str:
         # Lightning writes "Epoch 0/-2" for max_epochs=-1 (a run limited by max_steps).
         description = f"Epoch {current_epoch}"
         max_epochs = self.trainer.max_epochs

@@ -3,49 +3,49 @@
 - A second run in a folder that already holds a run's records is refused before any work,
   unless it resumes that run (`resume=<dir>`, or `resume=auto` with that `hydra.run.dir`).
 - Each attempt's configs are kept: Hydra writes the first attempt's to `.hydra/`, a later one's
-  to `.hydra/attempt-<n>/` (`hydra.output_subdir` is `${attempt_subdir:...}`, below). A refused
-  run in another run's folder writes none. A first attempt refused before any work is marked
-  (`.hydra/refused`; attnlab-compare shows it as failed) and leaves the folder free: the
-  corrected command moves its configs to `.hydra/refused-<n>/` and starts there.
-- `resume=<run>` alone is enough: the entry point puts the run's overrides (those of its latest
-  attempt that started work) before the ones given now.
-- `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once; it is
-  taken before Hydra writes anything. The file names its holder (pid, host); a dead holder's
-  lock is taken over with a warning.
+  to `.hydra/attempt-<n>/`. A refused run in another run's folder writes none. A first attempt
+  refused before any work is marked (`.hydra/refused`; attnlab-compare shows it as failed) and
+  leaves the folder free: the corrected command moves its configs to `.hydra/refused-<n>/`.
+- `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once. The
+  Hydra callback `RunFolderLock` takes it before Hydra writes anything and sets
+  `hydra.output_subdir`; the file names its holder (pid, host), and a dead holder's lock is
+  taken over with a warning. `claim_run_folder` refuses what the decision refused; without a
+  Hydra app (the Python API) it takes the lock itself. No state lives in this module: the
+  decision travels in Hydra's config, the holder in the lock file.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import yaml
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict, read_write
 
 from attnlab.run.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
 # What work leaves in a run folder: any of them, or the first attempt's `.hydra/config.yaml`,
-# means the folder holds a run. (Not the log file, which Hydra opens, appending, before any job
-# code runs; nor `.lock`, `failure.json` or the configs of refused attempts: a folder that
-# holds only those is still free for a first run.)
+# means the folder holds a run. (Not the log file, which Hydra opens before any job code
+# runs; nor `.lock`, `failure.json` or the configs of refused attempts.)
 RUN_OUTPUTS = ("checkpoints", "metrics.json", "csv", "tensorboard", "wandb")
 LOCK_FILE = ".lock"
 ATTEMPT_PREFIX = "attempt-"
 REFUSED_PREFIX = "refused-"
-# In `.hydra/attempt-<n>/`: that attempt passed every check and started work.
-STARTED_MARK = "started"
-# In `.hydra/`: the first attempt was refused before any work.
-REFUSED_MARK = "refused"
+STARTED_MARK = "started"  # in `.hydra/attempt-<n>/`: that attempt passed every check
+REFUSED_MARK = "refused"  # in `.hydra/`: the first attempt was refused before any work
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
@@ -54,12 +54,12 @@ class RunFolderError(ConfigError):
     that would change what the run is. Nothing is written for it (no failure.json)."""
 
 
-def holds_run(folder: Path) -> bool:
-    """Whether `folder` holds a run (RUN_OUTPUTS, or the configs of a first attempt that was
-    not refused)."""
+def holds_run(folder: Path, configs: bool = True) -> bool:
+    """Whether `folder` holds a run: RUN_OUTPUTS, or (`configs`) the configs of a first
+    attempt that was not refused."""
     hydra_dir = folder / ".hydra"
     first = (hydra_dir / "config.yaml").exists() and not (hydra_dir / REFUSED_MARK).exists()
-    return first or any((folder / name).exists() for name in RUN_OUTPUTS)
+    return (configs and first) or any((folder / name).exists() for name in RUN_OUTPUTS)
 
 
 def _resumes(resume: str | None, folder: Path) -> bool:
@@ -71,9 +71,9 @@ def _resumes(resume: str | None, folder: Path) -> bool:
 
 @dataclass
 class Attempt:
-    """This process's attempt at a run folder: its lock (None when another process holds it,
-    named by `holder`), whether the folder held no run (`fresh`) or this resumes the one it
-    held, and the subfolder Hydra writes this attempt's configs to (None: none)."""
+    """This process's attempt at a run folder: its lock when this object took it, who holds
+    it when another process does (`holder`), whether the folder held no run (`fresh`) or this
+    resumes the run there, and where Hydra writes this attempt's configs (None: nowhere)."""
 
     folder: Path
     lock: FileLock | None = None
@@ -83,35 +83,14 @@ class Attempt:
     subdir: str | None = None
 
 
-# From the resolver (before Hydra writes the configs) until claim_run_folder takes it, and while
-# the run is under way: resolving the config again must not claim another attempt.
-_PENDING: dict[str, Attempt] = {}
-_RUNNING: dict[str, Attempt] = {}
-
-
-def attempt_subdir(output_dir: str, resume: str | None) -> str | None:
-    """`hydra.output_subdir` of this attempt, decided under the folder's lock (taken here,
-    before Hydra writes anything, and held until the run ends): `.hydra` for a folder's first
-    run, `.hydra/attempt-<n>` for a resume of the run there, None (Hydra writes nothing) for an
-    attempt that claim_run_folder will refuse."""
-    if _rank() != 0:  # torchrun starts every rank with the same command: rank 0 writes
-        return None
-    folder = Path(output_dir).resolve()
-    known = _RUNNING.get(str(folder)) or _PENDING.get(str(folder))
-    if known is not None:
-        return known.subdir
-    attempt = _PENDING[str(folder)] = _take(folder, resume, writes_configs=True)
-    return attempt.subdir
-
-
-def _take(folder: Path, resume: str | None, writes_configs: bool) -> Attempt:
+def _take(folder: Path, resume: str | None, writes_configs: bool, configs: bool = True) -> Attempt:
     """Lock `folder` and decide whether this attempt may run there, and where Hydra writes its
-    configs (`writes_configs`: the command line; the Python API writes none)."""
+    configs (`writes_configs`: a single run at the command line)."""
     attempt = Attempt(folder)
     attempt.lock, attempt.holder = _acquire(folder)
     if attempt.lock is None:
         return attempt
-    attempt.fresh = not holds_run(folder)
+    attempt.fresh = not holds_run(folder, configs)
     attempt.resumes_run = not attempt.fresh and _resumes(resume, folder)
     if writes_configs and attempt.fresh:
         _set_aside_refused(folder)  # a refused first attempt's configs, if any
@@ -124,8 +103,8 @@ def _take(folder: Path, resume: str | None, writes_configs: bool) -> Attempt:
 def _next_attempt(folder: Path) -> str:
     hydra_dir = folder / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    attempts = _attempts(hydra_dir)
-    number = (_attempt_number(attempts[-1]) if attempts else 1) + 1
+    found = attempts(hydra_dir)
+    number = (_attempt_number(found[-1]) if found else 1) + 1
     (hydra_dir / f"{ATTEMPT_PREFIX}{number}").mkdir()  # under the lock: no other writer
     return f".hydra/{ATTEMPT_PREFIX}{number}"
 
@@ -135,7 +114,7 @@ def _attempt_number(path: Path, prefix: str = ATTEMPT_PREFIX) -> int:
     return int(suffix) if path.name.startswith(prefix) and suffix.isdigit() else -1
 
 
-def _attempts(hydra_dir: Path, prefix: str = ATTEMPT_PREFIX) -> list[Path]:
+def attempts(hydra_dir: Path, prefix: str = ATTEMPT_PREFIX) -> list[Path]:
     """The `.hydra/<prefix><n>` folders, in order."""
     found = [p for p in hydra_dir.glob(f"{prefix}*") if _attempt_number(p, prefix) >= 0]
     return sorted(found, key=lambda p: _attempt_number(p, prefix))
@@ -147,51 +126,106 @@ def _rank() -> int:
     return global_rank()
 
 
+class RunFolderLock(Callback):
+    """Hydra callback (conf/hydra/default.yaml): before Hydra writes a single run's configs,
+    lock its folder and set `hydra.output_subdir` (`.hydra`, `.hydra/attempt-<n>`, or None
+    for a run claim_run_folder will refuse); release the lock when the run ends. A multirun
+    whose sweep folder holds runs is refused before its first job."""
+
+    def __init__(self) -> None:
+        self.attempt: Attempt | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with read_write(config.hydra), open_dict(config.hydra):
+            run_dir = config.hydra.run.dir = str(config.hydra.run.dir)  # drawn once
+            if _rank() != 0:  # DDP ranks re-run the command: rank 0 locks and writes
+                config.hydra.output_subdir = None
+                return
+            self.attempt = _take(Path(run_dir).resolve(), config.get("resume"), True)
+            config.hydra.output_subdir = self.attempt.subdir
+        # A refused run leaves by sys.exit, which skips on_run_end: release at exit then.
+        atexit.register(self.release)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        atexit.unregister(self.release)
+        self.release()
+
+    def release(self) -> None:
+        if self.attempt is not None:
+            _release(self.attempt.folder, self.attempt.lock)
+            self.attempt = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        used = sorted(p for p in sweep.glob("*") if p.is_dir() and holds_run(p))
+        if used and _rank() == 0:
+            raise RunFolderError(
+                f"hydra.sweep.dir={sweep} already holds runs ({used[0]}, ...); leave "
+                "hydra.sweep.dir out for a fresh folder"
+            )
+
+
+def _decided_by_hydra(folder: Path) -> Attempt | None:
+    """The attempt RunFolderLock decided for this single run, if it holds the folder's lock."""
+    if not HydraConfig.initialized() or not _held_here(folder):
+        return None
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.RUN:
+        return None
+    subdir = hydra.output_subdir
+    resumes = subdir is not None and subdir.startswith(f".hydra/{ATTEMPT_PREFIX}")
+    return Attempt(folder, fresh=subdir == ".hydra", resumes_run=resumes, subdir=subdir)
+
+
 @contextmanager
 def claim_run_folder(cfg: DictConfig) -> Iterator[Attempt]:
     """Around a training run: hold the folder's lock, and refuse a folder that holds another
     run (unless this resumes it), before any value is checked. DDP ranks other than 0 (which
     Lightning launches by re-running the command) neither check nor lock: rank 0 does both."""
-    folder = Path(cfg.paths.output_dir)
-    key = str(folder.resolve())
-    if _rank() != 0 or key in _RUNNING:  # claimed already (attnlab-train, then train())
-        yield _RUNNING.get(key) or Attempt(folder)
-        return
+    folder = Path(cfg.paths.output_dir).resolve()
     resume = cfg.get("resume")
     if resume not in (None, "auto") and not Path(resume).is_dir():  # before the lock makes it
         raise ConfigError(missing_resume_message(resume))
-    attempt = _PENDING.pop(key, None) or _take(folder.resolve(), resume, writes_configs=False)
+    attempt = _decided_by_hydra(folder)
+    if _rank() != 0 or (attempt is None and _held_here(folder)):  # claimed already
+        yield attempt or Attempt(folder)
+        return
+    if attempt is None:  # the Python API, or a multirun job (its configs are written)
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        attempt = _take(folder, resume, writes_configs=False, configs=not multirun)
     try:
-        if attempt.lock is None:
-            raise RunFolderError(
-                f"{folder} is in use by another run ({attempt.holder or 'another process'}; "
-                f"lock file {folder / LOCK_FILE}); wait for it to finish, or leave "
-                "hydra.run.dir out for a fresh folder"
-            )
-        if not attempt.fresh and not attempt.resumes_run:
-            raise RunFolderError(
-                f"hydra.run.dir={folder} already holds a run; continue it with "
-                f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
-            )
-        _RUNNING[key] = attempt
+        _refuse(attempt, Path(cfg.paths.output_dir))
         try:
             yield attempt
         except ConfigError as error:
             _mark_refused(attempt, error)
             raise
-        finally:
-            _RUNNING.pop(key, None)
     finally:
         _release(folder, attempt.lock)
 
 
+def _refuse(attempt: Attempt, folder: Path) -> None:
+    if attempt.holder:
+        raise RunFolderError(
+            f"{folder} is in use by another run ({attempt.holder}; "
+            f"lock file {folder / LOCK_FILE}); wait for it to finish, or leave "
+            "hydra.run.dir out for a fresh folder"
+        )
+    if not attempt.fresh and not attempt.resumes_run:
+        raise RunFolderError(
+            f"hydra.run.dir={folder} already holds a run; continue it with "
+            f"attnlab-train resume={folder}, or leave hydra.run.dir out for a fresh folder"
+        )
+
+
 def mark_started(cfg: DictConfig) -> None:
     """Every check passed and work begins: a later `resume=<run>` takes this attempt's
-    overrides (original_overrides)."""
-    attempt = _RUNNING.get(str(Path(cfg.paths.output_dir).resolve()))
-    if attempt is not None and attempt.subdir and attempt.subdir != ".hydra":
+    overrides (resume_overrides.original_overrides)."""
+    folder = Path(cfg.paths.output_dir).resolve()
+    attempt = _decided_by_hydra(folder)
+    if attempt is not None and attempt.resumes_run and attempt.subdir:
         with suppress(OSError):
-            (attempt.folder / attempt.subdir / STARTED_MARK).write_text(f"{time.time()}\n")
+            (folder / attempt.subdir / STARTED_MARK).write_text(f"{time.time()}\n")
 
 
 def _mark_refused(attempt: Attempt, error: BaseException) -> None:
@@ -210,7 +244,7 @@ def _set_aside_refused(folder: Path) -> None:
     hydra_dir = folder / ".hydra"
     if not (hydra_dir / REFUSED_MARK).is_file():
         return
-    refused = _attempts(hydra_dir, REFUSED_PREFIX)
+    refused = attempts(hydra_dir, REFUSED_PREFIX)
     number = (_attempt_number(refused[-1], REFUSED_PREFIX) if refused else 0) + 1
     target = hydra_dir / f"{REFUSED_PREFIX}{number}"
     target.mkdir()  # under the folder's lock: no other writer
@@ -221,6 +255,12 @@ def _set_aside_refused(folder: Path) -> None:
 
 def _holder() -> str:
     return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
+def _held_here(folder: Path) -> bool:
+    """Whether this process holds `folder`'s lock (the lock file names its holder)."""
+    path = folder / LOCK_FILE
+    return path.is_file() and path.read_text().strip() == _holder()
 
 
 def _acquire(folder: Path) -> tuple[FileLock | None, str]:
@@ -234,7 +274,8 @@ def _acquire(folder: Path) -> tuple[FileLock | None, str]:
     try:
         lock.acquire()
     except Timeout:
-        return None, before or (path.read_text().strip() if path.is_file() else "")
+        holder = before or (path.read_text().strip() if path.is_file() else "")
+        return None, holder or "another process"
     if before:
         log.warning("%s: taking over the lock of %s, which is no longer running", folder, before)
     path.write_text(_holder() + "\n")
@@ -250,100 +291,5 @@ def _release(folder: Path, lock: FileLock | None) -> None:
         lock.release()
 
 
-# ---- `resume=<run>` alone is enough: the run's original overrides, then the ones given now ----
-
-_NOT_CARRIED = ("resume", "ckpt_path")
-
-
-def _arg_value(args: Sequence[str], key: str) -> str | None:
-    value = None
-    for arg in args:
-        if arg.split("=", 1)[0].lstrip("+") == key and "=" in arg:
-            value = arg.split("=", 1)[1].strip("'\"")
-    return value
-
-
 def missing_resume_message(folder: str | Path) -> str:
     return f"resume={folder} is not valid: no such run directory"
-
-
-def resumed_folder(args: Sequence[str]) -> Path | None:
-    """The run folder that a command line resumes (resume=<dir>, or resume=auto with
-    hydra.run.dir=<dir>), or None."""
-    resume = _arg_value(args, "resume")
-    if resume in (None, "", "null"):
-        return None
-    if resume == "auto":
-        run_dir = _arg_value(args, "hydra.run.dir")
-        return Path(run_dir) if run_dir else None
-    return Path(resume)
-
-
-def original_overrides(folder: Path) -> list[str]:
-    """The overrides of the run's latest attempt that started work (`.hydra/attempt-<n>/` with
-    a `started` mark, else the first attempt's `.hydra/overrides.yaml`): a resume that extended
-    the run (`trainer.max_epochs=10`) is extended again by the next `resume=<run>`, and one that
-    was refused (a bad value, a changed model, a locked folder) is never taken. [] if none."""
-    hydra_dir = folder / ".hydra"
-    started = [p for p in _attempts(hydra_dir) if (p / STARTED_MARK).is_file()]
-    first = [] if (hydra_dir / REFUSED_MARK).exists() else [hydra_dir]
-    for directory in [*reversed(started), *first]:
-        path = directory / "overrides.yaml"
-        if path.is_file():
-            return [str(line) for line in yaml.safe_load(path.read_text()) or []]
-    return []
-
-
-def merge_overrides(original: Sequence[str], given: Sequence[str]) -> list[str]:
-    """`original` then `given`, without those of `original` that `given` sets again (an original
-    `+key=...` keeps its `+` on the new value) and without `resume`/`ckpt_path`. Idempotent:
-    merging the result with `original` again gives the same list."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    parsed_now = parser.parse_overrides(list(given))
-    now = {(o.key_or_group, o.package): o for o in parsed_now}
-    kept: list[str] = []
-    prefix: dict[tuple, str] = {}
-    for line, o in zip(original, parser.parse_overrides(list(original)), strict=True):
-        key = (o.key_or_group, o.package)
-        if o.key_or_group in _NOT_CARRIED:
-            continue
-        if key in now:
-            new = now[key]
-            if (o.is_add() or o.is_force_add()) and not (
-                new.is_add() or new.is_force_add() or new.is_delete()
-            ):
-                prefix[key] = "++" if o.is_force_add() else "+"
-            continue
-        kept.append(line)
-    merged = [
-        prefix.get((o.key_or_group, o.package), "") + line
-        for line, o in zip(given, parsed_now, strict=True)
-    ]
-    return [*kept, *merged]
-
-
-def with_original_overrides(args: Sequence[str]) -> list[str]:
-    """For `attnlab-train resume=<run> [overrides]`: the run's original overrides, then these.
-    A resume of a folder that does not exist stops here (exit 2), before Hydra makes it."""
-    from hydra._internal.utils import get_args_parser  # Hydra's own parser: same flags
-
-    args = list(args)
-    parsed = get_args_parser().parse_known_args(args)[0]
-    if parsed.multirun:
-        return args
-    given = list(parsed.overrides)
-    folder = resumed_folder(given)
-    if folder is None:
-        return args
-    if _arg_value(given, "resume") != "auto" and not folder.is_dir():
-        print(f"attnlab: {missing_resume_message(folder)}", file=sys.stderr)
-        sys.exit(2)
-    original = original_overrides(folder)
-    if not original or not given:
-        return args
-    # the overrides, in place of the given ones: flags (--config-name ...) stay where they were
-    first = args.index(given[0])
-    rest = [a for a in args[first:] if a not in given]
-    return [*args[:first], *merge_overrides(original, given), *rest]

@@ -22,16 +22,8 @@ def _run_id() -> str:
 
 def _run_dir(resume: str | None, new_dir: str) -> str:
     # `resume=<run dir>` continues in that directory (attnlab-train refuses one that does not
-    # exist before Hydra would create it: run/folder.py); anything else gets a new one.
+    # exist before Hydra would create it: run/resume_overrides.py); anything else gets a new one.
     return new_dir if resume in (None, "auto") else str(resume)
-
-
-def _attempt_subdir(output_dir: str, resume: str | None) -> str | None:
-    # hydra.output_subdir: `.hydra` for a folder's first run, `.hydra/attempt-<n>` for a resume,
-    # None (nothing written) for a run that will be refused (attnlab/run/folder.py).
-    from attnlab.run.folder import attempt_subdir
-
-    return attempt_subdir(output_dir, resume)
 
 
 def _hydra_runtime(key: str) -> str | None:
@@ -107,8 +99,6 @@ def _command_usage(config_name: str) -> str:
 
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
-    if not OmegaConf.has_resolver("attempt_subdir"):
-        OmegaConf.register_new_resolver("attempt_subdir", _attempt_subdir)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
     if not OmegaConf.has_resolver("run_dir"):

@@ -17,15 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.run.artefacts import write_failure, write_metrics
 from attnlab.run.config_report import print_config
 from attnlab.run.errors import ConfigError, exits_on_input_error, with_config_hints
-from attnlab.run.folder import (
-    RunFolderError,
-    claim_run_folder,
-    mark_started,
-    with_original_overrides,
-)
+from attnlab.run.folder import RunFolderError, claim_run_folder, mark_started
 from attnlab.run.ladder_checks import check_ladder
 from attnlab.run.ladder_rungs import apply_ladder, flops_per_token
 from attnlab.run.resolvers import fix_output_dir
+from attnlab.run.resume_overrides import with_original_overrides
 from attnlab.run.validation import chosen_options
 from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 

@@ -1,8 +1,9 @@
 """Every private Lightning and torchmetrics name attnlab relies on, behind named functions.
 
-Resuming a run exactly (callbacks/reliability.py) needs state that Lightning keeps to itself:
-RNG states, ModelCheckpoint's save decisions, the fit loop's data fetcher and pending loader
-states, the logged metrics, a Metric's update count. Private names change without notice, so
+Resuming a run exactly (callbacks/run_checkpoint.py, callbacks/resume_state.py) needs state
+that Lightning keeps to itself: RNG states, ModelCheckpoint's save decisions, the fit loop's
+data fetcher and pending loader states, the logged metrics, a Metric's update count; the
+progress bar and the module reach two more. Private names change without notice, so
 they are reached only from here; tests/test_lightning_compat.py exercises each one against the
 installed versions, and pyproject.toml bounds lightning and torchmetrics to the minor
 versions those tests passed on. A new Lightning minor: run that test file, fix what it names
@@ -11,7 +12,6 @@ here, then raise the bound.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,26 +23,26 @@ from lightning.pytorch.trainer.connectors.logger_connector import _LoggerConnect
 from lightning.pytorch.utilities.seed import _collect_rng_states, _set_rng_states
 from torchmetrics import Metric
 
+# RichProgressBar's method that names the training bar ("Epoch 3/9"), called at every epoch
+# start; callbacks/progress.py replaces it through `replace_train_description`.
+RICH_TRAIN_DESCRIPTION = "_get_train_description"
+
 # Class -> the private attributes (methods, or attributes set in __init__) used below.
 PRIVATE_NAMES: dict[type, tuple[str, ...]] = {
     ModelCheckpoint: (
         "_save_last_checkpoint",
         "_save_topk_checkpoint",
-        "_save_checkpoint",
-        "_enable_version_counter",
         "_should_remove_checkpoint",
         "_remove_checkpoint",
         "_monitor_candidates",
         "_should_skip_saving_checkpoint",
         "_should_save_on_train_epoch_end",
-        "_every_n_train_steps",
-        "_every_n_epochs",
-        "_train_time_interval",
-        "_last_time_checked",
     ),
     _TrainingEpochLoop: ("_should_check_val_fx",),
     # overridden by callbacks/progress.py ("Epoch 0/-2" for a max_steps run)
-    pl.callbacks.RichProgressBar: ("_get_train_description",),
+    pl.callbacks.RichProgressBar: (RICH_TRAIN_DESCRIPTION,),
+    # module.py: the trainer, or None before one is attached (`.trainer` raises then)
+    pl.LightningModule: ("_trainer",),
     _FitLoop: (
         "_data_fetcher",
         "_combined_loader_states_to_load",
@@ -69,6 +69,7 @@ def missing_private_names() -> list[str]:
         _LoggerConnector: trainer._logger_connector,
         Metric: _ProbeMetric(),
         pl.callbacks.RichProgressBar: pl.callbacks.RichProgressBar(),
+        pl.LightningModule: pl.LightningModule(),
     }
     return [
         f"{cls.__name__}.{name}"
@@ -113,22 +114,6 @@ def save_last(
     callback._save_last_checkpoint(trainer, candidates)
 
 
-def last_checkpoint_path(
-    callback: ModelCheckpoint, trainer: pl.Trainer, candidates: dict[str, torch.Tensor]
-) -> str:
-    """Where `save_last` would write last.ckpt now (ModelCheckpoint._save_last_checkpoint's
-    naming: last-v1.ckpt beside another run's last.ckpt)."""
-    path = callback.format_checkpoint_name(candidates, callback.CHECKPOINT_NAME_LAST)
-    if callback._enable_version_counter:
-        version = callback.STARTING_VERSION
-        while callback.file_exists(path, trainer) and path != callback.last_model_path:
-            path = callback.format_checkpoint_name(
-                candidates, callback.CHECKPOINT_NAME_LAST, ver=version
-            )
-            version += 1
-    return path
-
-
 def remove_replaced(
     callback: ModelCheckpoint, trainer: pl.Trainer, previous: str, current: str
 ) -> None:
@@ -155,25 +140,28 @@ def saves_on_train_epoch_end(callback: ModelCheckpoint, trainer: pl.Trainer) -> 
     return callback._should_save_on_train_epoch_end(trainer)
 
 
-def every_n_train_steps(callback: ModelCheckpoint) -> int:
-    return callback._every_n_train_steps
+# Progress bar and module.
 
 
-def every_n_epochs(callback: ModelCheckpoint) -> int:
-    return callback._every_n_epochs
+def replace_train_description(cls: type[pl.callbacks.RichProgressBar]) -> type:
+    """Class decorator: the bar's training description comes from its public
+    `train_description(current_epoch)` method instead of Lightning's private one."""
+
+    def private(self: Any, current_epoch: int) -> str:
+        return self.train_description(current_epoch)
+
+    setattr(cls, RICH_TRAIN_DESCRIPTION, private)
+    return cls
 
 
-def train_time_interval(callback: ModelCheckpoint) -> timedelta | None:
-    return callback._train_time_interval
+def train_description(bar: pl.callbacks.RichProgressBar, current_epoch: int) -> str:
+    """What the bar shows for epoch `current_epoch` (Lightning's call, as it makes it)."""
+    return getattr(bar, RICH_TRAIN_DESCRIPTION)(current_epoch)
 
 
-def last_time_checked(callback: ModelCheckpoint) -> float | None:
-    """When the time-interval trigger last fired (time.monotonic())."""
-    return callback._last_time_checked
-
-
-def set_last_time_checked(callback: ModelCheckpoint, now: float) -> None:
-    callback._last_time_checked = now
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The module's trainer, or None before one is attached (`module.trainer` raises then)."""
+    return module._trainer
 
 
 # The fit loop and the logged metrics.

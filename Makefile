@@ -50,14 +50,19 @@ ladder-example: $(STAMP) ## scaling ladder on Tiny Shakespeare (learned/rope x g
 		model.activation=gelu,swiglu seed=1,2 print_config=false hydra.sweep.dir=$(LADDER_DIR) $(ARGS)
 	$(BIN)/attnlab-compare --ladder $(LADDER_DIR) --baseline "model.activation=gelu model.pos=learned" --budget 1e13
 
-test: $(STAMP) ## the default test suite (minutes on 2 CPU cores)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); worksteal balances
+# the long tests. A single file or test: .venv/bin/python -m pytest tests/... (no workers).
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist worksteal
+
+test: $(STAMP) ## the default test suite (about 5 minutes on 2 CPU cores)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the slower end-to-end tests
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(XDIST) $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test
-	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow or not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint + format check + import contracts (layers, no circles)
 	$(BIN)/ruff check src tests scripts examples

@@ -41,6 +41,16 @@ DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "
 os.environ.setdefault("ATTNLAB_DATA_DIR", str(DATA_DIR))
 # Tests never download (a missing dataset skips the test instead); a local server is allowed.
 os.environ["ATTNLAB_OFFLINE"] = "1"
+# Under pytest-xdist (`make test` runs `-n auto`) the workers share the cores: each one, and the
+# commands it runs, gets its share of intra-op threads. Oversubscribed OpenMP threads spin-wait
+# for a core (tests/models/conftest.py), which made the suite slower, not faster.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    import torch
+
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _threads = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 # Tests that need a real dataset skip when it is missing (a fresh clone, offline), one line naming
 # the file; with ATTNLAB_REQUIRE_DATA=1 (CI) they fail instead, so nothing is skipped unseen.
 REQUIRE_DATA = os.environ.get("ATTNLAB_REQUIRE_DATA", "") not in ("", "0")

@@ -121,6 +121,7 @@ def test_generate_cli_continues_the_prompt(train_config, tmp_path: Path) -> None
     assert greedy[0] == greedy[1]  # greedy ignores the seed
 
 
+@pytest.mark.slow  # a training run and a CLI start (~30 s): default-suite time (issue 28)
 def test_generate_refuses_a_seq2seq_checkpoint(train_config, tmp_path: Path) -> None:
     result = train(train_config("trainer.max_epochs=1", base=TINY_SETUP))
     out = run_cli(

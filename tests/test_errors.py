@@ -65,6 +65,7 @@ def test_text_file_as_checkpoint_is_refused_by_name(train_config, tmp_path: Path
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a CLI start (~20 s): default-suite time (issue 28)
 def test_eval_missing_checkpoint_cli(tmp_path: Path) -> None:
     result = run_cli("attnlab-eval", "ckpt_path=missing.ckpt", cwd=tmp_path, check=False)
     assert result.returncode != 0

@@ -54,6 +54,7 @@ def test_extras() -> None:
     assert set(_requirements("dev")) - set(everything) == {
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "pytest-xdist>=3.5",
         "ruff>=0.6",
         "import-linter>=2.1",
     }

@@ -70,6 +70,7 @@ def test_second_run_in_a_used_folder_is_refused_and_replaces_nothing(
     assert files(run) == before  # byte for byte; no failure.json, no .hydra/attempt-2
 
 
+@pytest.mark.slow  # two training runs (~50 s): default-suite time (issue 28)
 def test_resume_alone_extends_a_run_and_keeps_each_attempts_configs(
     finished_run: Path, tmp_path: Path
 ) -> None:

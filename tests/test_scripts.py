@@ -13,6 +13,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+@pytest.mark.slow  # a benchmark timing every precision (~50 s): default-suite time (issue 28)
 def test_bench_precision_prints_a_row_per_mode() -> None:
     args = ["--modes", "fp32", "bf16", "--warmup", "1", "--steps", "1", "--repeats", "1"]
     result = subprocess.run(

@@ -220,6 +220,7 @@ def test_pruning_callback_is_inert_outside_a_trial(tmp_path: Path) -> None:
 # --- Optuna: searches ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two Optuna searches (~55 s): default-suite time (issue 28)
 def test_optuna_search_resumes_its_study(tmp_path: Path) -> None:
     """The same command with a larger n_trials continues the study, with new suggestions."""
     command = ["-m", "hparams_search=optuna", *SHORT]
@@ -372,6 +373,7 @@ def test_killed_search_resumes(tmp_path: Path) -> None:
 # --- submitit launchers -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a submitit-launched multirun (~60 s): default-suite time (issue 28)
 def test_submitit_local_runs_a_multirun(tmp_path: Path) -> None:
     """Each job runs in its own process; the default sweep folder (no hydra.sweep.dir)."""
     run_cli(

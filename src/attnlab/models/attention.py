@@ -17,7 +17,7 @@ from attnlab.models.attention_variants import active_mods
 from attnlab.models.config import ModelConfig
 from attnlab.models.document_mask import DocumentMask
 from attnlab.models.kv_cache import KVCache
-from attnlab.models.masks import MaskMod, padding, prefix, sliding_window
+from attnlab.models.masks import MaskMod, padding, sliding_window
 from attnlab.models.packed import PackedLinear, pack_qkv, pack_qkv_hook
 from attnlab.models.position_schemes import build_attention_positions
 from attnlab.models.scores import ScoreMod, softcap
@@ -181,15 +181,13 @@ class MultiHeadAttention(nn.Module):
         return q, k, v, past
 
     def _mask_mods(
-        self, key_padding_mask: Tensor | None, shape: tuple[int, int], causal: bool, prefix_len: int
+        self, key_padding_mask: Tensor | None, shape: tuple[int, int], causal: bool
     ) -> list[MaskMod]:
-        """The predicates beyond causality: padding, a prefix, the window, the variants."""
+        """The predicates beyond causality and a prefix: padding, the window, the variants."""
         mods = []
         if key_padding_mask is not None:
             check_padding_mask(key_padding_mask, shape)
             mods.append(padding(key_padding_mask))
-        if causal and prefix_len > 0:
-            mods.append(prefix(prefix_len))
         if self.window is not None:
             mods.append(sliding_window(self.window, causal))
         return mods + self.mask_mods
@@ -230,7 +228,7 @@ class MultiHeadAttention(nn.Module):
         if self.positions is not None and self_attention:
             bias = self.positions.score_bias(tq, tk, past)
             bias = None if bias is None else bias.to(q.dtype)
-        mask_mods = self._mask_mods(key_padding_mask, (q.size(0), tk), causal, prefix_len)
+        mask_mods = self._mask_mods(key_padding_mask, (q.size(0), tk), causal)
         out = attend(
             q,
             k,
@@ -241,6 +239,7 @@ class MultiHeadAttention(nn.Module):
             bias=bias,
             score_mods=self.score_mods,
             documents=documents,
+            prefix_len=prefix_len,
             dropout_p=self.dropout if self.training else 0.0,
             scale=self.scale,
         )  # (B, H, Tq, Dh)

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnlab.models.document_mask import DocumentMask
-from attnlab.models.masks import MaskMod, and_masks, causal, materialize
+from attnlab.models.masks import MaskMod, and_masks, causal, materialize, or_masks, prefix
 from attnlab.models.scores import ScoreMod, apply_score_mods
 
 # Decoding calls attention with a new key length at every step. cuDNN's attention, SDPA's first
@@ -76,6 +76,7 @@ def choose_kernel(
     bias: bool = False,
     score_mods: Sequence[ScoreMod] = (),
     documents: bool = False,
+    prefix_len: int = 0,
 ) -> str:
     """The kernel `attend` runs for these inputs (see the module docstring).
 
@@ -86,7 +87,7 @@ def choose_kernel(
         return "explicit"
     if documents:
         return "sdpa_masked" if mask_mods else "document"
-    if mask_mods or (is_causal and (bias or (past > 0 and n_queries > 1))):
+    if mask_mods or (is_causal and (bias or prefix_len > 0 or (past > 0 and n_queries > 1))):
         return "sdpa_masked"
     return "sdpa_causal" if is_causal and past == 0 else "sdpa"
 
@@ -102,18 +103,27 @@ def attend(
     bias: Tensor | None = None,
     score_mods: Sequence[ScoreMod] = (),
     documents: DocumentMask | None = None,
+    prefix_len: int = 0,
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> Tensor:
     """Attention of q (B, H, Tq, Dh) at positions past.. over k, v (B, Hkv, Tk, Dh)
     -> (B, H, Tq, Dh).
 
-    mask_mods: predicates ANDed with causality (and the documents' mask); bias: float
+    is_causal: query i sees keys <= i, and with prefix_len also the first prefix_len keys.
+    mask_mods: predicates ANDed with that (and the documents' mask); bias: float
     (H, Tq, Tk) added to the scores; score_mods: applied to the scaled (and biased) scores.
     A query with no visible key gets a zero output, not NaN.
     """
     kernel = choose_kernel(
-        is_causal, past, q.size(-2), mask_mods, bias is not None, score_mods, documents is not None
+        is_causal,
+        past,
+        q.size(-2),
+        mask_mods,
+        bias is not None,
+        score_mods,
+        documents is not None,
+        prefix_len if is_causal else 0,
     )
     gqa = k.size(1) != q.size(1)  # SDPA shares each k/v head among a query group
     if kernel == "document":
@@ -130,7 +140,9 @@ def attend(
             scale=scale,
             enable_gqa=gqa,
         )
-    allowed = _allowed(q, k.size(-2), is_causal, past, mask_mods, documents)
+    if is_causal:  # the causal part: a prefix LM's source is visible both ways
+        mask_mods = [or_masks(causal, prefix(prefix_len)) if prefix_len else causal, *mask_mods]
+    allowed = _allowed(q, k.size(-2), past, mask_mods, documents)
     # A query with no visible key (e.g. a fully padded sequence) would softmax over all -inf
     # and produce NaN, which poisons the gradients of the whole batch. Let such rows attend
     # everywhere (finite), then zero their output.
@@ -150,13 +162,11 @@ def attend(
 def _allowed(
     q: Tensor,
     n_keys: int,
-    is_causal: bool,
     past: int,
-    mask_mods: Sequence[MaskMod],
+    mods: Sequence[MaskMod],
     documents: DocumentMask | None,
 ) -> Tensor:
     """bool, broadcastable to (B, H, Tq, Tk): what the predicates (and documents) allow."""
-    mods = [*mask_mods, causal] if is_causal else list(mask_mods)
     B, H, Tq, _ = q.shape
     queries = torch.arange(past, past + Tq, device=q.device)  # (Tq,) absolute positions
     if mods:

@@ -70,6 +70,14 @@ class ConfiguredNetwork:
         return defaults | {k: v for k, v in arguments.items() if k in names}
 
     @classmethod
+    def settings_key(cls, arguments: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What of `arguments` makes this network's ModelConfig, as a hashable key (for a
+        caller that keeps the config it checked, to build the network with it)."""
+        values = cls.with_defaults(arguments)
+        names = MODEL_SETTINGS | set(variant_settings())
+        return (cls, *sorted((k, repr(v)) for k, v in values.items() if k in names))
+
+    @classmethod
     def resolve_config(
         cls,
         config: ModelConfig | None,

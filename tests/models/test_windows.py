@@ -191,7 +191,9 @@ def test_a_prebuilt_config_builds_the_same_network_as_flat_settings() -> None:
     torch.manual_seed(0)
     built = DecoderOnly(50, n_layers=2, config=config)
     assert built.config is config
-    for (name, a), (_, b) in zip(flat.state_dict().items(), built.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        flat.state_dict().items(), built.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     with pytest.raises(TypeError, match="not both"):
         DecoderOnly(50, config=config, d_model=64)

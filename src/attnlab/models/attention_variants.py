@@ -64,12 +64,23 @@ def register_attention_variant(
         raise ValueError(f"attention variant {name!r}: settings {clash or '{}'} clash or are empty")
     variant = AttentionVariant(name, dict(settings), mask_mod, score_mod, check)
     ATTENTION_VARIANTS[name] = variant
+    _store_settings_node()
     return variant
 
 
 def unregister_attention_variant(name: str) -> None:
     """Remove a registered variant (e.g. a test's, when it is done)."""
     del ATTENTION_VARIANTS[name]
+    _store_settings_node()
+
+
+def _store_settings_node() -> None:
+    """Hydra's `attn_variants/registered` node: every variant setting with its default.
+    conf/model/*.yaml merge it (an optional defaults entry), so `model.<setting>=...` is a
+    known key on the command line and in sweeps once the extension is imported."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="attn_variants", name="registered", node=variant_settings())
 
 
 def variant_settings() -> dict[str, Any]:

@@ -3,6 +3,8 @@ attention_kernels.py, the masks and score changes come from masks.py and scores.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -103,17 +105,18 @@ class MultiHeadAttention(nn.Module):
         max_len: int | None = None,
     ) -> MultiHeadAttention:
         """The flat form: relative_pos None (or an embedding-side scheme) acts nowhere here."""
-        config = flat_config(
-            d_model=d_model,
-            n_heads=n_heads,
-            dropout=dropout,
-            bias=bias,
-            n_kv_heads=n_kv_heads,
-            qk_norm=qk_norm,
-            pos=relative_pos or "none",
-            max_len=max_len or 1,
+        return cls(
+            flat_config(
+                d_model=d_model,
+                n_heads=n_heads,
+                dropout=dropout,
+                bias=bias,
+                n_kv_heads=n_kv_heads,
+                qk_norm=qk_norm,
+                relative_pos=relative_pos,
+                max_len=max_len,
+            )
         )
-        return cls(config)
 
     @property
     def needs_explicit_mask(self) -> bool:
@@ -246,9 +249,12 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(self._merge_heads(out))  # (B, Tq, D)
 
 
-def flat_config(**values: object) -> ModelConfig:
+def flat_config(**values: Any) -> ModelConfig:
     """A ModelConfig for the flat constructors of single modules, which take any dropout
-    nn.Dropout takes (1.0 included, which a run's config refuses)."""
+    nn.Dropout takes (1.0 included, which a run's config refuses). relative_pos None: no
+    positions in attention; max_len None: none reserved."""
+    values["pos"] = values.pop("relative_pos", None) or "none"
+    values["max_len"] = values.pop("max_len", None) or 1
     dropout = values.pop("dropout")
     config = ModelConfig(**values)  # type: ignore[arg-type]
     object.__setattr__(config, "dropout", dropout)  # frozen; valid for a single module

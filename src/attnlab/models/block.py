@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -68,14 +69,10 @@ class TransformerBlock(nn.Module):
         norm_first: bool = False,
         cross_attention: bool = False,
         norm: str = "layernorm",
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
-        relative_pos: str | None = None,
-        max_len: int | None = None,
+        **options: Any,
     ) -> TransformerBlock:
-        """The flat form of the arguments (relative_pos None: no positions in attention)."""
+        """The flat form of the arguments; options: bias, layer_norm_eps, n_kv_heads, qk_norm,
+        relative_pos (None: no positions in attention) and max_len, as ModelConfig takes them."""
         config = flat_config(
             d_model=d_model,
             n_heads=n_heads,
@@ -84,12 +81,7 @@ class TransformerBlock(nn.Module):
             activation=activation,
             norm_first=norm_first,
             norm=norm,
-            bias=bias,
-            layer_norm_eps=layer_norm_eps,
-            n_kv_heads=n_kv_heads,
-            qk_norm=qk_norm,
-            pos=relative_pos or "none",
-            max_len=max_len or 1,
+            **options,
         )
         return cls(config, cross_attention)
 

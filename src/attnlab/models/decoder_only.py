@@ -66,20 +66,15 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         config: ModelConfig | None = None,
         **settings: Any,
     ):
-        own = dict(
-            vocab_size=vocab_size,
-            n_layers=n_layers,
-            tie_output=tie_output,
-            num_classes=num_classes,
-            pooling=pooling,
-            prefix_attention=prefix_attention,
-            padding_side=padding_side,
-        )
+        # The network's own arguments, checked with the config (check_own_arguments).
+        own = dict(vocab_size=vocab_size, n_layers=n_layers, tie_output=tie_output)
+        own |= dict(num_classes=num_classes, pooling=pooling, prefix_attention=prefix_attention)
+        own |= dict(padding_side=padding_side)
         flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
         config = self.resolve_config(config, own, flat)  # checks all, before anything is built
         super().__init__()
-        self.config, self.d_model, self.max_len = config, config.d_model, config.max_len
-        d_model = config.d_model
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
         self.prefix_attention = prefix_attention
         self.padding_side = padding_side
         self.vocab_size = vocab_size

@@ -68,23 +68,16 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         config: ModelConfig | None = None,
         **settings: Any,
     ):
-        own = dict(
-            vocab_size=vocab_size,
-            n_encoder_layers=n_encoder_layers,
-            n_decoder_layers=n_decoder_layers,
-            share_embeddings=share_embeddings,
-            tie_output=tie_output,
-            tgt_vocab_size=tgt_vocab_size,
-            final_norm=final_norm,
-            num_classes=num_classes,
-            pooling=pooling,
-            padding_side=padding_side,
-        )
+        # The network's own arguments, checked with the config (check_own_arguments).
+        own = dict(vocab_size=vocab_size, n_encoder_layers=n_encoder_layers)
+        own |= dict(n_decoder_layers=n_decoder_layers, share_embeddings=share_embeddings)
+        own |= dict(tie_output=tie_output, tgt_vocab_size=tgt_vocab_size, final_norm=final_norm)
+        own |= dict(num_classes=num_classes, pooling=pooling, padding_side=padding_side)
         flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
         config = self.resolve_config(config, own, flat)  # checks all, before anything is built
         super().__init__()
-        self.config, self.d_model, self.max_len = config, config.d_model, config.max_len
-        d_model = config.d_model
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
         self.padding_side = padding_side

@@ -82,22 +82,15 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         config: ModelConfig | None = None,
         **settings: Any,
     ):
-        own = dict(
-            vocab_size=vocab_size,
-            n_layers=n_layers,
-            type_vocab_size=type_vocab_size,
-            pad_id=pad_id,
-            tie_output=tie_output,
-            num_classes=num_classes,
-            pooling=pooling,
-            classifier_dropout=classifier_dropout,
-            nsp=nsp,
-        )
+        # The network's own arguments, checked with the config (check_own_arguments).
+        own = dict(vocab_size=vocab_size, n_layers=n_layers, type_vocab_size=type_vocab_size)
+        own |= dict(pad_id=pad_id, tie_output=tie_output, num_classes=num_classes)
+        own |= dict(pooling=pooling, classifier_dropout=classifier_dropout, nsp=nsp)
         flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
         config = self.resolve_config(config, own, flat)  # checks all, before anything is built
         super().__init__()
-        self.config, self.d_model, self.max_len = config, config.d_model, config.max_len
-        d_model = config.d_model
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
         bias = config.bias
         self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
         rows = config.padded_vocab(vocab_size)

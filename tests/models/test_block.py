@@ -26,7 +26,9 @@ def test_layout_with_cross_attention() -> None:
 @pytest.mark.parametrize("cross_attention", [False, True])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_causal_block_ignores_future(norm_first: bool, cross_attention: bool) -> None:
-    block = TransformerBlock.from_arguments(16, 4, 32, norm_first=norm_first, cross_attention=cross_attention)
+    block = TransformerBlock.from_arguments(
+        16, 4, 32, norm_first=norm_first, cross_attention=cross_attention
+    )
     block.eval()
     memory = torch.randn(2, 3, 16) if cross_attention else None
     x = torch.randn(2, 6, 16)
@@ -61,10 +63,14 @@ def test_residual_dropout_on_each_sublayer(cross_attention: bool) -> None:
     """With p=1 every sublayer output is dropped and only the residual path is left."""
     memory = torch.randn(2, 3, 16) if cross_attention else None
     x = torch.randn(2, 5, 16)
-    pre = TransformerBlock.from_arguments(16, 4, 32, dropout=1.0, norm_first=True, cross_attention=cross_attention)
+    pre = TransformerBlock.from_arguments(
+        16, 4, 32, dropout=1.0, norm_first=True, cross_attention=cross_attention
+    )
     torch.testing.assert_close(pre.train()(x, memory=memory), x)
 
-    post = TransformerBlock.from_arguments(16, 4, 32, dropout=1.0, cross_attention=cross_attention).train()
+    post = TransformerBlock.from_arguments(
+        16, 4, 32, dropout=1.0, cross_attention=cross_attention
+    ).train()
     norms = [post.norm1, post.norm2] + ([post.norm3] if cross_attention else [])
     expected = x
     for norm in norms:

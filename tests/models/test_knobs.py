@@ -78,7 +78,10 @@ def test_alibi_attention_adds_minus_slope_times_distance() -> None:
 
 def test_gqa_with_kv_heads_equal_to_heads_is_multi_head_attention() -> None:
     torch.manual_seed(0)
-    plain, grouped = MultiHeadAttention.from_arguments(32, 4), MultiHeadAttention.from_arguments(32, 4, n_kv_heads=4)
+    plain, grouped = (
+        MultiHeadAttention.from_arguments(32, 4),
+        MultiHeadAttention.from_arguments(32, 4, n_kv_heads=4),
+    )
     grouped.load_state_dict(plain.state_dict())
     x, pad = torch.randn(2, 7, 32), torch.zeros(2, 7, dtype=torch.bool)
     pad[1, 5:] = True

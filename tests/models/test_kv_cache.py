@@ -84,7 +84,9 @@ def test_cross_attention_cache_projects_memory_once() -> None:
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_block_with_self_and_cross_caches(norm_first: bool) -> None:
     """The encoder-decoder's decoder block can decode incrementally with both caches."""
-    block = TransformerBlock.from_arguments(16, 4, 32, norm_first=norm_first, cross_attention=True).eval()
+    block = TransformerBlock.from_arguments(
+        16, 4, 32, norm_first=norm_first, cross_attention=True
+    ).eval()
     x, memory = torch.randn(2, T, 16), torch.randn(2, 5, 16)
     memory_pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
     full = block(x, causal=True, memory=memory, memory_padding_mask=memory_pad)

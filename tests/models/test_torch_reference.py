@@ -105,7 +105,9 @@ def test_encoder_block_matches_torch(norm_first: bool, activation: str) -> None:
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_decoder_block_matches_torch(norm_first: bool, activation: str) -> None:
     D, H, d_ff = 16, 4, 32
-    block = TransformerBlock.from_arguments(D, H, d_ff, 0.0, activation, norm_first, cross_attention=True)
+    block = TransformerBlock.from_arguments(
+        D, H, d_ff, 0.0, activation, norm_first, cross_attention=True
+    )
     block = block.double()
     ref = nn.TransformerDecoderLayer(
         D, H, d_ff, 0.0, activation, batch_first=True, norm_first=norm_first

@@ -115,15 +115,10 @@ def attend(
     (H, Tq, Tk) added to the scores; score_mods: applied to the scaled (and biased) scores.
     A query with no visible key gets a zero output, not NaN.
     """
+    prefix_len = prefix_len if is_causal else 0
+    has_bias, has_documents = bias is not None, documents is not None
     kernel = choose_kernel(
-        is_causal,
-        past,
-        q.size(-2),
-        mask_mods,
-        bias is not None,
-        score_mods,
-        documents is not None,
-        prefix_len if is_causal else 0,
+        is_causal, past, q.size(-2), mask_mods, has_bias, score_mods, has_documents, prefix_len
     )
     gqa = k.size(1) != q.size(1)  # SDPA shares each k/v head among a query group
     if kernel == "document":

@@ -68,7 +68,6 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         config: ModelConfig | None = None,
         **settings: Any,
     ):
-        # The network's own arguments, checked with the config (check_own_arguments).
         own = dict(vocab_size=vocab_size, n_encoder_layers=n_encoder_layers)
         own |= dict(n_decoder_layers=n_decoder_layers, share_embeddings=share_embeddings)
         own |= dict(tie_output=tie_output, tgt_vocab_size=tgt_vocab_size, final_norm=final_norm)

@@ -82,7 +82,6 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         config: ModelConfig | None = None,
         **settings: Any,
     ):
-        # The network's own arguments, checked with the config (check_own_arguments).
         own = dict(vocab_size=vocab_size, n_layers=n_layers, type_vocab_size=type_vocab_size)
         own |= dict(pad_id=pad_id, tie_output=tie_output, num_classes=num_classes)
         own |= dict(pooling=pooling, classifier_dropout=classifier_dropout, nsp=nsp)

@@ -70,6 +70,14 @@ class BlockStack(nn.Module):
             else nn.Identity()
         )
 
+    def has_attention_variants(self) -> bool:
+        """Whether a layer's attention masks or scores go beyond causality and padding (a
+        window, soft-capping, a registered variant): they need the materialised mask."""
+        return any(
+            getattr(getattr(layer, "self_attn", None), "needs_explicit_mask", False)
+            for layer in self.layers
+        )
+
     def run_blocks(self, x: Tensor, caches: LayerCaches | None = None, **inputs: Any) -> Tensor:
         """x: (B, T, D) -> (B, T, D): every block, then the final norm.
 

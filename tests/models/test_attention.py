@@ -43,7 +43,7 @@ def test_reference_dropout_zeroes_weights() -> None:
 
 @pytest.mark.parametrize("with_padding", [False, True], ids=["fast-path", "mask-path"])
 def test_mha_causal_ignores_future(with_padding: bool) -> None:
-    mha = MultiHeadAttention(16, 4).eval()
+    mha = MultiHeadAttention.from_arguments(16, 4).eval()
     x = torch.randn(2, 7, 16)
     mask = torch.zeros(2, 7, dtype=torch.bool) if with_padding else None
     out = mha(x, key_padding_mask=mask, causal=True)
@@ -58,7 +58,7 @@ def test_mha_causal_ignores_future(with_padding: bool) -> None:
 
 def test_mha_fast_path_matches_mask_path() -> None:
     """is_causal=True inside SDPA and our explicit causal mask must agree."""
-    mha = MultiHeadAttention(16, 2).double().eval()
+    mha = MultiHeadAttention.from_arguments(16, 2).double().eval()
     x = torch.randn(3, 6, 16, dtype=torch.float64)
     no_padding = torch.zeros(3, 6, dtype=torch.bool)
     torch.testing.assert_close(
@@ -69,7 +69,7 @@ def test_mha_fast_path_matches_mask_path() -> None:
 
 def test_mha_matches_reference_per_head() -> None:
     """MultiHeadAttention = projections + attention_reference per head + output projection."""
-    mha = MultiHeadAttention(12, 3).double().eval()
+    mha = MultiHeadAttention.from_arguments(12, 3).double().eval()
     x = torch.randn(2, 5, 12, dtype=torch.float64)
     pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
 
@@ -84,7 +84,7 @@ def test_mha_matches_reference_per_head() -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_fully_masked_rows_are_zero_and_finite(causal: bool) -> None:
-    mha = MultiHeadAttention(8, 2)
+    mha = MultiHeadAttention.from_arguments(8, 2)
     x = torch.randn(3, 5, 8, requires_grad=True)
     pad = torch.zeros(3, 5, dtype=torch.bool)
     pad[1] = True  # a sequence that is all padding: every query row is fully masked
@@ -107,7 +107,7 @@ def test_fully_masked_rows_are_zero_and_finite(causal: bool) -> None:
 
 
 def test_attention_dropout_only_in_training() -> None:
-    mha = MultiHeadAttention(16, 4, dropout=0.5)
+    mha = MultiHeadAttention.from_arguments(16, 4, dropout=0.5)
     x = torch.randn(2, 6, 16)
     mha.eval()
     torch.testing.assert_close(mha(x), mha(x))
@@ -116,17 +116,17 @@ def test_attention_dropout_only_in_training() -> None:
 
 
 def test_cross_attention_shapes() -> None:
-    mha = MultiHeadAttention(16, 4)
+    mha = MultiHeadAttention.from_arguments(16, 4)
     out = mha(torch.randn(2, 3, 16), torch.randn(2, 9, 16))
     assert out.shape == (2, 3, 16)
 
 
 def test_heads_must_divide_d_model() -> None:
     with pytest.raises(ValueError, match=r"d_model \(10\).*n_heads \(4\)"):
-        MultiHeadAttention(10, 4)
+        MultiHeadAttention.from_arguments(10, 4)
 
 
 def test_non_bool_padding_mask_is_rejected() -> None:
-    mha = MultiHeadAttention(8, 2)
+    mha = MultiHeadAttention.from_arguments(8, 2)
     with pytest.raises(TypeError, match="bool"):
         mha(torch.randn(1, 3, 8), key_padding_mask=torch.tensor([[0, 0, 1]]))

@@ -167,7 +167,9 @@ def test_flex_attention_matches_the_explicit_mask(pos: str, n_kv_heads: int | No
     CPU flex has no backward (the CUDA test below covers training)."""
     if not flex_runs_on_cpu():
         pytest.skip("FlexAttention does not run on this CPU build of torch")
-    attention = MultiHeadAttention(32, 4, n_kv_heads=n_kv_heads, relative_pos=pos).eval()
+    attention = MultiHeadAttention.from_arguments(
+        32, 4, n_kv_heads=n_kv_heads, relative_pos=pos
+    ).eval()
     x = torch.randn(2, 150, 32)  # longer than one 128-token block
     _, _, document_ids = packed_batch(B=2, T=150)
     with torch.no_grad(), warnings.catch_warnings():
@@ -253,7 +255,7 @@ def test_document_ids_are_refused_where_they_cannot_apply() -> None:
         network(input_ids, document_ids=document_ids[:, 1:])
     with pytest.raises(TypeError, match="integer"):
         network(input_ids, document_ids=document_ids.double())
-    attention = MultiHeadAttention(16, 4)
+    attention = MultiHeadAttention.from_arguments(16, 4)
     x = torch.randn(2, 8, 16)
     with pytest.raises(ValueError, match="causal self-attention"):
         attention(x, causal=False, documents=DocumentMask(document_ids))

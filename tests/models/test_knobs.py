@@ -59,7 +59,7 @@ def test_alibi_slopes_are_the_published_ones() -> None:
 def test_alibi_attention_adds_minus_slope_times_distance() -> None:
     torch.manual_seed(0)
     B, T, D, H = 2, 6, 16, 4
-    attn = MultiHeadAttention(D, H, relative_pos="alibi").eval()
+    attn = MultiHeadAttention.from_arguments(D, H, relative_pos="alibi").eval()
     x = torch.randn(B, T, D)
     out = attn(x, causal=True)
 
@@ -78,7 +78,10 @@ def test_alibi_attention_adds_minus_slope_times_distance() -> None:
 
 def test_gqa_with_kv_heads_equal_to_heads_is_multi_head_attention() -> None:
     torch.manual_seed(0)
-    plain, grouped = MultiHeadAttention(32, 4), MultiHeadAttention(32, 4, n_kv_heads=4)
+    plain, grouped = (
+        MultiHeadAttention.from_arguments(32, 4),
+        MultiHeadAttention.from_arguments(32, 4, n_kv_heads=4),
+    )
     grouped.load_state_dict(plain.state_dict())
     x, pad = torch.randn(2, 7, 32), torch.zeros(2, 7, dtype=torch.bool)
     pad[1, 5:] = True
@@ -91,9 +94,9 @@ def test_gqa_equals_multi_head_attention_with_shared_key_value_heads(n_kv_heads:
     torch.manual_seed(0)
     D, H = 32, 4
     d_head, group = D // H, H // n_kv_heads
-    grouped = MultiHeadAttention(D, H, n_kv_heads=n_kv_heads).eval()
+    grouped = MultiHeadAttention.from_arguments(D, H, n_kv_heads=n_kv_heads).eval()
     assert grouped.qkv_proj.out_features == (H + 2 * n_kv_heads) * d_head
-    plain = MultiHeadAttention(D, H).eval()
+    plain = MultiHeadAttention.from_arguments(D, H).eval()
     with torch.no_grad():
         plain.out_proj.load_state_dict(grouped.out_proj.state_dict())
         # Packed rows [q | k | v]: q as it is; query head h uses key/value head h // group.
@@ -110,7 +113,7 @@ def test_gqa_equals_multi_head_attention_with_shared_key_value_heads(n_kv_heads:
 def test_qk_norm_normalises_each_head_before_the_scores() -> None:
     torch.manual_seed(0)
     D, H = 16, 2
-    attn = MultiHeadAttention(D, H, qk_norm=True).eval()
+    attn = MultiHeadAttention.from_arguments(D, H, qk_norm=True).eval()
     with torch.no_grad():
         attn.q_norm.weight.copy_(torch.rand(D // H) + 0.5)
         attn.k_norm.weight.copy_(torch.rand(D // H) + 0.5)

@@ -37,7 +37,7 @@ def test_cache_appends_and_reorders() -> None:
 
 @pytest.mark.parametrize("with_padding", [False, True], ids=["fast-path", "mask-path"])
 def test_self_attention_cache_matches_full(with_padding: bool) -> None:
-    mha = MultiHeadAttention(16, 4).eval()
+    mha = MultiHeadAttention.from_arguments(16, 4).eval()
     x = torch.randn(3, T, 16)
     pad = None
     if with_padding:
@@ -56,7 +56,7 @@ def test_self_attention_cache_matches_full(with_padding: bool) -> None:
 
 def test_cache_sees_the_past() -> None:
     """The converse: a cache that dropped the earlier keys would not match (the test can fail)."""
-    mha = MultiHeadAttention(16, 4).eval()
+    mha = MultiHeadAttention.from_arguments(16, 4).eval()
     x = torch.randn(2, 6, 16)
     full = mha(x, causal=True)
     cache = KVCache()
@@ -66,7 +66,7 @@ def test_cache_sees_the_past() -> None:
 
 
 def test_cross_attention_cache_projects_memory_once() -> None:
-    mha = MultiHeadAttention(16, 4).eval()
+    mha = MultiHeadAttention.from_arguments(16, 4).eval()
     query, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     memory_pad = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])
     full = mha(query, memory, key_padding_mask=memory_pad)
@@ -84,7 +84,9 @@ def test_cross_attention_cache_projects_memory_once() -> None:
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_block_with_self_and_cross_caches(norm_first: bool) -> None:
     """The encoder-decoder's decoder block can decode incrementally with both caches."""
-    block = TransformerBlock(16, 4, 32, norm_first=norm_first, cross_attention=True).eval()
+    block = TransformerBlock.from_arguments(
+        16, 4, 32, norm_first=norm_first, cross_attention=True
+    ).eval()
     x, memory = torch.randn(2, T, 16), torch.randn(2, 5, 16)
     memory_pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
     full = block(x, causal=True, memory=memory, memory_padding_mask=memory_pad)
@@ -106,7 +108,7 @@ def test_decoder_block_with_self_and_cross_caches(norm_first: bool) -> None:
 
 def test_reordered_caches_continue_the_reordered_batch() -> None:
     """Beam search: after reorder(indices) the cache decodes rows x[indices]."""
-    block = TransformerBlock(16, 4, 32, norm_first=True, cross_attention=True).eval()
+    block = TransformerBlock.from_arguments(16, 4, 32, norm_first=True, cross_attention=True).eval()
     x, memory = torch.randn(3, 6, 16), torch.randn(3, 4, 16)
     order = torch.tensor([2, 2, 0])
     full = block(x[order], causal=True, memory=memory[order])

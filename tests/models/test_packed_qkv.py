@@ -25,11 +25,11 @@ def unpacked(state: dict[str, torch.Tensor], attn: MultiHeadAttention, prefix: s
 
 @pytest.mark.parametrize("n_kv_heads, bias", [(None, True), (2, False), (1, True)])
 def test_separate_projections_load_into_the_packed_one(n_kv_heads: int | None, bias: bool) -> None:
-    old = MultiHeadAttention(32, 4, bias=bias, n_kv_heads=n_kv_heads).eval()
+    old = MultiHeadAttention.from_arguments(32, 4, bias=bias, n_kv_heads=n_kv_heads).eval()
     state = old.state_dict()
     unpacked(state, old)
     assert not any(key.startswith("qkv_proj") for key in state)
-    new = MultiHeadAttention(32, 4, bias=bias, n_kv_heads=n_kv_heads).eval()
+    new = MultiHeadAttention.from_arguments(32, 4, bias=bias, n_kv_heads=n_kv_heads).eval()
     new.load_state_dict(state)  # strict: nothing missing, nothing unexpected
     x, memory = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
     torch.testing.assert_close(new(x, causal=True), old(x, causal=True))
@@ -75,7 +75,7 @@ def test_bert_body_with_separate_projections_loads() -> None:
 
 
 def test_self_attention_projects_in_one_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
-    mha = MultiHeadAttention(16, 4, n_kv_heads=2)
+    mha = MultiHeadAttention.from_arguments(16, 4, n_kv_heads=2)
     shapes: list[tuple[int, ...]] = []
     linear = F.linear
 

@@ -115,7 +115,7 @@ def test_target_is_causal_and_full_prefix_sees_the_whole_source() -> None:
 def test_prefix_attention_matches_reference_with_explicit_mask(prefix_len: int) -> None:
     """causal + prefix_len = attention_reference with mask: key j visible to query i if
     j <= i or j < prefix_len; padding masked too."""
-    mha = MultiHeadAttention(16, 2).double().eval()
+    mha = MultiHeadAttention.from_arguments(16, 2).double().eval()
     x = torch.randn(2, 6, 16, dtype=torch.float64)
     pad = torch.zeros(2, 6, dtype=torch.bool)
     pad[1, :2] = True  # a left-padded row

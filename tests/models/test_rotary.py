@@ -71,7 +71,9 @@ def test_rope_network_builds_its_tables_to_max_len() -> None:
 
 def test_cached_rope_attention_matches_uncached_past_the_reserved_length() -> None:
     """KV-cache offsets: step-by-step decoding equals one causal pass, also beyond max_len."""
-    mha = MultiHeadAttention(32, 4, n_kv_heads=2, relative_pos="rope", max_len=8).eval()
+    mha = MultiHeadAttention.from_arguments(
+        32, 4, n_kv_heads=2, relative_pos="rope", max_len=8
+    ).eval()
     x = torch.randn(2, 13, 32)
     full = mha(x, causal=True)
     cache = KVCache()

@@ -53,7 +53,7 @@ def test_attention_matches_torch(case: str, bias: bool) -> None:
     B, D, H = 3, 16, 4
     tq = 5
     tk = 7 if case == "cross" else tq
-    ours = MultiHeadAttention(D, H, bias=bias).double()
+    ours = MultiHeadAttention.from_arguments(D, H, bias=bias).double()
     ref = nn.MultiheadAttention(D, H, bias=bias, batch_first=True).double()
     copy_attention(ref, ours)
 
@@ -89,7 +89,7 @@ def test_attention_matches_torch(case: str, bias: bool) -> None:
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_encoder_block_matches_torch(norm_first: bool, activation: str) -> None:
     D, H, d_ff = 16, 4, 32
-    block = TransformerBlock(D, H, d_ff, 0.0, activation, norm_first).double()
+    block = TransformerBlock.from_arguments(D, H, d_ff, 0.0, activation, norm_first).double()
     ref = nn.TransformerEncoderLayer(
         D, H, d_ff, 0.0, activation, batch_first=True, norm_first=norm_first
     ).double()
@@ -105,7 +105,9 @@ def test_encoder_block_matches_torch(norm_first: bool, activation: str) -> None:
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_decoder_block_matches_torch(norm_first: bool, activation: str) -> None:
     D, H, d_ff = 16, 4, 32
-    block = TransformerBlock(D, H, d_ff, 0.0, activation, norm_first, cross_attention=True)
+    block = TransformerBlock.from_arguments(
+        D, H, d_ff, 0.0, activation, norm_first, cross_attention=True
+    )
     block = block.double()
     ref = nn.TransformerDecoderLayer(
         D, H, d_ff, 0.0, activation, batch_first=True, norm_first=norm_first

@@ -1,6 +1,11 @@
 """Transformer building blocks and models, written from first principles in PyTorch."""
 
 from attnlab.models.attention import MultiHeadAttention, attention_reference
+from attnlab.models.attention_variants import (
+    ATTENTION_VARIANTS,
+    register_attention_variant,
+    unregister_attention_variant,
+)
 from attnlab.models.block import TransformerBlock
 from attnlab.models.config import ModelConfig
 from attnlab.models.decoder_only import DecoderOnly
@@ -40,6 +45,7 @@ register_network("gpt")(DecoderOnly)
 register_network("bert")(EncoderOnly)
 
 __all__ = [
+    "ATTENTION_VARIANTS",
     "NETWORKS",
     "POSITION_SCHEMES",
     "AttentionPositions",
@@ -68,9 +74,11 @@ __all__ = [
     "filter_logits",
     "network_class",
     "network_class_of",
+    "register_attention_variant",
     "register_network",
     "register_position_scheme",
     "sample_next",
+    "unregister_attention_variant",
     "unregister_network",
     "unregister_position_scheme",
 ]

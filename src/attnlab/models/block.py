@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
-from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.attention import MultiHeadAttention, flat_config
 from attnlab.models.config import ModelConfig
 from attnlab.models.document_mask import DocumentMask
 from attnlab.models.feedforward import build_feedforward
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.norms import build_norm
+
+# Builds one attention sublayer: (config, self_attention, layer) -> module.
+AttentionFactory = Callable[[ModelConfig, bool, int], nn.Module]
 
 
 class TransformerBlock(nn.Module):
@@ -24,13 +28,39 @@ class TransformerBlock(nn.Module):
     norm1 self-attention, then norm2 cross-attention and norm3 feed-forward if there is
     cross-attention, else norm2 feed-forward.
 
-    activation: "relu" | "gelu" | "swiglu" (a gated network, see feedforward.py). n_kv_heads,
-    qk_norm, relative_pos (a position scheme, see MultiHeadAttention) and max_len configure
-    self-attention; cross-attention takes the heads and QK-norm but no positions.
+    `config` sets every sublayer; `layer` (0-based) lets layers differ (a sliding window on
+    local layers, see ModelConfig.window_of). attention_factory(config, self_attention, layer)
+    builds each attention sublayer: MultiHeadAttention, or a variant of the user's.
+    Cross-attention takes the heads and QK-norm but no positions and no window.
     """
 
     def __init__(
         self,
+        config: ModelConfig,
+        cross_attention: bool = False,
+        layer: int = 0,
+        attention_factory: AttentionFactory = MultiHeadAttention,
+    ):
+        super().__init__()
+        d_model, eps, bias = config.d_model, config.layer_norm_eps, config.bias
+        self.norm_first = config.norm_first
+        self.self_attn = attention_factory(config, True, layer)
+        self.cross_attn = attention_factory(config, False, layer) if cross_attention else None
+        assert config.d_ff is not None  # resolved by ModelConfig
+        self.ffn = build_feedforward(config.activation, d_model, config.d_ff, config.dropout, bias)
+        self.norm1 = build_norm(config.norm, d_model, eps, bias)
+        self.norm2 = build_norm(config.norm, d_model, eps, bias)
+        self.norm3 = build_norm(config.norm, d_model, eps, bias) if cross_attention else None
+        self.dropout = nn.Dropout(config.dropout)  # residual dropout, after each sublayer
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, cross_attention: bool = False) -> TransformerBlock:
+        """The block of `config` (layer 0)."""
+        return cls(config, cross_attention)
+
+    @classmethod
+    def from_arguments(
+        cls,
         d_model: int,
         n_heads: int,
         d_ff: int,
@@ -39,48 +69,21 @@ class TransformerBlock(nn.Module):
         norm_first: bool = False,
         cross_attention: bool = False,
         norm: str = "layernorm",
-        bias: bool = True,
-        layer_norm_eps: float = 1e-5,
-        n_kv_heads: int | None = None,
-        qk_norm: bool = False,
-        relative_pos: str | None = None,
-        max_len: int | None = None,
-    ):
-        super().__init__()
-        self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(
-            d_model, n_heads, dropout, bias, n_kv_heads, qk_norm, relative_pos, max_len
+        **options: Any,
+    ) -> TransformerBlock:
+        """The flat form of the arguments; options: bias, layer_norm_eps, n_kv_heads, qk_norm,
+        relative_pos (None: no positions in attention) and max_len, as ModelConfig takes them."""
+        config = flat_config(
+            d_model=d_model,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            activation=activation,
+            norm_first=norm_first,
+            norm=norm,
+            **options,
         )
-        self.cross_attn = (
-            MultiHeadAttention(d_model, n_heads, dropout, bias, n_kv_heads, qk_norm)
-            if cross_attention
-            else None
-        )
-        self.ffn = build_feedforward(activation, d_model, d_ff, dropout, bias)
-        self.norm1 = build_norm(norm, d_model, layer_norm_eps, bias)
-        self.norm2 = build_norm(norm, d_model, layer_norm_eps, bias)
-        self.norm3 = build_norm(norm, d_model, layer_norm_eps, bias) if cross_attention else None
-        self.dropout = nn.Dropout(dropout)  # residual dropout, after each sublayer
-
-    @classmethod
-    def from_config(cls, config: ModelConfig, cross_attention: bool = False) -> TransformerBlock:
-        """The block of `config`; self-attention applies the config's attention-side positions."""
-        return cls(
-            config.d_model,
-            config.n_heads,
-            config.d_ff,
-            config.dropout,
-            config.activation,
-            config.norm_first,
-            cross_attention=cross_attention,
-            norm=config.norm,
-            bias=config.bias,
-            layer_norm_eps=config.layer_norm_eps,
-            n_kv_heads=config.n_kv_heads,
-            qk_norm=config.qk_norm,
-            relative_pos=config.pos,
-            max_len=config.max_len,
-        )
+        return cls(config, cross_attention)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         """Residual connection around `sublayer`, with `norm` before (pre-LN) or after."""

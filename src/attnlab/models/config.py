@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from attnlab.models.attention_variants import check_variant_settings, variant_settings
 from attnlab.models.checks import check_choice, check_heads, check_positive, invalid
 from attnlab.models.feedforward import FEEDFORWARD_KINDS
 from attnlab.models.norms import NORM_KINDS
@@ -36,6 +37,9 @@ class ModelConfig:
     d_model / mup_base_width, so hyperparameters tuned at mup_base_width transfer.
     mup_base_d_head: the base width of a head; None: mup_base_width / n_heads (the heads
     get wider with d_model; set it when a ladder adds heads of a fixed width instead).
+    attn_window: sliding-window self-attention over the last W positions (causal) or within
+    distance < W (encoders); attn_global_every: every k-th layer attends globally (`window_of`).
+    attn_softcap: scores -> cap * tanh(scores / cap) (Gemma 2), in every attention layer.
     """
 
     d_model: int = 128
@@ -55,10 +59,16 @@ class ModelConfig:
     parametrization: str = "sp"
     mup_base_width: int | None = None
     mup_base_d_head: int | None = None
+    attn_window: int | None = None
+    attn_global_every: int | None = None
+    attn_softcap: float | None = None
+    # (key, value) of the settings of registered attention variants (attention_variants.py)
+    attn_settings: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for key, hint in typing.get_type_hints(ModelConfig).items():
-            _check_type(key, getattr(self, key), hint)
+            if key != "attn_settings":
+                _check_type(key, getattr(self, key), hint)
         for key in ("d_model", "max_len", "layer_norm_eps", "vocab_pad_multiple"):
             check_positive(key, getattr(self, key))
         if self.d_ff is not None:
@@ -70,6 +80,10 @@ class ModelConfig:
         check_choice("norm", self.norm, NORM_KINDS)
         position_scheme(self.pos)  # raises, listing the schemes, on an unknown name
         self._check_parametrization()
+        for key in ("attn_window", "attn_global_every", "attn_softcap"):
+            if getattr(self, key) is not None:
+                check_positive(key, getattr(self, key))
+        check_variant_settings(self.variant_values)
         if self.d_ff is None:  # frozen: set the resolved default once, here
             object.__setattr__(self, "d_ff", 4 * self.d_model)
 
@@ -85,6 +99,19 @@ class ModelConfig:
                 "parametrization=mup needs the base d_model its hyperparameters were tuned at "
                 "(e.g. model.mup_base_width=128)",
             )
+
+    @property
+    def variant_values(self) -> dict[str, Any]:
+        """The settings of the registered attention variants, defaults filled in."""
+        return variant_settings() | dict(self.attn_settings)
+
+    def window_of(self, layer: int) -> int | None:
+        """Layer `layer`'s sliding window (None: global attention): every attn_global_every-th
+        layer (the 2nd, 4th, ... with 2) is global, the others local; all local without it."""
+        every = self.attn_global_every
+        if self.attn_window is None or (every is not None and (layer + 1) % every == 0):
+            return None
+        return self.attn_window
 
     @property
     def d_head(self) -> int:
@@ -128,8 +155,12 @@ class ModelConfig:
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> ModelConfig:
-        """The ModelConfig of a network's keyword arguments (other arguments are ignored)."""
-        return cls(**{k: v for k, v in arguments.items() if k in MODEL_SETTINGS})
+        """The ModelConfig of a network's keyword arguments (other arguments are ignored); the
+        settings of registered attention variants go to attn_settings."""
+        variants = variant_settings()
+        extra = tuple(sorted((k, v) for k, v in arguments.items() if k in variants))
+        own = {k: v for k, v in arguments.items() if k in MODEL_SETTINGS and k != "attn_settings"}
+        return cls(**own, attn_settings=extra)
 
 
 MODEL_SETTINGS = frozenset(f.name for f in fields(ModelConfig))

@@ -23,7 +23,7 @@ from attnlab.models.init import gpt2_init, scale_residual_outputs
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
-from attnlab.models.parameters import count_parameters, training_flops
+from attnlab.models.parameters import attended_keys, count_parameters, training_flops
 from attnlab.models.position_schemes import build_positional
 from attnlab.models.prefix_lm import PREFIX_ATTENTION, left_align, row_positions
 from attnlab.models.sampling import sample_next
@@ -39,15 +39,12 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     padding_side: where the padding of `forward`'s and `classify`'s padding masks lies:
     "right" (after each row's tokens, as attnlab's batches pad) lets causal attention drop
     the mask (see attention.causal_padding_mask); "any" (e.g. left padding) applies it.
-    settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
-    max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
-    mup_base_width, mup_base_d_head), by keyword.
+    settings: the other ModelConfig fields (models/config.py), by keyword; or `config`, a
+    prebuilt ModelConfig (then no settings). ModelConfig's defaults are GPT-2's.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("causal_lm", "seq2seq", "classification")
     prefix_lm: ClassVar[bool] = True  # seq2seq reads [source | target] as one sequence
-
-    setting_defaults: ClassVar[dict[str, Any]] = {}  # ModelConfig's defaults are GPT-2's
 
     def __init__(
         self,
@@ -62,11 +59,18 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         pooling: str = "last",
         prefix_attention: str = "causal",
         padding_side: str = "any",
+        config: ModelConfig | None = None,
         **settings: Any,
     ):
-        config = self.configure(locals(), settings)  # checks all, before anything is built
-        self.prefix_attention = prefix_attention
-        self.padding_side = padding_side
+        own = dict(vocab_size=vocab_size, n_layers=n_layers, tie_output=tie_output)
+        own |= dict(num_classes=num_classes, pooling=pooling, prefix_attention=prefix_attention)
+        own |= dict(padding_side=padding_side)
+        flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
+        config = self.resolve_config(config, own, flat)  # checks all, before anything is built
+        super().__init__()
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
+        self.prefix_attention, self.padding_side = prefix_attention, padding_side
         self.vocab_size = vocab_size
         self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
         rows = config.padded_vocab(vocab_size)
@@ -170,7 +174,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             # FlexAttention has no attention dropout and no padding: those need the explicit
             # mask. The blocks get `documents` only here, so a custom block need not take it.
             dropout = self.training and self.dropout.p > 0
-            flex = None if padding_mask is None and not dropout else False
+            plain = padding_mask is None and not dropout and not self.has_attention_variants()
+            flex = None if plain else False
             inputs["documents"] = DocumentMask(document_ids, flex=flex)
         x = self.dropout(self.pos(self.tok_embed(idx), start=start, positions=positions))
         return self.run_blocks(x, caches, **inputs)  # (B, T, D)
@@ -234,19 +239,19 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token (forward + backward): 6 N + 12 n_layers d_model seq_len.
 
-        The PaLM appendix B / nanoGPT estimate: 6 FLOPs per weight per token for the matmuls
-        (2 forward, 4 backward), plus the attention scores and weighted sum over seq_len keys
-        (full, not halved for causality). N is every weight used in a matmul: all non-embedding
-        parameters plus the LM head matrix once. An untied head is already non-embedding; a
-        tied one counts as embedding, so it is added back (its lookup is free, its matmul is
-        not). Token and position tables are lookups and left out.
+        The PaLM appendix B / nanoGPT estimate: 6 FLOPs per matmul weight per token (2 forward,
+        4 backward), plus attention scores and weighted sums over seq_len keys (full, not
+        halved for causality; min(seq_len, W) on a layer with a sliding window W). N: every
+        non-embedding parameter plus the LM head matrix once (a tied head counts as
+        embedding: its lookup is free, its matmul is not). Position tables are lookups.
         """
         if self._matmul_params is None:  # counted once: throughput logging asks every step
             n = count_parameters(self)["non_embedding"]
             if self.lm_head is not None and self.lm_head.weight is self.tok_embed.weight:
                 n += self.lm_head.weight.numel()
             self._matmul_params = n
-        return training_flops(self._matmul_params, len(self.layers), self.d_model, seq_len)
+        keys = attended_keys(self.layers, seq_len)  # a sliding window reads fewer
+        return training_flops(self._matmul_params, len(self.layers), self.d_model, seq_len, keys)
 
     @torch.no_grad()
     @decoding_kernels()

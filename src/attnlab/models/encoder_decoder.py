@@ -17,7 +17,7 @@ from attnlab.models.init import xavier_init
 from attnlab.models.kv_cache import KVCache
 from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
-from attnlab.models.parameters import parameter_count, training_flops
+from attnlab.models.parameters import attended_keys, parameter_count, training_flops
 from attnlab.models.position_schemes import build_positional
 from attnlab.models.stack import TransformerDecoder, TransformerEncoder
 
@@ -37,7 +37,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
     mask (see attention.causal_padding_mask); "any" applies it.
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
     max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
-    mup_base_width, mup_base_d_head), by keyword.
+    mup_base_width, mup_base_d_head, attn_window, attn_global_every, attn_softcap, and
+    registered attention variants' settings), by keyword; or `config`, a prebuilt ModelConfig.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("seq2seq", "classification")
@@ -64,9 +65,18 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         num_classes: int | None = None,
         pooling: str = "mean",
         padding_side: str = "any",
+        config: ModelConfig | None = None,
         **settings: Any,
     ):
-        config = self.configure(locals(), settings)  # checks all, before anything is built
+        own = dict(vocab_size=vocab_size, n_encoder_layers=n_encoder_layers)
+        own |= dict(n_decoder_layers=n_decoder_layers, share_embeddings=share_embeddings)
+        own |= dict(tie_output=tie_output, tgt_vocab_size=tgt_vocab_size, final_norm=final_norm)
+        own |= dict(num_classes=num_classes, pooling=pooling, padding_side=padding_side)
+        flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
+        config = self.resolve_config(config, own, flat)  # checks all, before anything is built
+        super().__init__()
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
         if tgt_vocab_size is None:
             tgt_vocab_size = vocab_size
         self.padding_side = padding_side
@@ -165,7 +175,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         to seq_len targets (causal, counted in full) and seq_len sources. A classifier reads
         seq_len input tokens, plus one decoder step per sequence with pooling="decoder"."""
         d, n_enc = self.d_model, len(self.encoder.layers)
-        source = training_flops(parameter_count(self.encoder), n_enc, d, seq_len)
+        enc_keys = attended_keys(self.encoder.layers, seq_len)  # windows read min(seq_len, W)
+        source = training_flops(parameter_count(self.encoder), n_enc, d, seq_len, enc_keys)
         if self.decoder is None:
             return source
         n_dec = len(self.decoder.layers)
@@ -173,7 +184,8 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
             step = training_flops(parameter_count(self.decoder), n_dec, d, 1 + seq_len)
             return source + step // seq_len
         decoder_weights = parameter_count(self.decoder) + self.lm_head.weight.numel()
-        target = training_flops(decoder_weights, n_dec, d, 2 * seq_len)
+        dec_keys = attended_keys(self.decoder.layers, seq_len, extra=seq_len)  # + cross
+        target = training_flops(decoder_weights, n_dec, d, 2 * seq_len, dec_keys)
         return (source + target) // 2
 
     def max_target_len(self, src_len: int) -> int:

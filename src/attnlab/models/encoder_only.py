@@ -23,7 +23,7 @@ from attnlab.models.init import bert_init
 from attnlab.models.mup import apply_mup
 from attnlab.models.network import ConfiguredNetwork
 from attnlab.models.norms import build_norm
-from attnlab.models.parameters import parameter_count, training_flops
+from attnlab.models.parameters import attended_keys, parameter_count, training_flops
 from attnlab.models.position_schemes import build_positional
 from attnlab.models.stack import BlockStack
 
@@ -40,7 +40,8 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     data.nsp's next_sentence_label (Hugging Face's seq_relationship has the rows swapped).
     settings: the other ModelConfig fields (dropout, activation, norm, norm_first, pos,
     max_len, bias, layer_norm_eps, n_kv_heads, qk_norm, vocab_pad_multiple, parametrization,
-    mup_base_width, mup_base_d_head), by keyword.
+    mup_base_width, mup_base_d_head, attn_window, attn_global_every, attn_softcap, and
+    registered attention variants' settings), by keyword; or `config`, a prebuilt ModelConfig.
     """
 
     supported_tasks: ClassVar[tuple[str, ...]] = ("masked_lm", "classification")
@@ -78,9 +79,17 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         pooling: str = "cls",
         classifier_dropout: float | None = None,
         nsp: bool = False,
+        config: ModelConfig | None = None,
         **settings: Any,
     ):
-        config = self.configure(locals(), settings)  # checks all, before anything is built
+        own = dict(vocab_size=vocab_size, n_layers=n_layers, type_vocab_size=type_vocab_size)
+        own |= dict(pad_id=pad_id, tie_output=tie_output, num_classes=num_classes)
+        own |= dict(pooling=pooling, classifier_dropout=classifier_dropout, nsp=nsp)
+        flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
+        config = self.resolve_config(config, own, flat)  # checks all, before anything is built
+        super().__init__()
+        self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
+        d_model = self.d_model
         bias = config.bias
         self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
         rows = config.padded_vocab(vocab_size)
@@ -173,7 +182,9 @@ class EncoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """Training FLOPs per token of the encoder (see parameters.training_flops): the blocks'
         weights and full bidirectional attention over seq_len keys. Heads are left out: the
         MLM head runs on the masked positions only, a classifier once per sequence."""
-        return training_flops(parameter_count(self.layers), len(self.layers), self.d_model, seq_len)
+        keys = attended_keys(self.layers, seq_len)  # min(seq_len, W) on windowed layers
+        weights = parameter_count(self.layers)
+        return training_flops(weights, len(self.layers), self.d_model, seq_len, keys)
 
     def is_body_parameter(self, name: str) -> bool:
         """Whether a state_dict key / parameter name belongs to the body (not a head)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
 
@@ -23,8 +25,25 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def training_flops(matmul_params: int, n_layers: int, d_model: int, n_keys: int) -> int:
+def training_flops(
+    matmul_params: int, n_layers: int, d_model: int, n_keys: int, layer_keys: int | None = None
+) -> int:
     """Training FLOPs (forward + backward) for one token: 6 per matmul weight (2 forward, 4
     backward), plus attention scores and weighted sums over `n_keys` keys in each layer
-    (2 * 2 * d_model forward, times 3) — the PaLM appendix B / nanoGPT estimate."""
-    return 6 * matmul_params + 12 * n_layers * d_model * n_keys
+    (2 * 2 * d_model forward, times 3) — the PaLM appendix B / nanoGPT estimate.
+    layer_keys: the keys summed over the layers, where they differ (`attended_keys`);
+    None: n_layers * n_keys."""
+    if layer_keys is None:
+        layer_keys = n_layers * n_keys
+    return 6 * matmul_params + 12 * d_model * layer_keys
+
+
+def attended_keys(layers: Iterable[nn.Module], seq_len: int, extra: int = 0) -> int:
+    """Keys one token attends to, summed over `layers`: min(seq_len, W) for a self-attention
+    with a sliding window W (`self_attn.window`), seq_len otherwise, plus `extra` per layer
+    (a decoder's cross-attention keys)."""
+    total = 0
+    for layer in layers:
+        window = getattr(getattr(layer, "self_attn", None), "window", None)
+        total += (seq_len if window is None else min(seq_len, window)) + extra
+    return total

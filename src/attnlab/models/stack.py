@@ -7,6 +7,7 @@ state_dict keys `layers.<i>.` and `norm.` that checkpoints hold.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import Tensor, nn
@@ -42,9 +43,10 @@ class BlockStack(nn.Module):
         if config is not None:
             self.add_blocks(config, n_layers, cross_attention, final_norm)
 
-    def make_block(self, config: ModelConfig, cross_attention: bool) -> nn.Module:
-        """One block: a TransformerBlock unless a subclass says otherwise."""
-        return TransformerBlock.from_config(config, cross_attention)
+    def make_block(self, config: ModelConfig, cross_attention: bool, layer: int = 0) -> nn.Module:
+        """Block number `layer`: a TransformerBlock unless a subclass says otherwise (an
+        override may leave out `layer`)."""
+        return TransformerBlock(config, cross_attention, layer)
 
     def add_blocks(
         self,
@@ -55,8 +57,10 @@ class BlockStack(nn.Module):
     ) -> None:
         """Register `layers` and `norm` (after the embeddings, in a network that has them:
         registration order is the order of initialisation)."""
+        takes_layer = "layer" in inspect.signature(self.make_block).parameters
         self.layers = nn.ModuleList(
-            self.make_block(config, cross_attention) for _ in range(n_layers)
+            self.make_block(config, cross_attention, **({"layer": i} if takes_layer else {}))
+            for i in range(n_layers)
         )
         if final_norm is None:
             final_norm = config.norm_first
@@ -64,6 +68,14 @@ class BlockStack(nn.Module):
             build_norm(config.norm, config.d_model, config.layer_norm_eps, config.bias)
             if final_norm
             else nn.Identity()
+        )
+
+    def has_attention_variants(self) -> bool:
+        """Whether a layer's attention masks or scores go beyond causality and padding (a
+        window, soft-capping, a registered variant): they need the materialised mask."""
+        return any(
+            getattr(getattr(layer, "self_attn", None), "needs_explicit_mask", False)
+            for layer in self.layers
         )
 
     def run_blocks(self, x: Tensor, caches: LayerCaches | None = None, **inputs: Any) -> Tensor:

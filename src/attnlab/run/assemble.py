@@ -70,7 +70,7 @@ def network_arguments(spec: DataSpec) -> dict[str, Any]:
 def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Module:
     """The `model` group's network, sized by the data, started as `init` says."""
     check_data_fits_task(cfg, datamodule)
-    network = instantiate_section(cfg, "model", **network_arguments(datamodule.spec))
+    network = _instantiate_network(cfg, network_arguments(datamodule.spec))
     init = _init(cfg)
     if init.get("pretrained"):
         load_pretrained_body(network, init.pretrained, datamodule)
@@ -81,6 +81,27 @@ def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Mod
     if init.get("freeze_layers"):
         freeze_layers(network, init.freeze_layers)
     return network
+
+
+def _instantiate_network(cfg: DictConfig, arguments: dict[str, Any]) -> nn.Module:
+    """The network, given the ModelConfig the value checks built (one per run) where there
+    is one: the flat settings then only repeat it."""
+    from attnlab.models.registry import network_class_of
+    from attnlab.run.value_checks import checked_model_config
+
+    values = OmegaConf.to_container(cfg.model, resolve=True)
+    try:
+        config = checked_model_config(network_class_of(values), values)
+    except Exception:  # an unknown target: instantiating says what is wrong
+        config = None
+    if config is None:
+        return instantiate_section(cfg, "model", **arguments)
+    # Partial: Hydra would turn a dataclass argument into a config node; pass it directly.
+    build = instantiate_section(cfg, "model", _partial_=True, **arguments)
+    try:
+        return build(config=config)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"model: {error}") from error
 
 
 class CompiledTrainingStep:

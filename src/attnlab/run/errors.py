@@ -194,6 +194,9 @@ def with_config_hints(
         exit_on_moved_keys(sys.argv[1:])
         exit_on_missing_extras(sys.argv[1:])  # logger=wandb without wandb, ...
         exit_on_unwritable_output(sys.argv[1:])
+        from attnlab.run.extensions import import_extensions_from_argv
+
+        import_extensions_from_argv(sys.argv[1:])  # their registered keys exist when composing
         with explain_config_errors(config_name):
             hydra_main()
 

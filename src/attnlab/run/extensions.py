@@ -5,6 +5,7 @@ A checkpoint keeps the list in its run config, so attnlab-eval and -generate imp
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 from omegaconf import DictConfig
@@ -25,3 +26,19 @@ def import_extensions(cfg: DictConfig) -> None:
                 f"extensions: cannot import {name!r} ({error}); give importable module names, "
                 "e.g. extensions=[my_pkg.attnlab_ext] with my_pkg on PYTHONPATH"
             ) from error
+
+
+def import_extensions_from_argv(argv: list[str]) -> None:
+    """Import the `extensions=[...]` modules of a command line before Hydra composes it, so
+    that what they register (an attention variant's settings, `model.my_key=16`) is part of
+    the config the overrides apply to. One that fails to import is left to `import_extensions`,
+    which reports it once the config is composed."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") != "extensions" or not value:
+            continue
+        for name in value.strip("[]").split(","):
+            name = name.strip().strip("'\"")
+            if name:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name)

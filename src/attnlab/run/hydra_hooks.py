@@ -58,12 +58,18 @@ class CheckJobsFirst(Callback):
 
     def __init__(self, check: str) -> None:
         self.check = check
+        self._searchpath: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from attnlab.run.errors import INPUT_ERRORS, exit_on_input_error
         from attnlab.run.validation import ConfigError
 
         jobs, sampled = sweep_jobs(config)
+        # The run's own search path (`hydra.searchpath=[file://...]`, a Hydra override that
+        # the jobs' task overrides leave out): each job's configs are looked up there too.
+        self._searchpath = [
+            o for o in config.hydra.overrides.hydra if o.lstrip("+").startswith("hydra.searchpath")
+        ]
         previous = HydraConfig.instance().cfg
         try:
             for number, overrides in enumerate(jobs):
@@ -83,7 +89,7 @@ class CheckJobsFirst(Callback):
             HydraConfig.instance().cfg = previous
 
     def _check_job(self, config_name: str | None, overrides: list[str], number: int) -> None:
-        cfg = compose(config_name, overrides, return_hydra_config=True)
+        cfg = compose(config_name, [*self._searchpath, *overrides], return_hydra_config=True)
         with open_dict(cfg):  # set by Hydra per job; checks write nothing there
             cfg.hydra.job.num = number
             cfg.hydra.runtime.output_dir = os.getcwd()

@@ -208,4 +208,6 @@ def chosen_options() -> dict[str, str | None]:
     if not HydraConfig.initialized():
         return {}
     choices = HydraConfig.get().runtime.choices
-    return {group: choice for group, choice in choices.items() if not group.startswith("hydra")}
+    # attn_variants: the node of registered attention-variant settings that conf/model merges
+    internal = ("hydra", "attn_variants")
+    return {group: choice for group, choice in choices.items() if not group.startswith(internal)}

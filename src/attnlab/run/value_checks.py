@@ -105,9 +105,22 @@ def _check_ranges(
             raise bad(name, "must be 0 or more")
 
 
+# The ModelConfig of each checked `model` config, by its settings (`settings_key`):
+# build_network hands it to the network, so a run validates and builds it once.
+_CHECKED_MODELS: dict[tuple[Any, ...], Any] = {}
+
+
+def checked_model_config(network_cls: Any, values: Mapping[str, Any]) -> Any:
+    """The ModelConfig `_check_model` built for these `model` values, or None."""
+    if not hasattr(network_cls, "settings_key"):
+        return None
+    return _CHECKED_MODELS.get(network_cls.settings_key(values))
+
+
 def _check_model(cfg: DictConfig) -> None:
     """The network's own checks of its arguments (ChecksArguments, attnlab/protocols.py):
-    width and heads, names of activations, norms and position schemes, pooling, ..."""
+    width and heads, names of activations, norms and position schemes, pooling, ...; the
+    ModelConfig they build is kept for build_network (`checked_model_config`)."""
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or "_target_" not in model:
         return
@@ -123,9 +136,13 @@ def _check_model(cfg: DictConfig) -> None:
     if not isinstance(network_cls, ChecksArguments):
         return
     try:  # keys that are no constructor argument (run settings, `name`) are left out there
-        network_cls.check_arguments(values)
+        config = network_cls.check_arguments(values)
     except ValueError as error:
         raise ValueCheckError(str(error)) from None
+    if hasattr(network_cls, "settings_key"):
+        if len(_CHECKED_MODELS) > 64:  # a long multirun pre-check: keep the newest only
+            _CHECKED_MODELS.clear()
+        _CHECKED_MODELS[network_cls.settings_key(values)] = config
 
 
 def _is_number(value: Any) -> bool:

@@ -43,6 +43,11 @@ class AttentionVariant:
 ATTENTION_VARIANTS: dict[str, AttentionVariant] = {}
 
 
+# ModelConfig's own keys, which no variant's setting may take: filled by models/config.py
+# (which imports this module, so this one cannot import it back).
+RESERVED_KEYS: set[str] = set()
+
+
 def register_attention_variant(
     name: str,
     *,
@@ -56,9 +61,7 @@ def register_attention_variant(
         raise ValueError(f"attention variant {name!r}: give exactly one of mask_mod, score_mod")
     if name in ATTENTION_VARIANTS:
         raise ValueError(f"attention variant {name!r} is registered already")
-    from attnlab.models.config import MODEL_SETTINGS
-
-    taken = MODEL_SETTINGS | set(variant_settings())
+    taken = RESERVED_KEYS | set(variant_settings())
     clash = sorted(set(settings) & taken)
     if clash or not settings:
         raise ValueError(f"attention variant {name!r}: settings {clash or '{}'} clash or are empty")

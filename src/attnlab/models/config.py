@@ -14,7 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from attnlab.models.attention_variants import check_variant_settings, variant_settings
+from attnlab.models.attention_variants import (
+    RESERVED_KEYS,
+    check_variant_settings,
+    variant_settings,
+)
 from attnlab.models.checks import check_choice, check_heads, check_positive, invalid
 from attnlab.models.feedforward import FEEDFORWARD_KINDS
 from attnlab.models.norms import NORM_KINDS
@@ -164,6 +168,7 @@ class ModelConfig:
 
 
 MODEL_SETTINGS = frozenset(f.name for f in fields(ModelConfig))
+RESERVED_KEYS.update(MODEL_SETTINGS)
 
 _TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
 

@@ -10,7 +10,7 @@ import importlib
 
 from omegaconf import DictConfig
 
-from attnlab.run.validation import ConfigError
+from attnlab.utils.errors import ConfigError
 
 
 def import_extensions(cfg: DictConfig) -> None:

@@ -9,9 +9,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.run.errors import ConfigError
 from attnlab.run.settings import bad_switch_message, moved_keys_in_config
 from attnlab.run.value_checks import ValueCheckError, check_command_values, check_values
+from attnlab.utils.errors import ConfigError
 from attnlab.utils.extras import logger_extra_message
 
 if TYPE_CHECKING:

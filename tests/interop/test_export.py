@@ -150,6 +150,9 @@ def test_bert_classifier_exports_as_bert_for_sequence_classification(
         (lambda: bert_network(norm_first=True), "masked_lm", "model.norm_first=true"),
         (lambda: bert_network(num_classes=2, pooling="mean"), "classification", "pooling=mean"),
         (lambda: EncoderDecoder(V, d_model=D, n_heads=H), "seq2seq", "no model with the same"),
+        (lambda: gpt(attn_window=4), "causal_lm", "model.attn_window=4"),
+        (lambda: gpt(**LLAMA, attn_softcap=30.0), "causal_lm", "model.attn_softcap=30.0"),
+        (lambda: bert_network(attn_window=3), "masked_lm", "model.attn_window=3"),
     ],
     ids=[
         "alibi",
@@ -162,6 +165,9 @@ def test_bert_classifier_exports_as_bert_for_sequence_classification(
         "pre_ln_bert",
         "mean_pooling",
         "encdec",
+        "gpt_window",
+        "llama_softcap",
+        "bert_window",
     ],
 )
 def test_a_knob_without_equivalent_is_refused_naming_it(network, task, named) -> None:

@@ -40,3 +40,14 @@ def fixed_mismatches(
     if config.n_kv_heads not in (None, config.n_heads):
         wrong.append(f"model.n_kv_heads={config.n_kv_heads}")
     return wrong
+
+
+def attention_mismatches(config: Any) -> list[str]:
+    """The attention variants no exported model has: windows, soft-capping, an extension's."""
+    wrong = [
+        f"model.{key}={show(getattr(config, key))}"
+        for key in ("attn_window", "attn_softcap")
+        if getattr(config, key) is not None
+    ]
+    wrong += [f"model.{k}={show(v)}" for k, v in config.attn_settings if v is not None]
+    return wrong

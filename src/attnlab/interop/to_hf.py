@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from attnlab.interop import bert, gpt2, llama
-from attnlab.interop.hf import transformers_module
+from attnlab.interop.hf import attention_mismatches, transformers_module
 from attnlab.interop.mapping import to_theirs
 from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
@@ -57,6 +57,9 @@ def plan_decoder_only(network: DecoderOnly, task: str, eos_id: int | None) -> Ex
         )
     config, vocab, layers = network.config, network.vocab_size, len(network.layers)
     tied = network.lm_head.weight is network.tok_embed.weight
+    if attention_mismatches(config):
+        targets = f"GPT-2 ({gpt2.REQUIREMENTS}) or Llama ({llama.REQUIREMENTS})"
+        raise _refuse(network, attention_mismatches(config), targets)
     ids = {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": None}
     state = network.state_dict()
     if not gpt2.mismatches(config):
@@ -81,7 +84,7 @@ def plan_decoder_only(network: DecoderOnly, task: str, eos_id: int | None) -> Ex
 
 def plan_encoder_only(network: EncoderOnly, task: str) -> ExportPlan:
     config, vocab, layers = network.config, network.vocab_sizes[0], len(network.layers)
-    wrong = bert.mismatches(config)
+    wrong = bert.mismatches(config) + attention_mismatches(config)
     classify = network.classifier is not None
     if classify and network.pooler.kind != "cls":
         wrong.append(f"model.pooling={network.pooler.kind}")

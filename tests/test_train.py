@@ -206,7 +206,6 @@ def test_a_run_is_validated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     of run/validation.py and the init.from_hf configuration runs once per run."""
     import sys
 
-    from attnlab.interop import from_hf
     from attnlab.run import train as train_command
     from attnlab.run import validation
 
@@ -224,14 +223,12 @@ def test_a_run_is_validated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for name in ("check_compatibility", "check_required", "check_run_settings"):
         counted(validation, name)
     counted(validation, "check_moved_keys")
-    counted(from_hf, "configure_from_hf")
     counted(train_command, "check_ladder")
     monkeypatch.chdir(tmp_path)
     args = [*TINY, "trainer.limit_train_batches=2", "print_config=false", "test=false"]
     monkeypatch.setattr(sys, "argv", ["attnlab-train", *args, f"hydra.run.dir={tmp_path}/run"])
     train_command.main()
     assert (tmp_path / "run" / "metrics.json").is_file()
-    # configure_from_hf runs only with init.from_hf (tests/interop/test_import.py): never here
     assert calls == {
         "check_compatibility": 1,
         "check_required": 1,

@@ -12,7 +12,6 @@ the next job of the sweep launches its own ranks.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from attnlab.run.checkpoint_io import (
     read_checkpoint,
     release_kept_checkpoint,
 )
+from attnlab.utils import hydra_compat
 
 # Set by Lightning's launcher in the launching process; an external launcher (torchrun, SLURM)
 # sets its own before the process starts, and those are kept.
@@ -58,15 +58,6 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("~+")
 
 
-def _config_flags(args: Sequence[str]) -> argparse.Namespace:
-    """Hydra's config flags in a command line (as @hydra.main's parser reads them)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--config-path", "-cp")
-    parser.add_argument("--config-name", "-cn")
-    parser.add_argument("--config-dir", "-cd")
-    return parser.parse_known_args(list(args))[0]
-
-
 def job_command(
     argv: Sequence[str], task_overrides: Sequence[str], hydra_overrides: Sequence[str] = ()
 ) -> list[str]:
@@ -76,7 +67,7 @@ def job_command(
     become the job's own overrides, and `hydra.mode=RUN` (an `hparams_search` config sets
     MULTIRUN in the config itself).
     """
-    args = _config_flags(argv[1:])
+    args, _ = hydra_compat.args_parser().parse_known_args(list(argv[1:]))
     flags: list[str] = []
     for flag, value in (
         ("--config-path", args.config_path),

@@ -8,13 +8,14 @@ import os
 from typing import Any
 
 from hydra import compose
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig, open_dict
+
+from attnlab.utils import hydra_compat
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,8 @@ def sweep_jobs(config: DictConfig) -> tuple[list[list[str]], list[str]]:
     lines += list(config.hydra.overrides.task)
     parsed = OverridesParser.create().parse_overrides(lines)
     last = {override.get_key_element(): override for override in parsed}  # later ones win
-    # By name: Hydra's plugin scan imports the module again, so the classes differ.
-    if config.hydra.sweeper._target_ == f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
-        (jobs,) = BasicSweeper.split_arguments(list(last.values()), max_batch_size=None)
+    jobs = hydra_compat.basic_sweeper_jobs(config.hydra.sweeper._target_, list(last.values()))
+    if jobs is not None:
         return jobs, []
     fixed = [o.input_line for o in last.values() if not o.is_sweep_override()]
     sampled = [

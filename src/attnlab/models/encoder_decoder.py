@@ -98,22 +98,27 @@ class EncoderDecoder(ConfiguredNetwork, SequenceClassifier, nn.Module):
         self.lm_head = None if classifier else lm_head(d_model, tgt_vocab_size, tgt_rows)
         self.pooler = self.class_query = self.classifier = None
         if classifier:
-            pooler = None
-            if pooling == "decoder":
-                # The decoder's one input: a learned vector in place of an embedded BOS.
-                self.class_query = nn.Parameter(torch.empty(d_model))
-            else:
-                pooler = Pooler(d_model, pooling, config.bias)
-            self.add_classifier(d_model, num_classes, pooler, config.dropout, config.bias)
+            self._add_classification_head(config, num_classes, pooling)
+        self._initialise(config, tie_output, padded=rows > vocab_size or tgt_rows > tgt_vocab_size)
 
-        self.apply(xavier_init(d_model))
+    def _add_classification_head(self, config: ModelConfig, num_classes: int, pooling: str):
+        pooler = None
+        if pooling == "decoder":
+            # The decoder's one input: a learned vector in place of an embedded BOS.
+            self.class_query = nn.Parameter(torch.empty(config.d_model))
+        else:
+            pooler = Pooler(config.d_model, pooling, config.bias)
+        self.add_classifier(config.d_model, num_classes, pooler, config.dropout, config.bias)
+
+    def _initialise(self, config: ModelConfig, tie_output: bool, padded: bool) -> None:
+        self.apply(xavier_init(config.d_model))
         if self.class_query is not None:
             # Unit scale, like the sqrt(d_model)-scaled token embeddings it stands in for.
             nn.init.normal_(self.class_query, mean=0.0, std=1.0)
         if tie_output and self.lm_head is not None:
             # After init, so the tied matrix keeps the embedding initialisation.
             self.lm_head.weight = self.tgt_embed.embedding.weight
-        if max(rows - vocab_size, tgt_rows - tgt_vocab_size) > 0:  # unpadded checkpoints load
+        if padded:  # unpadded checkpoints load
             self.register_load_state_dict_pre_hook(pad_vocab_rows)
         apply_mup(self, config, sp_init="xavier")  # μP's scales (models/mup.py); sp: nothing
 

@@ -87,48 +87,70 @@ def beam_search(
         V = log_probs.size(-1)
         candidates = (scores[:, :, None] + log_probs.view(B, K, V)).view(B, K * V)
         top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-        top_scores, top_index = top_scores.tolist(), top_index.tolist()
         prefixes = tokens.tolist()
-
-        new_rows, new_tokens, new_scores = [], [], []
-        for b in range(B):
-            kept: list[tuple[int, int, float]] = []  # (beam row, token, score)
-            if len(finished[b]) < K:
-                for score, index in zip(top_scores[b], top_index[b], strict=True):
-                    if score == float("-inf") or len(kept) == K:
-                        break
-                    row, token = b * K + index // V, index % V
-                    if token == eos_id:
-                        finish(b, [*prefixes[row], token], score)
-                    else:
-                        kept.append((row, token, score))
-            # Done sources (and rare shortfalls) carry dead beams: -inf, never chosen again.
-            kept += [(b * K, pad_id, float("-inf"))] * (K - len(kept))
-            for row, token, score in kept:
-                new_rows.append(row)
-                new_tokens.append(token)
-                new_scores.append(score)
-
-        order = torch.tensor(new_rows, device=device)
-        for layer_caches in caches:  # a KVCache, or a (self, cross) pair, per layer
-            for cache in layer_caches if isinstance(layer_caches, tuple) else (layer_caches,):
-                cache.reorder(order)
+        kept = []  # (beam row, token, score), K per source
+        for b, (source_scores, source_index) in enumerate(
+            zip(top_scores.tolist(), top_index.tolist(), strict=True)
+        ):
+            ended, live = _extend(
+                b, K, V, source_scores, source_index, eos_id, pad_id, done=len(finished[b]) >= K
+            )
+            for row, token, score in ended:
+                finish(b, [*prefixes[row], token], score)
+            kept += live
+        rows, new_tokens, new_scores = zip(*kept, strict=True)
+        order = torch.tensor(rows, device=device)
+        _reorder_caches(caches, order)
         tokens = torch.cat([tokens[order], torch.tensor(new_tokens, device=device)[:, None]], 1)
         scores = torch.tensor(new_scores, device=device).view(B, K)
         if all(len(f) >= K for f in finished):
             break
 
-    rows = tokens.tolist()
+    rows, live_scores = tokens.tolist(), scores.tolist()
     for b in range(B):
         if len(finished[b]) < K:  # out of length: the live beams end here
             for k in range(K):
-                if scores[b, k] > float("-inf"):
-                    finish(b, rows[b * K + k], scores[b, k].item())
+                if live_scores[b][k] > float("-inf"):
+                    finish(b, rows[b * K + k], live_scores[b][k])
     best = [max(f, key=lambda hypothesis: hypothesis[0])[1] for f in finished]
-    out = torch.full((B, max(len(row) for row in best)), pad_id, dtype=torch.long)
-    for b, row in enumerate(best):
+    return _padded(best, pad_id).to(device)
+
+
+def _padded(rows: list[list[int]], pad_id: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(row) for row in rows)), pad_id, dtype=torch.long)
+    for b, row in enumerate(rows):
         out[b, : len(row)] = torch.tensor(row)
-    return out.to(device)
+    return out
+
+
+def _extend(
+    b: int,
+    K: int,
+    V: int,
+    scores: list[float],
+    index: list[int],
+    eos_id: int,
+    pad_id: int,
+    done: bool,
+) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
+    """Source b's best candidates, (beam row, token, score), in score order: those ending in
+    EOS (to be finished) and exactly K live ones. A done source, or a rare shortfall, is
+    filled with dead beams (-inf, never chosen again)."""
+    ended: list[tuple[int, int, float]] = []
+    live: list[tuple[int, int, float]] = []
+    if not done:
+        for score, flat in zip(scores, index, strict=True):
+            if score == float("-inf") or len(live) == K:
+                break
+            row, token = b * K + flat // V, flat % V
+            (ended if token == eos_id else live).append((row, token, score))
+    return ended, live + [(b * K, pad_id, float("-inf"))] * (K - len(live))
+
+
+def _reorder_caches(caches: list, order: torch.Tensor) -> None:
+    for layer_caches in caches:  # a KVCache, or a (self, cross) pair, per layer
+        for cache in layer_caches if isinstance(layer_caches, tuple) else (layer_caches,):
+            cache.reorder(order)
 
 
 def strip_special(ids: list[int], bos_id: int, eos_id: int, pad_id: int) -> list[int]:

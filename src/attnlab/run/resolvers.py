@@ -60,7 +60,7 @@ def _output_dir(log_dir: str, task_name: str, _root_: DictConfig) -> str:
 
 def _ladder_rung(key: str, rung: int | None = None, *, _root_: DictConfig) -> Any:
     # conf/ladder/*.yaml: the chosen rung's `key` (null where the rung leaves it out); `rung`
-    # names another (rung 0: the μP base width). build/ladder.check_ladder reports a bad rung
+    # names another (rung 0: the μP base width). run/ladder_checks.py reports a bad rung
     # in one line before anything resolves this.
     ladder = _root_.ladder
     return ladder.rungs[ladder.rung if rung is None else rung].get(key)

@@ -92,13 +92,24 @@ def _table(header: list[str], cells: list[list[str]]) -> list[str]:
     ]
 
 
-def markdown_tables(columns: list[str], rows: list[dict[str, Any]], main: list[str]) -> str:
+def markdown_tables(
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    main: list[str],
+    directions: dict[str, str] | None = None,
+) -> str:
     """A short main table (variant, runs, the `main` metrics), then the other columns in
     tables of their own, each row no wider than WIDTH where the cells allow; variants are
     numbered (#) so that the detail tables need not repeat their names."""
     numbers = [str(i) for i in range(1, len(rows) + 1)]
     main = [c for c in main if c in columns]
-    lines = ["Mean ± sd over each variant's seeds (done runs only).", ""]
+    by_reading: dict[str, list[str]] = {}  # e.g. "lower is better": [val/loss, test/loss]
+    for column, reading in (directions or {}).items():
+        if reading and column in main:
+            by_reading.setdefault(reading, []).append(column)
+    notes = "; ".join(f"{' and '.join(c)}: {r}" for r, c in by_reading.items())
+    lines = ["Mean ± sd over each variant's seeds (done runs only).", *([notes] if notes else [])]
+    lines.append("")
     lines += _table(
         ["#", "variant", "runs", *main],
         [
@@ -136,11 +147,15 @@ def main_columns(columns: list[str], metric: str | None) -> list[str]:
 
 
 def write_tables(
-    columns: list[str], rows: list[dict[str, Any]], out_dir: Path, metric: str | None = None
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    metric: str | None = None,
+    directions: dict[str, str] | None = None,
 ) -> None:
     """comparison.md (a main table on `metric` and detail tables) and comparison.csv (every
-    column, mean and std apart)."""
-    markdown = markdown_tables(columns, rows, main_columns(columns, metric))
+    column, mean and std apart); `directions`: e.g. {"val/loss": "lower is better"}."""
+    markdown = markdown_tables(columns, rows, main_columns(columns, metric), directions)
     (out_dir / "comparison.md").write_text(markdown)
     with (out_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -196,6 +196,7 @@ def build_trainer(
     datamodule: pl.LightningDataModule | None = None,
 ) -> pl.Trainer:
     """The configured Trainer (`trainer.strategy` may be a strategy object's config)."""
+    _check_accelerator(str(cfg.trainer.get("accelerator")))
     # Atomic checkpoint files, unless the config brings its own plugins.
     extra: dict[str, Any] = {} if cfg.trainer.get("plugins") else {"plugins": [checkpoint_io(cfg)]}
     # Data that shards DDP ranks itself (custom batch samplers) must not get Lightning's
@@ -209,3 +210,17 @@ def build_trainer(
         raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
     use_tf32(cfg, trainer.accelerator)
     return trainer
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """A GPU asked for where there is none: one line naming the key (Lightning's error names
+    neither the key nor a way out). Here, in the job, not in a multirun's pre-check, which may
+    run on a login node without the GPUs its jobs get."""
+    wants_cuda = accelerator == "cuda" or (
+        accelerator == "gpu" and not torch.backends.mps.is_available()  # gpu: MPS on a Mac
+    )
+    if wants_cuda and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} is not valid here: this machine has no "
+            "CUDA GPU that torch can see; use trainer=cpu (or trainer.accelerator=auto)"
+        )

@@ -58,6 +58,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work.
     Runs once per run (tests/test_train.py counts it)."""
+    from attnlab.run.early_checks import check_before_torch
     from attnlab.run.extensions import import_extensions
     from attnlab.run.validation import check_compatibility, check_required
 
@@ -68,13 +69,16 @@ def check_config(cfg: DictConfig) -> None:
         configure_from_hf(cfg)
     check_ladder(cfg)  # before anything resolves the rung's sizes
     check_required(cfg)
+    check_before_torch(cfg)  # a second, not fifteen: before anything imports torch
     check_compatibility(cfg)
 
 
 def train_checked(
-    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, show_config: bool = False
 ) -> dict[str, Any]:
-    """build -> fit -> test -> record, for a config that `check_config` passed."""
+    """build -> fit -> test -> record, for a config that `check_config` passed. The config
+    tree (`show_config`, the CLI's) is printed once everything is built: a value refused while
+    building (the data's sizes, the Trainer's devices) is one line, not under the tree."""
     import lightning.pytorch as pl
     from lightning.pytorch.utilities import rank_zero_info
 
@@ -86,12 +90,14 @@ def train_checked(
     try:
         ckpt_path = resume_checkpoint(cfg)
         if cfg.get("seed") is not None:  # seed=0 is a seed too
-            pl.seed_everything(cfg.seed, workers=True)
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the config says it
         datamodule = assemble.build_datamodule(cfg)
         rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
         module = assemble.build_module(cfg, datamodule)  # the last checks: the data's sizes
-        mark_started(cfg)
         trainer = _build_trainer(cfg, datamodule, extra_callbacks, resumed=ckpt_path is not None)
+        mark_started(cfg)
+        if show_config:
+            print_config(cfg)
         result = _fit_and_test_logged(cfg, datamodule, module, trainer, start, ckpt_path)
     finally:  # a resume's checkpoint kept for fit, if fit never read it
         release_kept_checkpoint()
@@ -258,11 +264,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
         with claim_run_folder(cfg) as attempt:
             silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
             check_config(cfg)  # once: train_checked does not check again
-            print_config(cfg)  # after the checks: an error is not buried under the config tree
             from attnlab.run.distributed import multirun_job
 
             with multirun_job():  # DDP ranks that Lightning launches run this job only
-                result = train_checked(cfg)
+                result = train_checked(cfg, show_config=True)
     except Exception as error:
         # A refused run writes nothing in the folder, nor does a resume refused before any
         # work: the run there stays as it was (attnlab-compare reads failure.json).

@@ -150,9 +150,11 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 def check_command(command: str, cfg: DictConfig) -> None:
-    """The ranges of a command's own settings (run/value_checks.py), before any work."""
+    """The ranges of a command's own settings (run/value_checks.py), and the values of the
+    sections it has (attnlab-eval's trainer), before any work."""
     try:
         check_command_values(command, cfg)
+        check_values(cfg)
     except ValueCheckError as error:
         raise ConfigError(str(error)) from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,14 @@ def assert_one_line(result: dict, expected: str) -> None:
     assert result["code"] == 2, result
     assert result["err"].strip().splitlines() == [f"attnlab: {expected}"], result["err"]
     assert "config\n" not in result["out"] and "Traceback" not in result["err"], result
+
+
+def records(run: Path) -> dict[Path, int]:
+    """A run folder's records and when each was written (the lock file, Hydra's log file and
+    the configs of an attempt are none)."""
+    skip = (".lock", "train.log")
+    files = [p for p in run.rglob("*") if p.is_file() and p.name not in skip]
+    return {p: p.stat().st_mtime_ns for p in files if ".hydra" not in p.parts}
 
 
 SMALL = [*TINY, "print_config=true"]  # the config tree is printed when a run starts
@@ -164,11 +173,7 @@ def test_refusals_found_while_building_come_before_the_config_tree(tmp_path: Pat
 
     train_run([*TINY, f"hydra.run.dir={run}"])  # a finished run
 
-    def records() -> dict[Path, int]:  # the lock and Hydra's log file are no records
-        files = [p for p in run.rglob("*") if p.is_file() and p.name not in (".lock", "train.log")]
-        return {p: p.stat().st_mtime_ns for p in files if ".hydra" not in p.parts}
-
-    before = records()
+    before = records(run)
     results = probe([(env, argv) for env, argv, _ in cases], tmp_path)
     for result, (_, _, expected) in zip(results, cases, strict=True):
         assert_one_line(result, expected)
@@ -176,4 +181,120 @@ def test_refusals_found_while_building_come_before_the_config_tree(tmp_path: Pat
     # is never marked started: a later `resume=<run>` does not inherit model.d_model=64).
     attempt = run / ".hydra" / "attempt-2"
     assert not (attempt / "started").exists() and not (run / "failure.json").exists()
-    assert records() == before
+    assert records(run) == before
+
+
+TOKENS = [
+    *("model=gpt", "data=tokens", "model.d_model=32", "model.n_heads=2", "model.n_layers=1"),
+    *("data.block_size=8", "data.batch_size=4", "trainer.max_steps=2", "print_config=true"),
+    *("trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.accelerator=cpu"),
+    *("trainer.limit_test_batches=1", "callbacks.rich_progress_bar=null"),
+]
+
+
+def test_shard_folders_and_a_resume_on_another_tokenizers_data(tmp_path: Path) -> None:
+    """data=tokens with a missing, unprepared or truncated folder, and a finished run resumed
+    with data.path= shards of another tokenizer (another vocabulary: `size mismatch` after
+    failure.json was written into the finished run and its attempt marked started)."""
+    from attnlab.data.corpus import PrepareSettings, prepare
+    from attnlab.run.api import train as train_run
+    from tests.data.test_prepare import corpus, write_lines
+
+    text = write_lines(tmp_path / "a.txt", corpus(300, seed=1))
+    shards = {}
+    for tokenizer in ("char", "bpe"):
+        shards[tokenizer] = tmp_path / tokenizer
+        prepare(
+            PrepareSettings(
+                str(shards[tokenizer]),
+                str(text),
+                tokenizer=tokenizer,
+                vocab_size=300,
+                workers=1,
+                val_fraction=0.1,
+                test_fraction=0.1,
+            )
+        )
+    truncated = tmp_path / "truncated"
+    shutil.copytree(shards["char"], truncated)
+    (truncated / "train-00000.bin").write_bytes(b"\0\0")
+    (tmp_path / "unprepared").mkdir()
+    run = tmp_path / "run"
+    train_run([*TOKENS, f"data.path={shards['char']}", f"hydra.run.dir={run}"])
+    before = records(run)
+    bad_hf = tmp_path / "bad_hf"
+    bad_hf.mkdir()
+    (bad_hf / "config.json").write_text("{not json")
+    cases = [
+        (
+            [*TOKENS, f"data.path={tmp_path / 'missing'}"],
+            f"data.path={tmp_path / 'missing'} holds no index.json: prepare it first "
+            f"(attnlab-prepare input=... out={tmp_path / 'missing'})",
+        ),
+        (
+            [*TOKENS, f"data.path={tmp_path / 'unprepared'}"],
+            f"data.path={tmp_path / 'unprepared'} holds no index.json: prepare it first "
+            f"(attnlab-prepare input=... out={tmp_path / 'unprepared'})",
+        ),
+        (
+            [*TOKENS, f"data.path={truncated}"],
+            f"{truncated / 'train-00000.bin'} does not match {truncated / 'index.json'} (size or "
+            f"first/last bytes changed): prepare again, or check with attnlab-prepare "
+            f"out={truncated} verify=true",
+        ),
+        (
+            [*TOKENS, f"init.from_hf={bad_hf}"],
+            f"init.from_hf={bad_hf}: its config.json cannot be read (It looks like the config "
+            f"file at '{bad_hf / 'config.json'}' is not a valid JSON file.)",
+        ),
+    ]
+    argvs = [
+        ({}, ["attnlab-train", *argv, f"hydra.run.dir={tmp_path / f'job{i}'}"])
+        for i, (argv, _) in enumerate(cases)
+    ]
+    argvs.append(
+        (
+            {},
+            [
+                "attnlab-train",
+                f"resume={run}",
+                *TOKENS,
+                f"data.path={shards['bpe']}",
+                "trainer.max_steps=4",
+            ],
+        )
+    )
+    *results, resumed = probe(argvs, tmp_path)
+    for result, (_, expected) in zip(results, cases, strict=True):
+        assert_one_line(result, expected)
+    assert resumed["code"] == 2 and "config\n" not in resumed["out"], resumed
+    (line,) = resumed["err"].strip().splitlines()
+    from attnlab.data.loading.shards import TokenIndex
+
+    sizes = [TokenIndex.load(shards[t]).vocab_size for t in ("char", "bpe")]
+    assert (
+        line.startswith(
+            f"attnlab: resume: network.tok_embed.embedding.weight is [{sizes[0]}, 32] in "
+            f"{run / 'checkpoints'}"
+        )
+        and f"but [{sizes[1]}, 32] in the network built now" in line
+    )
+    assert f"(the data changed: data.path='{shards['char']}' -> '{shards['bpe']}')" in line
+    assert not (run / "failure.json").exists()
+    assert not (run / ".hydra" / "attempt-2" / "started").exists()  # not inherited by a resume
+    assert records(run) == before
+
+
+def test_compare_on_an_empty_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    from attnlab.compare.cli import main
+
+    try:
+        main([str(tmp_path)])
+    except SystemExit as stop:
+        assert stop.code == 2
+    else:
+        raise AssertionError("attnlab-compare on an empty folder did not stop")
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"attnlab-compare: error: no runs under {tmp_path}: expected job directories with "
+        ".hydra/overrides.yaml (a Hydra multirun's sweep directory, or one run's directory)"
+    ]

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             args.alternative,
             args.tune_lr,
         )
-    except ValueError as error:  # what the sweep holds, not the usage: one line, no usage text
+    except (ValueError, FileNotFoundError) as error:  # the sweep, not the usage: one line
         parser.exit(2, f"attnlab-compare: error: {error}\n")
     except MissingExtraError as error:
         parser.exit(2, f"attnlab-compare: {error}\n")

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.run.artefacts import write_failure, write_metrics
 from attnlab.run.config_report import print_config
-from attnlab.run.errors import ConfigError, exits_on_input_error, with_config_hints
-from attnlab.run.folder import RunFolderError, claim_run_folder, mark_started
+from attnlab.run.errors import exits_on_input_error, with_config_hints
+from attnlab.run.folder import RunFolderError, attempt_started, claim_run_folder, mark_started
 from attnlab.run.ladder_checks import check_ladder
 from attnlab.run.ladder_rungs import apply_ladder, flops_per_token
 from attnlab.run.resolvers import fix_output_dir
@@ -84,7 +84,7 @@ def train_checked(
 
     from attnlab.run import assemble
     from attnlab.run.checkpoint_io import release_kept_checkpoint
-    from attnlab.run.checkpoints import resume_checkpoint
+    from attnlab.run.checkpoints import check_checkpoint_fits, resume_checkpoint
 
     start = time.perf_counter()
     try:
@@ -94,10 +94,16 @@ def train_checked(
         datamodule = assemble.build_datamodule(cfg)
         rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
         module = assemble.build_module(cfg, datamodule)  # the last checks: the data's sizes
+        if ckpt_path is not None:  # another tokenizer's data: another vocabulary
+            check_checkpoint_fits(
+                cfg, module, ckpt_path, "ckpt_path" if cfg.get("ckpt_path") else "resume"
+            )
         trainer = _build_trainer(cfg, datamodule, extra_callbacks, resumed=ckpt_path is not None)
         mark_started(cfg)
         if show_config:
             print_config(cfg)
+        if cfg.get("resume") is not None and ckpt_path is not None:
+            log.info("Resuming from %s", ckpt_path)  # every check passed
         result = _fit_and_test_logged(cfg, datamodule, module, trainer, start, ckpt_path)
     finally:  # a resume's checkpoint kept for fit, if fit never read it
         release_kept_checkpoint()
@@ -269,10 +275,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
             with multirun_job():  # DDP ranks that Lightning launches run this job only
                 result = train_checked(cfg, show_config=True)
     except Exception as error:
-        # A refused run writes nothing in the folder, nor does a resume refused before any
-        # work: the run there stays as it was (attnlab-compare reads failure.json).
+        # A refused run writes nothing in the folder, nor does a resume that failed before it
+        # began work: the run there stays as it was (attnlab-compare reads failure.json).
         refused = isinstance(error, RunFolderError) or (
-            isinstance(error, ConfigError) and attempt is not None and attempt.resumes_run
+            attempt is not None and attempt.resumes_run and not attempt_started(cfg)
         )
         if not refused:
             write_failure(Path(cfg.paths.output_dir), error)

@@ -26,6 +26,7 @@ from attnlab.run.validation import (
     chosen_options,
 )
 from attnlab.tasks import Task
+from attnlab.utils.quiet import one_log_stream
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -203,6 +204,15 @@ def build_trainer(
     # DistributedSampler, unless the config says otherwise.
     if getattr(datamodule, "shards_itself", False) and "use_distributed_sampler" not in cfg.trainer:
         extra["use_distributed_sampler"] = False
+    # callbacks.model_summary=null (or rich_progress_bar=null) means none: Lightning would add
+    # its own otherwise (a summary with "Total FLOPs: 0", a bar whose frames fill a log file)
+    for kind, switch in (
+        (pl.callbacks.ModelSummary, "enable_model_summary"),
+        (pl.callbacks.ProgressBar, "enable_progress_bar"),
+    ):
+        if not any(isinstance(c, kind) for c in callbacks) and switch not in cfg.trainer:
+            extra[switch] = False
+    one_log_stream()
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     except InstantiationException as error:  # Lightning names the value and the valid ones

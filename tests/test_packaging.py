@@ -142,3 +142,13 @@ def test_make_help_lines_up() -> None:
     assert len(lines) > 5
     columns = {len(line) - len(line.split(maxsplit=2)[2]) for line in lines}
     assert len(columns) == 1, result.stdout  # every description starts in one column
+
+
+def test_the_documented_output_folders_are_git_ignored() -> None:
+    """logs/ and data/ were; `attnlab-export out=exported/...` and `attnlab-prepare
+    out=shards/...` (README, docs/data.md) were not."""
+    paths = ["logs/x", "data/x", "exported/gpt2/config.json", "shards/corpus/index.json"]
+    result = subprocess.run(
+        ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.split() == paths

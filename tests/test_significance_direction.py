@@ -89,3 +89,14 @@ def test_the_mode_comes_from_optimized_mode_and_tables_say_which_way_is_better(
         compare(
             unknown, baseline="model.pos=learned", stat_metric="test/score", alternative="better"
         )
+
+
+def test_the_tables_round_to_the_seed_spread() -> None:
+    """Wall time printed as `42.1000 ± 5.2467`: two figures of the spread, at most 4 decimals."""
+    from attnlab.compare.tables import _format
+
+    assert _format((42.1, 5.2467), True) == "42.1 ± 5.2"
+    assert _format((2.3368, 0.0192), True) == "2.337 ± 0.019"
+    assert _format((2.5095, 0.00012), True) == "2.5095 ± 0.0001"  # never more than 4
+    assert _format((12578.0, 1995.0), True) == "12,578 ± 1,995"
+    assert _format((3.0, 0.0), True) == "3.0000"  # one seed: the value as it was

@@ -4,6 +4,7 @@ seeds of the final metrics and run statistics."""
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def _format(value: Any, markdown: bool) -> str:
         if not markdown:
             return f"{mean}±{std}"
         digits = 4 if abs(mean) < 100 else 0
+        if std > 0:  # as precise as the spread says: 42.1 ± 5.2 s, not 42.1000 ± 5.2467
+            digits = max(0, min(digits, 1 - math.floor(math.log10(std))))
         # one seed, or a count every seed shares (params): the value alone
         return f"{mean:,.{digits}f}" if std == 0 else f"{mean:,.{digits}f} ± {std:,.{digits}f}"
     return str(value)

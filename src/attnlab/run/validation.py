@@ -210,6 +210,11 @@ def chosen_options() -> dict[str, str | None]:
     if not HydraConfig.initialized():
         return {}
     choices = HydraConfig.get().runtime.choices
-    # attn_variants: the node of registered attention-variant settings that conf/model merges
-    internal = ("hydra", "attn_variants")
-    return {group: choice for group, choice in choices.items() if not group.startswith(internal)}
+    # Not picked by a user: Hydra's own groups, and defaults placed in another package (`@`):
+    # the attention-variant settings conf/model merges, an experiment's per-model file
+    # (`experiment/matched@_global_: None_gpt` where there is none).
+    return {
+        group: choice
+        for group, choice in choices.items()
+        if not group.startswith("hydra") and "@" not in group
+    }

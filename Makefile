@@ -18,25 +18,36 @@ LADDER_DIR ?= logs/ladder_example
 .PHONY: help install data train compare-example ladder-example test test-slow test-all lint format clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # Re-installs when pyproject.toml changes or the venv is missing; code is installed editable.
+# Quiet: pip's errors only (PIP_QUIET=-q shows its warnings too). setuptools' "Editable
+# installation" notice (a folder named like the package may shadow it) is silenced: the one
+# such folder that matters, a clone named attnlab, gets the note below instead.
+PIP_QUIET ?= -qq
+PIP := $(BIN)/python -m pip $(PIP_QUIET)
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	@echo "Installing attnlab and its dependencies into $(VENV) (once; a few minutes)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	@PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e ".[all,dev]"
 	@# attnlab's own Optuna sweeper replaced this plugin (pinned to Optuna 2): gone from old venvs
-	$(BIN)/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
-	touch $@
+	@$(PIP) uninstall -y hydra-optuna-sweeper 2>/dev/null || true
+	@touch $@
+	@echo "Installed: $(VENV)/bin/attnlab-train and the other commands."
+	@if [ "$$(basename "$$PWD")" = attnlab ]; then echo "Note: this clone's folder is named \
+	attnlab, so Python started in $$(dirname "$$PWD") imports the folder instead of the package \
+	(module 'attnlab' has no attribute 'load'): start Python elsewhere, or rename the clone."; fi
 
 install: $(STAMP) ## create .venv and install attnlab (editable) with every extra and the dev tools
 
 data: $(STAMP) ## download the real datasets (sha256-checked) into ATTNLAB_DATA_DIR, else ./data (NAMES=sst2 ...)
 	$(BIN)/attnlab-data download $(NAMES)
 
+# The config tree (~170 lines) is left out: the first training line comes within a screen.
 train: $(STAMP) ## the quick-start run: encoder-decoder learns to reverse sequences (ARGS=... for overrides)
-	$(BIN)/attnlab-train experiment=encdec_reverse $(ARGS)
+	$(BIN)/attnlab-train experiment=encdec_reverse print_config=false $(ARGS)
 
 compare-example: $(STAMP) ## sweep GPT positions (learned, rope) x 2 seeds on Tiny Shakespeare, then compare
 	$(BIN)/attnlab-train -m experiment=gpt_shakespeare_char_cpu model.pos=learned,rope seed=1,2 \

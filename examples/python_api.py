@@ -20,6 +20,7 @@ QUICK = [
     "model.n_layers=1",
     "trainer.accelerator=cpu",
     "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=4",  # a log line within the few batches of an epoch
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=2",
     "callbacks.rich_progress_bar=null",

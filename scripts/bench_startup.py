@@ -1,7 +1,8 @@
 """Start-up time of attnlab's commands against `python -c "import lightning.pytorch"`.
 
 Every console script of the attnlab distribution (attnlab-train, -eval, -generate, ...) is run
-with `--help`, and attnlab-train with `--cfg job`, each in a fresh interpreter, launch to exit;
+with `--help`, attnlab-train with `--cfg job` and with a refused value (`model.pos=rotary`,
+checked before torch is imported: issue 31), each in a fresh interpreter, launch to exit;
 the reference is a fresh interpreter that imports Lightning. The commands run round-robin, one
 of each per round, so a load that changes during the run (other jobs on the machine) reaches
 them alike; the median of `--repeats` rounds is reported, with its ratio to the reference.
@@ -29,6 +30,7 @@ from pathlib import Path
 REFERENCE = "import lightning.pytorch"
 TARGET = 1 / 3  # of the reference, for attnlab-train --help and --cfg job
 TARGETED = ("attnlab-train --help", "attnlab-train --cfg job")
+REFUSED = "model.pos=rotary"  # a refusal that needs no torch: one line, exit 2
 
 
 def commands() -> dict[str, list[str]]:
@@ -47,12 +49,15 @@ def commands() -> dict[str, list[str]]:
         out[f"{ep.name} --help"] = [sys.executable, "-c", wrapper, "--help"]
         if ep.name == "attnlab-train":
             out["attnlab-train --cfg job"] = [sys.executable, "-c", wrapper, "--cfg", "job"]
+            out[f"attnlab-train {REFUSED} (exit 2)"] = [sys.executable, "-c", wrapper, REFUSED]
     return out
 
 
 def time_once(argv: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode not in (0, 2) or (REFUSED in argv) != (done.returncode == 2):
+        raise RuntimeError(f"{argv[-1]}: exit {done.returncode}: {done.stderr.decode()[-500:]}")
     return time.perf_counter() - start
 
 

@@ -35,8 +35,18 @@ TINY = [*TINY_SETUP, "trainer.max_epochs=1"]
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data itself.
-DATA_DIR = Path(os.environ.get("ATTNLAB_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+
+
+def default_data_dir(environ: dict[str, str] | os._Environ[str], root: Path) -> Path:
+    """Real datasets: $ATTNLAB_DATA_DIR (CI points it at ../shared/data), else ../shared/data
+    where it exists, else ./data: where `make data` puts them without ATTNLAB_DATA_DIR."""
+    if environ.get("ATTNLAB_DATA_DIR"):
+        return Path(environ["ATTNLAB_DATA_DIR"]).resolve()
+    shared = root.parent / "shared" / "data"
+    return (shared if shared.is_dir() else root / "data").resolve()
+
+
+DATA_DIR = default_data_dir(os.environ, ROOT)
 # Commands run by tests (attnlab-train in a subprocess) read the same data directory.
 os.environ.setdefault("ATTNLAB_DATA_DIR", str(DATA_DIR))
 # Tests never download (a missing dataset skips the test instead); a local server is allowed.
@@ -54,7 +64,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 # Tests that need a real dataset skip when it is missing (a fresh clone, offline), one line naming
 # the file; with ATTNLAB_REQUIRE_DATA=1 (CI) they fail instead, so nothing is skipped unseen.
 REQUIRE_DATA = os.environ.get("ATTNLAB_REQUIRE_DATA", "") not in ("", "0")
-GET_DATA = "get it with `make data` (attnlab-data download {names}) or set ATTNLAB_DATA_DIR"
+# The one command that puts the data where these tests look (`make data` alone fills ./data).
+GET_DATA = "get it with `ATTNLAB_DATA_DIR={data_dir} make data NAMES='{names}'`"
 
 
 def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
@@ -76,7 +87,8 @@ def require_data(*names: str, files: tuple[str, ...] = ()) -> Path:
             if any(f.startswith(e.path.split("/")[0] + "/") for e in entries for f in files)
         )
         more = f" (+{len(lost) - 1} more)" if len(lost) > 1 else ""
-        message = f"real data missing: {lost[0]}{more}; {GET_DATA.format(names=wanted)}"
+        get = GET_DATA.format(data_dir=DATA_DIR, names=wanted)
+        message = f"real data missing: {lost[0]}{more}; {get}"
         if REQUIRE_DATA:
             pytest.fail(f"ATTNLAB_REQUIRE_DATA=1 but {message}", pytrace=False)
         pytest.skip(message)
@@ -127,7 +139,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         return
     top = path.relative_to(DATA_DIR).parts[0]
     names = {"tinyshakespeare": "shakespeare", "wikitext-2": "wikitext2"}.get(top, top)
-    message = f"real data missing: {path}; {GET_DATA.format(names=names)}"
+    message = f"real data missing: {path}; {GET_DATA.format(data_dir=DATA_DIR, names=names)}"
     if REQUIRE_DATA:
         report.longrepr = f"ATTNLAB_REQUIRE_DATA=1 but {message}\n\n{report.longreprtext}"
         return

@@ -151,7 +151,7 @@ def test_significance_matches_the_t_distribution_in_closed_form() -> None:
             "base": [_fake_run(s, v) for s, v in enumerate(base)],
             "new": [_fake_run(s, v) for s, v in enumerate(variant)],
         }
-        for alternative in ("two-sided", "greater", "less"):
+        for alternative in ("two-sided", "better", "worse"):  # accuracy: better is greater
             (row,) = significance(groups, "base", "test/acc", alternative)
             assert row["n"] == row["baseline_n"] == row["paired_n"] == 3
             assert row["difference"] == pytest.approx(shift)
@@ -163,8 +163,8 @@ def test_significance_matches_the_t_distribution_in_closed_form() -> None:
             for t, p, df in ((welch_t, row["welch_p"], 4), (paired_t, row["paired_p"], 2)):
                 expected = {
                     "two-sided": 2 * (1 - _t_cdf(abs(t), df)),
-                    "greater": 1 - _t_cdf(t, df),
-                    "less": _t_cdf(t, df),
+                    "better": 1 - _t_cdf(t, df),
+                    "worse": _t_cdf(t, df),
                 }[alternative]
                 assert p == pytest.approx(expected, rel=1e-6)
 
@@ -197,10 +197,11 @@ def test_compare_against_a_baseline_on_a_real_sweep(sweep_dir: Path, tmp_path: P
         "--stat-metric",
         "test/loss",
         "--alternative",
-        "less",
+        "better",
         cwd=tmp_path,
     )
     assert "test/loss against baseline `model.norm=layernorm`" in result.stdout
+    assert "one-sided: variant better (lower) than baseline; lower is better" in result.stdout
     (row,) = read_csv(out / "significance.csv")
     assert row["variant"] == "model.norm=rmsnorm" and row["metric"] == "test/loss"
     assert (row["n"], row["baseline_n"], row["paired_n"]) == ("2", "2", "2")  # seeds 1 and 2

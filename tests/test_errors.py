@@ -117,11 +117,11 @@ class FakeTask:
         ("model.activation=tanh", r"model\.activation='tanh' .*relu.*gelu.*swiglu"),
         ("model.n_kv_heads=3", r"model\.n_kv_heads=3 .*n_heads \(2\) must be divisible by n_kv"),
         ("model.pos=none", r"model\.pos='none' .*is for decoder-only models.*'sinusoidal'"),
-        ("task.beam_size=0", r"task: .*task\.beam_size=0 must be at least 1"),
+        ("task.beam_size=0", r"task\.beam_size=0 is not valid: must be a positive number"),
         ("model.pos=rotary_typo", r"model\.pos='rotary_typo' .*sinusoidal.*learned"),
         ("model.norm=batchnorm", r"model\.norm='batchnorm' .*layernorm"),
         ("data.transform=shuffle", r"data: .*'shuffle'.*copy.*reverse.*sort"),
-        ("data.min_len=9", r"data: .*min_len.*max_len"),
+        ("data.min_len=9", r"data\.min_len=9 is not valid: must be at most data\.max_len=8"),
         # issue 18: refused before any work, naming the key and what is valid
         (
             "optimized_metric=val/accuracy",
@@ -136,7 +136,16 @@ class FakeTask:
         ("seed=abc", r"seed='abc' is not valid: expected int or null"),
         ("model.n_kv_heads=0", r"model\.n_kv_heads=0 .*n_kv_heads can be 1, 2"),
         ("model.n_kv_heads=-2", r"model\.n_kv_heads=-2 .*n_kv_heads can be 1, 2"),
+        # issue 31: tracebacks or a config tree before the line, until these
+        ("scheduler.warmup_steps=-10", r"scheduler\.warmup_steps=-10 is not valid: must be 0 or"),
+        ("task.label_smoothing=1.5", r"label_smoothing=1\.5 is not valid: must be a probability"),
+        ("trainer.max_steps=-5", r"trainer\.max_steps=-5 is not valid: must be -1 \(no limit\)"),
+        ("trainer.max_epochs=-2", r"trainer\.max_epochs=-2 is not valid: must be -1"),
+        ("data.min_len=20", r"data\.min_len=20 is not valid: must be at most data\.max_len=8"),
+        ("data.vocab_size=2", r"data: data\.vocab_size=2 must exceed the 3 specials"),
+        ("task.val_beam_size=0", r"task\.val_beam_size=0 is not valid: must be a positive"),
         ("scheduler=inverse_sqrt", None),
+        ("trainer.max_steps=-1", None),
     ],
 )
 def test_bad_values_name_key_and_choices(
@@ -282,3 +291,22 @@ def test_optimized_metric_check_spares_other_logged_names_and_undeclared_tasks(
     cfg = train_config("optimized_metric=val/perplexity_of_my_own")
     cfg.task._target_ = "tests.test_errors.UndeclaredTask"
     check_optimized_metric(cfg)  # what it logs is not known: left to Lightning
+
+
+@pytest.mark.parametrize("model", ["encdec", "gpt", "bert"])
+@pytest.mark.parametrize("key", ["pos", "norm", "activation"])
+def test_the_choices_checked_before_torch_are_the_models_own(
+    tmp_path: Path, model: str, key: str
+) -> None:
+    """run/early_checks.py names the built-in networks' choices without importing models/:
+    its refusal is the network's own, word for word."""
+    from attnlab.models.registry import network_class_of
+    from attnlab.run.early_checks import check_before_torch
+
+    cfg = compose_config(tmp_path, [f"model={model}", f"model.{key}=bogus"])
+    with pytest.raises(ConfigError) as early:
+        check_before_torch(cfg)
+    values = OmegaConf.to_container(cfg.model, resolve=True)
+    with pytest.raises(ValueError) as late:
+        network_class_of(values).check_arguments(values)
+    assert str(early.value) == str(late.value)

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import get_human_re
 
 from attnlab.callbacks import RichProgressBar
 from attnlab.run.train import optimized_value, train
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, run_cli
 
 SLOW = pytest.mark.slow
 
@@ -45,6 +45,11 @@ def test_a_short_run_validates_prints_progress_and_a_true_summary(
     assert optimized_value(cfg, result) == result["metrics"]["val/loss"]
     assert Path(result["best_checkpoint"]).is_file()  # and test used it
     lines = [r.getMessage() for r in caplog.records if r.name == "attnlab.callbacks.progress"]
+    first, *lines, validation = lines  # issue 31: the first step and each validation say so
+    assert re.fullmatch(r"first training batch done \d+\.\d s after fit began", first), first
+    assert validation.startswith(
+        f"validation at step 3: val/acc {result['metrics']['val/acc']:.4f}"
+    )
     assert [line.split()[:2] for line in lines] == [
         ["step", "1/3"],
         ["step", "2/3"],
@@ -84,8 +89,55 @@ def test_validation_at_the_last_step_only_when_none_ran(
 )
 def test_progress_bar_names_no_negative_last_epoch(max_epochs: int | None, expected: str) -> None:
     bar = RichProgressBar()
-    bar._trainer = SimpleNamespace(max_epochs=max_epochs)  # what the description reads
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=-1)  # what it reads
     assert bar.train_description(0).strip() == expected
+
+
+def test_progress_bar_counts_to_the_step_that_ends_the_run() -> None:
+    """`trainer.max_steps=20` with max_epochs 10: the bar read `Epoch 0/9 20/3772 • 3:25:53`."""
+    bar = RichProgressBar()
+    trainer = dict(max_epochs=10, max_steps=20, num_training_batches=3772)
+    bar._trainer = SimpleNamespace(**trainer, global_step=5, accumulate_grad_batches=2)
+    assert bar.total_train_batches == 30  # 15 steps left, 2 batches each
+    assert bar.train_description(0).strip() == "Epoch 0"
+    bar._trainer = SimpleNamespace(**{**trainer, "max_steps": -1}, global_step=5)
+    assert bar.total_train_batches == 3772
+
+
+def test_a_redirected_log_reads_well(tmp_path: Path) -> None:
+    """`attnlab-train ... > log`: no progress bar frames, the first step and each validation
+    with its metrics, and each of Lightning's lines once (it printed them twice)."""
+    args = [arg for arg in TINY if not arg.startswith("callbacks.rich_progress_bar")]
+    args += ["trainer.max_steps=4", "trainer.max_epochs=10", "trainer.val_check_interval=2"]
+    args += ["trainer.log_every_n_steps=2", "callbacks.plain_progress.interval_s=0"]
+    result = run_cli("attnlab-train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    log = result.stdout + result.stderr
+    assert "it/s" not in log and "Epoch 0" not in log, log  # no progress bar frame
+    assert log.count("GPU available: False") == 1, log
+    assert "first training batch done" in log
+    assert [
+        line.split(": ")[0].split("- ")[-1] for line in log.splitlines() if "validation at" in line
+    ] == ["validation at step 2", "validation at step 4"]
+    assert re.search(r"step 4/4 \(100%\)  loss \d", log), log  # the ETA counts to max_steps
+    assert re.search(r"validation at step 4: val/acc \d\.\d{4}  val/bleu", log), log
+
+
+def test_the_python_api_is_as_quiet_as_the_cli(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """attnlab.train printed Lightning's tip, the LeafSpec deprecation, and with
+    callbacks.model_summary=null Lightning's own summary ("Total FLOPs: 0")."""
+    import attnlab
+
+    with caplog.at_level("INFO"):
+        attnlab.train([*TINY, f"hydra.run.dir={tmp_path / 'run'}"])
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + caplog.text
+    assert "Tip:" not in text and "Total FLOPs" not in text and "| Name" not in text, text
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]
 
 
 def test_config_tree_is_printed_whole_when_output_is_not_a_terminal(

@@ -112,8 +112,8 @@ def test_fresh_clone_trains_and_skips_real_data_tests(clone: Path, tmp_path: Pat
     skips = [line for line in out.splitlines() if line.startswith("SKIPPED")]
     assert len(skips) == NEED_DATA, skips
     for line in skips:
-        assert f"real data missing: {empty}/" in line and "`make data`" in line, line
-        assert "ATTNLAB_DATA_DIR" in line
+        assert f"real data missing: {empty}/" in line, line
+        assert f"`ATTNLAB_DATA_DIR={empty.resolve()} make data NAMES=" in line, line
 
     # The same with ATTNLAB_REQUIRE_DATA=1 (CI): each fails, naming the missing file.
     required = _make(clone, _env(clone, empty, require=True), "test", f"PYTEST_ARGS={args}")

@@ -121,6 +121,10 @@ BAD = [
     (["ladder.evals=0"], "ladder.evals=0 is not valid"),
     (["ladder.warmup_fraction=1.5"], "ladder.warmup_fraction=1.5 is not valid"),
     (["model.d_model=128"], "model.d_model=128 is not valid with ladder.rung=0: the rung sets"),
+    # issue 31: the 7 was replaced by the budget's 124 steps, silently
+    (["trainer.max_steps=7"], "trainer.max_steps=7 is not valid with ladder=tiny_cpu: the rung"),
+    (["trainer.max_epochs=2"], "trainer.max_epochs=2 is not valid with ladder=tiny_cpu"),
+    (["scheduler.warmup_steps=10"], "scheduler.warmup_steps=10 is not valid with ladder=tiny"),
 ]
 
 

@@ -167,7 +167,7 @@ def test_resume_changing_the_scheduler_class_is_refused(train_config) -> None:
 HOLD = """
 import sys, time
 from pathlib import Path
-from attnlab.run.folder import _acquire
+from attnlab.run.folder_lock import acquire as _acquire
 lock, _ = _acquire(Path(sys.argv[1]))  # what a run holds while it writes the folder
 print("held", flush=True)
 time.sleep(120)
@@ -200,7 +200,7 @@ def test_a_dead_holders_lock_is_taken_over_with_a_warning(
     with caplog.at_level(logging.WARNING):
         train(train_config("resume=auto"))  # the .lock alone marks the folder as used
     assert any(f"taking over the lock of pid {dead.pid}" in r.getMessage() for r in caplog.records)
-    assert (tmp_path / ".lock").read_text() == ""  # released
+    assert not (tmp_path / ".lock").exists()  # released: a finished run leaves no lock file
 
 
 # ---- the pieces --------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def attempt_subdir(folder: Path, resume: str | None) -> str | None:
     callback.on_run_start(config=config)
     assert (folder / ".lock").read_text().startswith(f"pid {os.getpid()} ")  # held
     callback.on_run_end(config=config)
-    assert (folder / ".lock").read_text() == ""  # released
+    assert not (folder / ".lock").exists()  # released, and the file removed
     return config.hydra.output_subdir
 
 
@@ -247,12 +247,44 @@ def test_attempt_subdirs(tmp_path: Path) -> None:
     assert not (leftovers / ".hydra" / "config.yaml").exists()
 
 
-def test_a_multirun_into_a_sweep_folder_holding_runs_is_refused(tmp_path: Path) -> None:
+def test_a_multirun_into_a_sweep_folder_holding_runs_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    RunFolderLock().on_multirun_start(config=config)  # empty: fine
+    empty = RunFolderLock()
+    empty.on_multirun_start(config=config)  # empty: fine, and held until the sweep ends
+    assert (tmp_path / ".lock").is_file()
+    empty.on_multirun_end(config=config)
+    assert not (tmp_path / ".lock").exists()  # a finished sweep leaves no lock file
     (tmp_path / "0" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(RunFolderError, match=rf"hydra.sweep.dir={tmp_path} already holds runs"):
+    # Hydra turns a callback's exception into a warning and sweeps on: the refusal exits
+    with pytest.raises(SystemExit) as stopped:
         RunFolderLock().on_multirun_start(config=config)
+    assert stopped.value.code == 2
+    assert f"hydra.sweep.dir={tmp_path} already holds runs" in capsys.readouterr().err
+
+
+def test_a_second_sweep_into_a_folder_a_sweep_writes_is_refused(tmp_path: Path) -> None:
+    """Two sweeps into one hydra.sweep.dir at once both trained, each failing on a job folder
+    the other took, under one multirun.yaml."""
+    sweep = tmp_path / "sweep"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(sweep)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"  # as a running sweep holds it
+        args = ["-m", "seed=3,4", *TINY, f"hydra.sweep.dir={sweep}"]
+        result = run_cli("attnlab-train", *args, cwd=tmp_path, check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"attnlab: hydra.sweep.dir={sweep} is in use by another sweep (pid {holder.pid} on host "
+        f"{socket.gethostname()}; lock file {sweep / '.lock'}); wait for it to finish, or leave "
+        "hydra.sweep.dir out"
+    )
+    assert sorted(p.name for p in sweep.iterdir()) == [".lock"]  # no multirun.yaml, no jobs
 
 
 def test_merge_overrides_keeps_originals_unless_given_again() -> None:

@@ -39,6 +39,8 @@ def test_default_config_trains_and_writes_metrics(train_config, tmp_path: Path) 
     assert saved["global_step"] == 2 * 8  # 256 examples / batch 32, two epochs
     assert saved["tokens_seen"] > 0
     assert saved["choices"]["model"] == "encdec" and saved["choices"]["task"] == "seq2seq"
+    # issue 31: no internal entries (`"experiment/matched@_global_": "None_encdec"`)
+    assert not [group for group in saved["choices"] if "@" in group or "hydra" in group]
     assert Path(saved["best_checkpoint"]).is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "csv" / "metrics.csv").is_file()

@@ -241,3 +241,28 @@ def test_fetch_takes_an_uncompressed_copy_that_list_calls_present(tmp_path: Path
     fetched = catalog.fetch(["multi30k"], tmp_path)
     assert len(fetched) == len(catalog.DATASETS["multi30k"])
     assert all(p.suffix != ".gz" and p.is_file() for p in fetched)
+
+
+def test_the_skip_hint_puts_the_data_where_the_tests_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hint said `make data` (into ./data) "or set ATTNLAB_DATA_DIR", while the tests read
+    $ATTNLAB_DATA_DIR or ../shared/data: after `make data` they stayed skipped."""
+    import tests.conftest as conftest
+    from attnlab.run.datasets import default_data_dir
+
+    clone = tmp_path / "attnlab"
+    clone.mkdir()
+    monkeypatch.chdir(clone)  # where `make data` runs attnlab-data
+    monkeypatch.delenv("ATTNLAB_DATA_DIR", raising=False)
+    assert conftest.default_data_dir({}, clone) == default_data_dir().resolve() == clone / "data"
+    (tmp_path / "shared" / "data").mkdir(parents=True)  # a shared copy beside the clone
+    assert conftest.default_data_dir({}, clone) == tmp_path / "shared" / "data"
+    given = {"ATTNLAB_DATA_DIR": str(tmp_path / "mine")}
+    assert conftest.default_data_dir(given, clone) == tmp_path / "mine"
+    # the hint names the one command that fills the folder the tests read
+    monkeypatch.setattr(conftest, "DATA_DIR", tmp_path / "empty")
+    monkeypatch.setattr(conftest, "REQUIRE_DATA", False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        conftest.require_data("sst2")
+    assert f"`ATTNLAB_DATA_DIR={tmp_path / 'empty'} make data NAMES='sst2'`" in str(skipped.value)

@@ -224,10 +224,16 @@ def test_verify_catches_a_corrupted_shard(tmp_path: Path) -> None:
         ("tokenizer=sentencepiece", "tokenizer='sentencepiece' is not a tokenizer; choose one"),
         ("text_field=body", "text_field='body' is not in record 1 of {tmp}/a.jsonl"),
         ("input=hf:wikitext", "input=hf:wikitext needs the Hugging Face `datasets` package"),
+        # issue 31: exit 0 with 0 tokens; a UnicodeDecodeError naming no file; FileExistsError
+        ("input={tmp}/empty.txt", "input='{tmp}/empty.txt' is empty: there is no text to"),
+        ("input={tmp}/binary.txt", "{tmp}/binary.txt is not UTF-8 text (byte 0xff); attnlab-"),
+        ("out={tmp}/a.jsonl", "out={tmp}/a.jsonl is a file; give a directory for the shards"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, override: str, message: str) -> None:
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "hi", "id": 3}) + "\n")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "binary.txt").write_bytes(b"text\n\xff\xfe\x00binary\n")
     args = [f"input={tmp_path}/a.jsonl", f"out={tmp_path}/out", "workers=1", "tokenizer=char"]
     key = override.split("=")[0]
     args = [a for a in args if not a.startswith(key + "=")] + [override.format(tmp=tmp_path)]
@@ -237,7 +243,7 @@ def test_bad_input_is_one_line(tmp_path: Path, override: str, message: str) -> N
     with pytest.raises(ConfigError) as error:
         run(cfg)
     assert "\n" not in str(error.value) and message.format(tmp=tmp_path) in str(error.value)
-    if "text_field" not in override:
+    if "text_field" not in override and "binary" not in override:  # these read the input
         assert not (tmp_path / "out").exists()  # refused before anything is written
 
 

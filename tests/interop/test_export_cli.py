@@ -73,3 +73,13 @@ def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     assert refused.returncode == 2 and not (tmp_path / "knobs").exists()
     message = refused.stderr.strip().splitlines()
     assert len(message) == 1 and "model.layer_norm_eps=1e-05" in message[0], refused.stderr
+
+
+def test_an_earlier_export_is_not_replaced_silently(tmp_path: Path) -> None:
+    """attnlab-export out=<non-empty dir> replaced an earlier export without a word."""
+    (tmp_path / "config.json").write_text('{"earlier": true}')
+    with pytest.raises(ConfigError, match=r"out=.* is not empty \(it holds config.json\); give"):
+        export(str(FIXTURES / "bert.ckpt"), tmp_path)
+    assert (tmp_path / "config.json").read_text() == '{"earlier": true}'
+    out, _ = export(str(FIXTURES / "bert.ckpt"), tmp_path, overwrite=True)  # asked for
+    assert "earlier" not in (out / "config.json").read_text()

@@ -1,5 +1,6 @@
 """Progress that reads the metrics it shows only at logging steps: a rich bar in a terminal,
-a plain line at a steady interval where output goes to a file (`> log`, a SLURM log)."""
+plain lines where output goes to a file (`> log`, a SLURM log): the first step, a line at a
+steady interval, and one per validation with its metrics."""
 
 from __future__ import annotations
 
@@ -49,30 +50,54 @@ class RichProgressBar(pl.callbacks.RichProgressBar):
         self._shown = metrics
         return metrics
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if not sys.stdout.isatty():  # a file gets no frames (rich prints the last at the end)
+            self.disable()
+
+    @property
+    def total_train_batches(self) -> int | float:
+        """The epoch's batches, or fewer where trainer.max_steps ends the run in this epoch
+        (Lightning's counts them only when max_epochs is -1): the bar's total and its ETA."""
+        total, trainer = super().total_train_batches, self.trainer
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            steps_left = trainer.max_steps - trainer.global_step
+            total = min(total, steps_left * trainer.accumulate_grad_batches)
+        return total
+
     def train_description(self, current_epoch: int) -> str:
-        # Lightning writes "Epoch 0/-2" for max_epochs=-1 (a run limited by max_steps).
+        # Lightning writes "Epoch 0/-2" for max_epochs=-1 (a run limited by max_steps), and
+        # "Epoch 0/9" where max_steps ends the run long before the 10th epoch.
         description = f"Epoch {current_epoch}"
-        max_epochs = self.trainer.max_epochs
-        if max_epochs is not None and max_epochs > 0:
+        max_epochs, max_steps = self.trainer.max_epochs, self.trainer.max_steps or -1
+        if max_epochs is not None and max_epochs > 0 and max_steps < 0:
             description += f"/{max_epochs - 1}"
         # as wide as "Validation": the bar does not flicker between the two
         return f"{description:{len(self.validation_description)}}"
 
 
 class PlainProgress(pl.Callback):
-    """One line every `interval_s` seconds while training, when stdout is not a terminal
-    (where the rich bar shows nothing useful): step, loss, tokens/s, ETA.
+    """Where stdout is not a terminal (the rich bar draws nothing there): a line when the
+    first step is done, one every `interval_s` seconds while training (step, loss, tokens/s,
+    ETA to the step that ends the run), and one per validation with its metrics.
 
+        first training batch done 12.3 s after fit began
         step 1200/5000 (24%)  loss 1.8123  41.2k tokens/s  elapsed 0:04:10  ETA 0:13:12
+        validation at step 1200: val/loss 1.9012  val/ppl 6.6934
 
-    The line is printed at the first logging step once the interval has passed, since only
-    those steps read values on the host. `interval_s` null or 0 prints at every logging step;
-    `on_terminal: true` prints in a terminal too."""
+    The interval line is printed at the first logging step once the interval has passed,
+    since only those steps read values on the host. `interval_s` null or 0 prints at every
+    logging step; `on_terminal: true` prints in a terminal too."""
 
     def __init__(self, interval_s: float | None = 30.0, on_terminal: bool = False) -> None:
         self.interval_s = interval_s or 0.0
         self.on_terminal = on_terminal
         self.active = False
+        self._fit_start = time.monotonic()
+        self._first_step_seen = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.monotonic()  # data setup and the sanity check count
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         terminal = sys.stdout.isatty()
@@ -80,6 +105,17 @@ class PlainProgress(pl.Callback):
         self._start = self._last = time.monotonic()
         self._start_step = trainer.global_step
         self._start_tokens = getattr(pl_module, "tokens_seen", 0)
+        self._first_step_seen = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active or trainer.sanity_checking:
+            return
+        shown = [
+            f"{name} {float(value):.4f}"
+            for name, value in sorted(trainer.callback_metrics.items())
+            if name.startswith("val/") and isinstance(value, torch.Tensor) and value.numel() == 1
+        ]
+        _say(f"validation at step {trainer.global_step}: {'  '.join(shown) or 'no metrics'}")
 
     def on_train_batch_end(
         self,
@@ -89,13 +125,17 @@ class PlainProgress(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if not self.active or not is_logging_step(trainer, batch_idx):
+        if not self.active:
             return
         now = time.monotonic()
-        if now - self._last < self.interval_s:
+        if not self._first_step_seen:  # how long a user waits before training shows
+            self._first_step_seen = True
+            took = now - self._fit_start
+            _say(f"first training batch done {took:.1f} s after fit began")
+        if not is_logging_step(trainer, batch_idx) or now - self._last < self.interval_s:
             return
         self._last = now
-        log.info(self.line(trainer, pl_module, now))
+        _say(self.line(trainer, pl_module, now))
 
     def line(self, trainer: pl.Trainer, pl_module: pl.LightningModule, now: float) -> str:
         step, total = trainer.global_step, trainer.estimated_stepping_batches
@@ -114,6 +154,15 @@ class PlainProgress(pl.Callback):
         if done > 0 and math.isfinite(total):
             parts.append(f"ETA {_duration((total - step) * elapsed / done)}")
         return "  ".join(parts)
+
+
+def _say(line: str) -> None:
+    """Logged where logging goes somewhere (attnlab-train: the console and the run's log
+    file), else printed (the Python API in a notebook configures no logging)."""
+    if log.hasHandlers():
+        log.info(line)
+    else:
+        print(line, flush=True)
 
 
 def _count(value: float) -> str:

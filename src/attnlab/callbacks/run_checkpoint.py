@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from attnlab.data.loading.atomic import remove_orphans
 from attnlab.utils import lightning_compat as compat
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,26 @@ class RunCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:
         return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        folder = Path(self.dirpath) if self.dirpath and "://" not in str(self.dirpath) else None
+        if stage == "fit" and trainer.is_global_zero and folder is not None and folder.is_dir():
+            for tmp in remove_orphans(folder):  # saves a killed run never finished
+                log.info("Removed %s, a save that was killed before it finished", tmp.name)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder moved or copied (and resumed there) keeps its best score and files:
+        Lightning reloads neither from another dirpath, and then writes best-v1.ckpt and
+        last-v1.ckpt beside the old ones. The paths are this folder's, under its new name."""
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new and "://" not in f"{old}{new}":
+            state_dict = {**state_dict, "dirpath": new}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                state_dict[key] = _moved(state_dict.get(key), old, new)
+            models = state_dict.get("best_k_models") or {}
+            state_dict["best_k_models"] = {_moved(p, old, new): s for p, s in models.items()}
+        super().load_state_dict(state_dict)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -204,3 +225,10 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_ranked(trainer, rank=self._epoch_due(trainer))
         elif self._due_at_epoch_end:
             self._save_ranked(trainer, rank=False)
+
+
+def _moved(path: Any, old: str, new: str) -> Any:
+    """`path` under `old` as the same file under `new` (other values as they are)."""
+    if isinstance(path, str) and path and Path(path).parent == Path(old):
+        return str(Path(new) / Path(path).name)
+    return path

@@ -27,6 +27,7 @@ import argparse
 from pathlib import Path
 
 from attnlab.compare import selection
+from attnlab.compare.direction import ALTERNATIVES, metric_mode, reading, scipy_alternative
 from attnlab.compare.plots import plot_curves
 from attnlab.compare.runs import SEED_KEYS, default_metric, find_runs, variants
 from attnlab.compare.significance import (
@@ -35,7 +36,7 @@ from attnlab.compare.significance import (
     significance,
     write_significance,
 )
-from attnlab.compare.tables import summarise, write_tables
+from attnlab.compare.tables import main_columns, summarise, write_tables
 from attnlab.utils.extras import MissingExtraError, require
 
 
@@ -64,6 +65,7 @@ def compare(
         groups = selection.tune_lr(variants(runs, (*SEED_KEYS, selection.LR_KEY)))
     else:
         groups = variants(runs)
+    sided, mode = alternative, None
     if baseline is not None:  # fail before writing anything
         baseline = resolve_variant(groups, baseline)
         stat_metric = stat_metric or default_stat_metric(runs)
@@ -73,15 +75,18 @@ def compare(
                 f"--stat-metric {stat_metric!r} is in no run's metrics.json; valid choices: "
                 + ", ".join(known)
             )
+        mode = metric_mode(stat_metric, runs)  # a one-sided test follows it (direction.py)
+        sided = scipy_alternative(alternative, stat_metric, mode)
     out_dir = out_dir or sweep_dir / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     columns, rows = summarise(groups)
     metric = metric or default_metric(runs)
-    write_tables(columns, rows, out_dir, metric)
+    directions = {m: reading(metric_mode(m, runs)) for m in main_columns(columns, metric)}
+    write_tables(columns, rows, out_dir, metric, directions)
     plot_curves(groups, metric, out_dir, title=sweep_dir.resolve().name)
     if baseline is not None and stat_metric is not None:  # both set above
         tests = significance(groups, baseline, stat_metric, alternative)
-        write_significance(tests, baseline, stat_metric, alternative, out_dir)
+        write_significance(tests, baseline, stat_metric, sided, out_dir, mode)
     return out_dir
 
 
@@ -109,9 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--alternative",
-        choices=("two-sided", "greater", "less"),
+        choices=ALTERNATIVES,
         default="two-sided",
-        help="greater: variant > baseline (a one-sided test)",
+        help="better/worse: a one-sided test in the metric's direction (lower is better for "
+        "losses); greater/less only where they mean better",
     )
     ladder = parser.add_argument_group("scaling ladders (docs/compare_ladder.md)")
     ladder.add_argument(
@@ -158,8 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             args.alternative,
             args.tune_lr,
         )
-    except ValueError as error:
-        parser.error(str(error))
+    except (ValueError, FileNotFoundError) as error:  # the sweep, not the usage: one line
+        parser.exit(2, f"attnlab-compare: error: {error}\n")
     except MissingExtraError as error:
         parser.exit(2, f"attnlab-compare: {error}\n")
     print((out_dir / "comparison.md").read_text())

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from attnlab.compare.direction import metric_mode, reading, scipy_alternative, stated
 from attnlab.compare.runs import Run, default_metric
 
 
@@ -58,10 +59,13 @@ def significance(
 
     Welch's t-test (unequal variances) over all done runs, and the paired t-test over the seeds
     both variants ran: a seed fixes initialisation and data order, so pairing removes what the
-    two share. `alternative` is scipy's: "greater" tests variant > baseline.
+    two share. `alternative`: two-sided, better or worse (in the metric's direction,
+    direction.py), or scipy's greater/less where they mean better.
     """
     from scipy import stats  # 1.6 s to import: only when a baseline is asked for
 
+    mode = metric_mode(metric, [r for runs in groups.values() for r in runs])
+    alternative = scipy_alternative(alternative, metric, mode)
     base = _done_values(groups[baseline], metric)
     base_values = [v for _, v in base]
     base_by_seed = _by_unique_seed(base)
@@ -177,8 +181,14 @@ def add_corrections(rows: list[dict[str, Any]], level: float = ALPHA) -> None:
 
 
 def write_significance(
-    rows: list[dict[str, Any]], baseline: str, metric: str, alternative: str, out_dir: Path
+    rows: list[dict[str, Any]],
+    baseline: str,
+    metric: str,
+    alternative: str,
+    out_dir: Path,
+    mode: str | None = None,
 ) -> None:
+    """`alternative` is scipy's; `mode` (min/max) says which way is better for `metric`."""
     columns = ["variant", "n", "baseline_n", "difference"]
     columns += ["welch_t", "welch_p", "welch_p_holm", "welch_significant", "welch_mde"]
     columns += ["paired_n", "paired_t", "paired_p", "paired_p_holm", "paired_significant"]
@@ -191,9 +201,12 @@ def write_significance(
             return "yes" if value else "no"
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    sided = "two-sided" if alternative == "two-sided" else f"one-sided, {alternative}"
+    sided, better = stated(alternative, mode), reading(mode)
     lines = [
-        f"{metric} against baseline `{baseline}` (t-tests, alternative: {alternative}):",
+        f"{metric} against baseline `{baseline}` (t-tests, {sided}"
+        + (f"; {better}):" if better else "):"),
+        "",
+        "difference: variant mean minus baseline mean.",
         "",
         f"p (Holm): adjusted over the {len(rows)} variant(s) tested against the baseline; "
         f"significant: p (Holm) < {ALPHA}. MDE: the smallest true difference the test detects "

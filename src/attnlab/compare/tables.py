@@ -4,6 +4,7 @@ seeds of the final metrics and run statistics."""
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def _format(value: Any, markdown: bool) -> str:
         if not markdown:
             return f"{mean}±{std}"
         digits = 4 if abs(mean) < 100 else 0
+        if std > 0:  # as precise as the spread says: 42.1 ± 5.2 s, not 42.1000 ± 5.2467
+            digits = max(0, min(digits, 1 - math.floor(math.log10(std))))
         # one seed, or a count every seed shares (params): the value alone
         return f"{mean:,.{digits}f}" if std == 0 else f"{mean:,.{digits}f} ± {std:,.{digits}f}"
     return str(value)
@@ -92,13 +95,24 @@ def _table(header: list[str], cells: list[list[str]]) -> list[str]:
     ]
 
 
-def markdown_tables(columns: list[str], rows: list[dict[str, Any]], main: list[str]) -> str:
+def markdown_tables(
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    main: list[str],
+    directions: dict[str, str] | None = None,
+) -> str:
     """A short main table (variant, runs, the `main` metrics), then the other columns in
     tables of their own, each row no wider than WIDTH where the cells allow; variants are
     numbered (#) so that the detail tables need not repeat their names."""
     numbers = [str(i) for i in range(1, len(rows) + 1)]
     main = [c for c in main if c in columns]
-    lines = ["Mean ± sd over each variant's seeds (done runs only).", ""]
+    by_reading: dict[str, list[str]] = {}  # e.g. "lower is better": [val/loss, test/loss]
+    for column, reading in (directions or {}).items():
+        if reading and column in main:
+            by_reading.setdefault(reading, []).append(column)
+    notes = "; ".join(f"{' and '.join(c)}: {r}" for r, c in by_reading.items())
+    lines = ["Mean ± sd over each variant's seeds (done runs only).", *([notes] if notes else [])]
+    lines.append("")
     lines += _table(
         ["#", "variant", "runs", *main],
         [
@@ -136,11 +150,15 @@ def main_columns(columns: list[str], metric: str | None) -> list[str]:
 
 
 def write_tables(
-    columns: list[str], rows: list[dict[str, Any]], out_dir: Path, metric: str | None = None
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    metric: str | None = None,
+    directions: dict[str, str] | None = None,
 ) -> None:
     """comparison.md (a main table on `metric` and detail tables) and comparison.csv (every
-    column, mean and std apart)."""
-    markdown = markdown_tables(columns, rows, main_columns(columns, metric))
+    column, mean and std apart); `directions`: e.g. {"val/loss": "lower is better"}."""
+    markdown = markdown_tables(columns, rows, main_columns(columns, metric), directions)
     (out_dir / "comparison.md").write_text(markdown)
     with (out_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

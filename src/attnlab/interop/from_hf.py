@@ -50,7 +50,10 @@ def _hf_config(directory: str) -> Any:
             f"{KEY}={directory} is not a Hugging Face model directory (no config.json there); "
             "download one with `huggingface-cli download gpt2 --local-dir gpt2`"
         )
-    config = transformers_module(KEY).AutoConfig.from_pretrained(path)
+    try:
+        config = transformers_module(KEY).AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:  # not JSON, no model_type, ...: named, one line
+        raise ConfigError(f"{KEY}={directory}: its config.json cannot be read ({error})") from None
     if config.model_type not in FAMILIES:
         raise ConfigError(
             f"{KEY}={directory} holds a {config.model_type!r} model; attnlab imports "

@@ -38,6 +38,7 @@ from attnlab.module import AttnLabModule
 from attnlab.run.artefacts import write_failure
 from attnlab.run.checkpoints import newest_intact
 from attnlab.run.folder import RunFolderError
+from attnlab.utils.quiet import silence_uninformative_warnings
 
 __all__ = ["TrainResult", "Trained", "compose_train_config", "load", "train"]
 
@@ -115,6 +116,8 @@ def train(overrides: Sequence[str] = (), *, callbacks: Sequence[pl.Callback] = (
         raise TypeError(f"overrides is a list of strings, e.g. [{overrides!r}]")
     with _hydra_state():
         cfg = _compose(overrides, "train")
+        # as attnlab-train: no Lightning tips, no deprecation notices from Lightning's own code
+        silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
         HydraConfig.instance().set_config(cfg)  # chosen_options() names model=, data=, ...
         job, run_dir = _job_config(cfg), Path(cfg.hydra.runtime.output_dir)
         try:

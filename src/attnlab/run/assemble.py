@@ -26,6 +26,7 @@ from attnlab.run.validation import (
     chosen_options,
 )
 from attnlab.tasks import Task
+from attnlab.utils.quiet import one_log_stream
 
 
 def instantiate_section(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -196,12 +197,22 @@ def build_trainer(
     datamodule: pl.LightningDataModule | None = None,
 ) -> pl.Trainer:
     """The configured Trainer (`trainer.strategy` may be a strategy object's config)."""
+    _check_accelerator(str(cfg.trainer.get("accelerator")))
     # Atomic checkpoint files, unless the config brings its own plugins.
     extra: dict[str, Any] = {} if cfg.trainer.get("plugins") else {"plugins": [checkpoint_io(cfg)]}
     # Data that shards DDP ranks itself (custom batch samplers) must not get Lightning's
     # DistributedSampler, unless the config says otherwise.
     if getattr(datamodule, "shards_itself", False) and "use_distributed_sampler" not in cfg.trainer:
         extra["use_distributed_sampler"] = False
+    # callbacks.model_summary=null (or rich_progress_bar=null) means none: Lightning would add
+    # its own otherwise (a summary with "Total FLOPs: 0", a bar whose frames fill a log file)
+    for kind, switch in (
+        (pl.callbacks.ModelSummary, "enable_model_summary"),
+        (pl.callbacks.ProgressBar, "enable_progress_bar"),
+    ):
+        if not any(isinstance(c, kind) for c in callbacks) and switch not in cfg.trainer:
+            extra[switch] = False
+    one_log_stream()
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     except InstantiationException as error:  # Lightning names the value and the valid ones
@@ -209,3 +220,17 @@ def build_trainer(
         raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
     use_tf32(cfg, trainer.accelerator)
     return trainer
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """A GPU asked for where there is none: one line naming the key (Lightning's error names
+    neither the key nor a way out). Here, in the job, not in a multirun's pre-check, which may
+    run on a login node without the GPUs its jobs get."""
+    wants_cuda = accelerator == "cuda" or (
+        accelerator == "gpu" and not torch.backends.mps.is_available()  # gpu: MPS on a Mac
+    )
+    if wants_cuda and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} is not valid here: this machine has no "
+            "CUDA GPU that torch can see; use trainer=cpu (or trainer.accelerator=auto)"
+        )

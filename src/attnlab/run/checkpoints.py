@@ -52,7 +52,6 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     for message in damaged:
         log.warning("resume: skipping %s", message)
     check_resume_keeps_run(cfg, str(intact))
-    log.info("Resuming from %s", intact)
     return str(intact)
 
 
@@ -105,6 +104,33 @@ def check_resume_keeps_run(cfg: DictConfig, ckpt_path: str, key: str = "resume")
                 f"{key}: {name} was {before.get(name)!r} in the run ({ckpt_path}) but is "
                 f"{now.get(name)!r} now; continuing a run cannot change the model, task, data "
                 f"or optimizer/scheduler class: leave the override out, or start {fresh}"
+            )
+
+
+def check_checkpoint_fits(cfg: DictConfig, module: Any, ckpt_path: str, key: str) -> None:
+    """A checkpoint whose tensors have other shapes than the network built now is refused
+    before fit loads it (`size mismatch`, with failure.json in a finished run): data of another
+    tokenizer passes the config checks but gives another vocabulary."""
+    checkpoint = load_checkpoint(ckpt_path, key, keep=True)  # the one fit reads next
+    own = module.state_dict()
+    for name, tensor in (checkpoint.get("state_dict") or {}).items():
+        if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+            try:
+                saved = _flat(OmegaConf.to_container(load_run_config(ckpt_path, checkpoint)), "")
+            except ConfigError:
+                saved = {}
+            now = _flat(OmegaConf.to_container(cfg, resolve=True), "")
+            changed = [
+                f"{k[1:]}={saved[k]!r} -> {now[k]!r}"
+                for k in sorted(saved.keys() & now.keys())
+                if k.startswith(".data.") and saved[k] != now[k]
+            ]
+            raise RunFolderError(
+                f"{key}: {name} is {list(tensor.shape)} in {ckpt_path} but "
+                f"{list(own[name].shape)} in the network built now"
+                + (f" (the data changed: {', '.join(changed)})" if changed else "")
+                + "; continuing a run cannot change its data's vocabulary or its model: leave "
+                "the override out, or start a fresh run"
             )
 
 

@@ -26,6 +26,7 @@ from attnlab.run.artefacts import ArtefactWriteError
 from attnlab.run.settings import MOVED_KEYS, moved_key_message, moved_keys_in_overrides
 from attnlab.utils.errors import ConfigError  # defined in the lowest layer: any layer raises it
 from attnlab.utils.extras import exit_on_missing_extras
+from attnlab.utils.hydra_compat import args_parser
 
 # Bad input, and a full disk or unwritable path, reported as one line; anything else is a bug
 # or an accident: traceback.
@@ -65,7 +66,12 @@ def unknown_key_hints(config_name: str, args: Sequence[str]) -> list[str]:
         return []
     finally:
         GlobalHydra.instance().clear()
-    return [hint for o in keyed if (hint := _hint(cfg, o.key_or_group, o.value()))]
+    values = [o.input_line.split("=", 1)[1] if o.is_sweep_override() else o.value() for o in keyed]
+    return [
+        hint
+        for o, value in zip(keyed, values, strict=True)
+        if (hint := _hint(cfg, o.key_or_group, value))
+    ]
 
 
 def _hint(cfg: DictConfig, key: str, value: object) -> str | None:
@@ -124,6 +130,24 @@ def exits_on_input_error(task_function: Callable[..., R]) -> Callable[..., R]:
 
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+# Flags that compose another config than attnlab's own: keys are checked by Hydra alone then.
+OTHER_CONFIG = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+HELP_FLAGS = ("--help", "-h", "--hydra-help", "--shell-completion", "--info", "-i")
+
+
+def exit_on_unknown_keys(config_name: str, args: Sequence[str]) -> None:
+    """A misspelt key (`model.d_modle=64`) stops the command before Hydra composes: one line
+    per key naming close valid ones, exit 2; Hydra's own error would come first, exit 1, and
+    advise `+model.d_modle=64`, which would add the typo to the config."""
+    if any(arg.split("=")[0] in (*OTHER_CONFIG, *HELP_FLAGS) for arg in args):
+        return
+    hints = unknown_key_hints(config_name, args_parser().parse_known_args(args)[0].overrides)
+    for hint in hints:
+        print(f"attnlab: {hint}", file=sys.stderr)
+    if hints:
+        sys.exit(INPUT_ERROR_EXIT)
 
 
 def exit_on_moved_keys(args: Sequence[str]) -> None:
@@ -193,10 +217,11 @@ def with_config_hints(
             sys.argv = [sys.argv[0], *rewrite_args(sys.argv[1:])]
         exit_on_moved_keys(sys.argv[1:])
         exit_on_missing_extras(sys.argv[1:])  # logger=wandb without wandb, ...
-        exit_on_unwritable_output(sys.argv[1:])
         from attnlab.run.extensions import import_extensions_from_argv
 
         import_extensions_from_argv(sys.argv[1:])  # their registered keys exist when composing
+        exit_on_unknown_keys(config_name, sys.argv[1:])
+        exit_on_unwritable_output(sys.argv[1:])  # makes the folder: after the other refusals
         with explain_config_errors(config_name):
             hydra_main()
 

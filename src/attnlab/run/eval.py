@@ -21,17 +21,23 @@ from attnlab.run.errors import exits_on_input_error, with_config_hints
 from attnlab.utils.quiet import quiet_loggers, silence_uninformative_warnings
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json."""
+def evaluate(cfg: DictConfig, show_config: bool = False) -> dict[str, Any]:
+    """Rebuild the run stored in `cfg.ckpt_path`, test it, and write metrics.json. The config
+    tree (`show_config`) comes once all is built: a refused value is one line, not under it."""
     import lightning.pytorch as pl  # here, not at the top: `--help` answers without it
 
+    from attnlab.run.validation import check_command
+
+    check_command("eval", cfg)  # trainer.precision=banana: before the checkpoint is read
     start = time.perf_counter()
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the config says it
     _, datamodule, module = run.load_trained_module(cfg.ckpt_path, cfg.get("data"))
     loggers = run.build_loggers(cfg)
     quiet_loggers(loggers)
     trainer = run.build_trainer(cfg, callbacks=[], loggers=loggers)
+    if show_config:
+        print_config(cfg)
     trainer.test(module, datamodule=datamodule)
     result = {
         "metrics": {name: float(value) for name, value in sorted(trainer.callback_metrics.items())},
@@ -47,8 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
-    print_config(cfg)
-    evaluate(cfg)
+    evaluate(cfg, show_config=True)
 
 
 main = with_config_hints("eval", hydra_main)

@@ -6,20 +6,18 @@
   to `.hydra/attempt-<n>/`. A refused run in another run's folder writes none. A first attempt
   refused before any work is marked (`.hydra/refused`; attnlab-compare shows it as failed) and
   leaves the folder free: the corrected command moves its configs to `.hydra/refused-<n>/`.
-- `<run>/.lock` (flock, via `filelock`) stops two processes writing one folder at once. The
+- `<run>/.lock` (folder_lock.py) stops two processes writing one folder at once. The
   Hydra callback `RunFolderLock` takes it before Hydra writes anything and sets
-  `hydra.output_subdir`; the file names its holder (pid, host), and a dead holder's lock is
-  taken over with a warning. `claim_run_folder` refuses what the decision refused; without a
-  Hydra app (the Python API) it takes the lock itself. No state lives in this module: the
-  decision travels in Hydra's config, the holder in the lock file.
+  `hydra.output_subdir`; a multirun holds its sweep folder's the same way, so a second sweep
+  into it is refused before it writes its multirun.yaml. `claim_run_folder` refuses what the
+  decision refused; without a Hydra app (the Python API) it takes the lock itself. No state
+  lives in this module: the decision travels in Hydra's config, the holder in the lock file.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -27,21 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
+from attnlab.run.folder_lock import LOCK_FILE, acquire, held_here, release
 from attnlab.run.validation import ConfigError
-
-log = logging.getLogger(__name__)
 
 # What work leaves in a run folder: any of them, or the first attempt's `.hydra/config.yaml`,
 # means the folder holds a run. (Not the log file, which Hydra opens before any job code
 # runs; nor `.lock`, `failure.json` or the configs of refused attempts.)
 RUN_OUTPUTS = ("checkpoints", "metrics.json", "csv", "tensorboard", "wandb")
-LOCK_FILE = ".lock"
 ATTEMPT_PREFIX = "attempt-"
 REFUSED_PREFIX = "refused-"
 STARTED_MARK = "started"  # in `.hydra/attempt-<n>/`: that attempt passed every check
@@ -87,7 +83,7 @@ def _take(folder: Path, resume: str | None, writes_configs: bool, configs: bool 
     """Lock `folder` and decide whether this attempt may run there, and where Hydra writes its
     configs (`writes_configs`: a single run at the command line)."""
     attempt = Attempt(folder)
-    attempt.lock, attempt.holder = _acquire(folder)
+    attempt.lock, attempt.holder = acquire(folder)
     if attempt.lock is None:
         return attempt
     attempt.fresh = not holds_run(folder, configs)
@@ -134,6 +130,7 @@ class RunFolderLock(Callback):
 
     def __init__(self) -> None:
         self.attempt: Attempt | None = None
+        self.sweep: Attempt | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with read_write(config.hydra), open_dict(config.hydra):
@@ -151,23 +148,46 @@ class RunFolderLock(Callback):
         self.release()
 
     def release(self) -> None:
-        if self.attempt is not None:
-            _release(self.attempt.folder, self.attempt.lock)
-            self.attempt = None
+        for attempt in (self.attempt, self.sweep):
+            if attempt is not None:
+                release(attempt.folder, attempt.lock)
+        self.attempt = self.sweep = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and sweeps on: a refusal exits.
+        from attnlab.run.errors import exit_on_input_error
+
         sweep = Path(str(config.hydra.sweep.dir))
-        used = sorted(p for p in sweep.glob("*") if p.is_dir() and holds_run(p))
-        if used and _rank() == 0:
-            raise RunFolderError(
-                f"hydra.sweep.dir={sweep} already holds runs ({used[0]}, ...); leave "
-                "hydra.sweep.dir out for a fresh folder"
+        if _rank() != 0:
+            return
+        lock, holder = acquire(sweep)  # held until the sweep ends: one sweep per folder
+        if lock is None:
+            exit_on_input_error(
+                RunFolderError(
+                    f"hydra.sweep.dir={sweep} is in use by another sweep ({holder}; lock file "
+                    f"{sweep / LOCK_FILE}); wait for it to finish, or leave hydra.sweep.dir out"
+                )
             )
+        self.sweep = Attempt(sweep, lock)
+        atexit.register(self.release)
+        used = sorted(p for p in sweep.glob("*") if p.is_dir() and holds_run(p))
+        if used:
+            self.release()
+            exit_on_input_error(
+                RunFolderError(
+                    f"hydra.sweep.dir={sweep} already holds runs ({used[0]}, ...); leave "
+                    "hydra.sweep.dir out for a fresh folder"
+                )
+            )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        atexit.unregister(self.release)
+        self.release()
 
 
 def _decided_by_hydra(folder: Path) -> Attempt | None:
     """The attempt RunFolderLock decided for this single run, if it holds the folder's lock."""
-    if not HydraConfig.initialized() or not _held_here(folder):
+    if not HydraConfig.initialized() or not held_here(folder):
         return None
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.RUN:
@@ -187,7 +207,7 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[Attempt]:
     if resume not in (None, "auto") and not Path(resume).is_dir():  # before the lock makes it
         raise ConfigError(missing_resume_message(resume))
     attempt = _decided_by_hydra(folder)
-    if _rank() != 0 or (attempt is None and _held_here(folder)):  # claimed already
+    if _rank() != 0 or (attempt is None and held_here(folder)):  # claimed already
         yield attempt or Attempt(folder)
         return
     if attempt is None:  # the Python API, or a multirun job (its configs are written)
@@ -201,7 +221,7 @@ def claim_run_folder(cfg: DictConfig) -> Iterator[Attempt]:
             _mark_refused(attempt, error)
             raise
     finally:
-        _release(folder, attempt.lock)
+        release(folder, attempt.lock)
 
 
 def _refuse(attempt: Attempt, folder: Path) -> None:
@@ -228,6 +248,13 @@ def mark_started(cfg: DictConfig) -> None:
             (folder / attempt.subdir / STARTED_MARK).write_text(f"{time.time()}\n")
 
 
+def attempt_started(cfg: DictConfig) -> bool:
+    """Whether this resume of a run passed every check and began work (`mark_started`)."""
+    folder = Path(cfg.paths.output_dir).resolve()
+    attempt = _decided_by_hydra(folder)
+    return bool(attempt and attempt.subdir and (folder / attempt.subdir / STARTED_MARK).exists())
+
+
 def _mark_refused(attempt: Attempt, error: BaseException) -> None:
     """A first attempt refused before any work: `.hydra/refused` says so, and the folder stays
     free for the corrected command. A refused resume's `attempt-<n>/` just has no `started`."""
@@ -251,44 +278,6 @@ def _set_aside_refused(folder: Path) -> None:
     for name in (*HYDRA_FILES, REFUSED_MARK):
         if (hydra_dir / name).is_file():
             os.replace(hydra_dir / name, target / name)
-
-
-def _holder() -> str:
-    return f"pid {os.getpid()} on host {socket.gethostname()}"
-
-
-def _held_here(folder: Path) -> bool:
-    """Whether this process holds `folder`'s lock (the lock file names its holder)."""
-    path = folder / LOCK_FILE
-    return path.is_file() and path.read_text().strip() == _holder()
-
-
-def _acquire(folder: Path) -> tuple[FileLock | None, str]:
-    """`<folder>/.lock`, held (with this process named in it), or (None, its holder's name).
-    The file is emptied on release, so a name found there when the lock is free is a holder
-    that died: its lock is taken over with a warning."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
-    before = path.read_text().strip() if path.is_file() else ""
-    lock = FileLock(str(path), timeout=1)  # two starts at one moment: the second waits a second
-    try:
-        lock.acquire()
-    except Timeout:
-        holder = before or (path.read_text().strip() if path.is_file() else "")
-        return None, holder or "another process"
-    if before:
-        log.warning("%s: taking over the lock of %s, which is no longer running", folder, before)
-    path.write_text(_holder() + "\n")
-    return lock, ""
-
-
-def _release(folder: Path, lock: FileLock | None) -> None:
-    if lock is None:
-        return
-    try:
-        (folder / LOCK_FILE).write_text("")
-    finally:
-        lock.release()
 
 
 def missing_resume_message(folder: str | Path) -> str:

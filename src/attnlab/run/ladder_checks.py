@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from attnlab.run.errors import ConfigError
@@ -65,6 +66,7 @@ def check_ladder(cfg: DictConfig) -> None:
             "(the last is at the last step)"
         )
     _check_model_follows_rung(cfg, ladder.rungs[rung], rung)
+    _check_steps_follow_budget(name, ladder)
 
 
 def _check_rung(index: int, rung: Any) -> None:
@@ -129,4 +131,23 @@ def _check_model_follows_rung(cfg: DictConfig, rung: DictConfig, index: int) -> 
             raise ConfigError(
                 f"model.{field}={value!r} is not valid with ladder.rung={index}: the rung sets "
                 f"{field}={wanted}; choose sizes with ladder.rung (or edit ladder.rungs)"
+            )
+
+
+# What a rung's budget sets (ladder_rungs.py): given on the command line, it would be replaced.
+SET_BY_LADDER = ("trainer.max_steps", "trainer.max_epochs", "trainer.val_check_interval")
+
+
+def _check_steps_follow_budget(name: str, ladder: DictConfig) -> None:
+    """`ladder=tiny_cpu trainer.max_steps=7` trained the budget's 124 steps, silently."""
+    if not HydraConfig.initialized():
+        return
+    keys = SET_BY_LADDER + (("scheduler.warmup_steps",) if ladder.get("warmup_fraction") else ())
+    for line in HydraConfig.get().overrides.task:
+        key = line.split("=", 1)[0].lstrip("+~")
+        if key in keys:
+            raise ConfigError(
+                f"{line} is not valid with ladder={name}: the rung's budget sets {key} "
+                "(ladder.tokens_per_param or ladder.flops, ladder.evals, "
+                "ladder.warmup_fraction); change those, or leave ladder= out"
             )

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.run.artefacts import write_failure, write_metrics
 from attnlab.run.config_report import print_config
-from attnlab.run.errors import ConfigError, exits_on_input_error, with_config_hints
-from attnlab.run.folder import RunFolderError, claim_run_folder, mark_started
+from attnlab.run.errors import exits_on_input_error, with_config_hints
+from attnlab.run.folder import RunFolderError, attempt_started, claim_run_folder, mark_started
 from attnlab.run.ladder_checks import check_ladder
 from attnlab.run.ladder_rungs import apply_ladder, flops_per_token
 from attnlab.run.resolvers import fix_output_dir
@@ -58,6 +58,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
 def check_config(cfg: DictConfig) -> None:
     """Every check of a training config that needs no data: a ConfigError before any work.
     Runs once per run (tests/test_train.py counts it)."""
+    from attnlab.run.early_checks import check_before_torch
     from attnlab.run.extensions import import_extensions
     from attnlab.run.validation import check_compatibility, check_required
 
@@ -68,30 +69,41 @@ def check_config(cfg: DictConfig) -> None:
         configure_from_hf(cfg)
     check_ladder(cfg)  # before anything resolves the rung's sizes
     check_required(cfg)
+    check_before_torch(cfg)  # a second, not fifteen: before anything imports torch
     check_compatibility(cfg)
 
 
 def train_checked(
-    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, show_config: bool = False
 ) -> dict[str, Any]:
-    """build -> fit -> test -> record, for a config that `check_config` passed."""
+    """build -> fit -> test -> record, for a config that `check_config` passed. The config
+    tree (`show_config`, the CLI's) is printed once everything is built: a value refused while
+    building (the data's sizes, the Trainer's devices) is one line, not under the tree."""
     import lightning.pytorch as pl
     from lightning.pytorch.utilities import rank_zero_info
 
     from attnlab.run import assemble
     from attnlab.run.checkpoint_io import release_kept_checkpoint
-    from attnlab.run.checkpoints import resume_checkpoint
+    from attnlab.run.checkpoints import check_checkpoint_fits, resume_checkpoint
 
     start = time.perf_counter()
     try:
         ckpt_path = resume_checkpoint(cfg)
         if cfg.get("seed") is not None:  # seed=0 is a seed too
-            pl.seed_everything(cfg.seed, workers=True)
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the config says it
         datamodule = assemble.build_datamodule(cfg)
         rung = apply_ladder(cfg, datamodule.spec)  # ladder=...: the rung's budget sets the steps
         module = assemble.build_module(cfg, datamodule)  # the last checks: the data's sizes
-        mark_started(cfg)
+        if ckpt_path is not None:  # another tokenizer's data: another vocabulary
+            check_checkpoint_fits(
+                cfg, module, ckpt_path, "ckpt_path" if cfg.get("ckpt_path") else "resume"
+            )
         trainer = _build_trainer(cfg, datamodule, extra_callbacks, resumed=ckpt_path is not None)
+        mark_started(cfg)
+        if show_config:
+            print_config(cfg)
+        if cfg.get("resume") is not None and ckpt_path is not None:
+            log.info("Resuming from %s", ckpt_path)  # every check passed
         result = _fit_and_test_logged(cfg, datamodule, module, trainer, start, ckpt_path)
     finally:  # a resume's checkpoint kept for fit, if fit never read it
         release_kept_checkpoint()
@@ -258,16 +270,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
         with claim_run_folder(cfg) as attempt:
             silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
             check_config(cfg)  # once: train_checked does not check again
-            print_config(cfg)  # after the checks: an error is not buried under the config tree
             from attnlab.run.distributed import multirun_job
 
             with multirun_job():  # DDP ranks that Lightning launches run this job only
-                result = train_checked(cfg)
+                result = train_checked(cfg, show_config=True)
     except Exception as error:
-        # A refused run writes nothing in the folder, nor does a resume refused before any
-        # work: the run there stays as it was (attnlab-compare reads failure.json).
+        # A refused run writes nothing in the folder, nor does a resume that failed before it
+        # began work: the run there stays as it was (attnlab-compare reads failure.json).
         refused = isinstance(error, RunFolderError) or (
-            isinstance(error, ConfigError) and attempt is not None and attempt.resumes_run
+            attempt is not None and attempt.resumes_run and not attempt_started(cfg)
         )
         if not refused:
             write_failure(Path(cfg.paths.output_dir), error)

@@ -150,9 +150,11 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 
 def check_command(command: str, cfg: DictConfig) -> None:
-    """The ranges of a command's own settings (run/value_checks.py), before any work."""
+    """The ranges of a command's own settings (run/value_checks.py), and the values of the
+    sections it has (attnlab-eval's trainer), before any work."""
     try:
         check_command_values(command, cfg)
+        check_values(cfg)
     except ValueCheckError as error:
         raise ConfigError(str(error)) from None
 
@@ -208,6 +210,11 @@ def chosen_options() -> dict[str, str | None]:
     if not HydraConfig.initialized():
         return {}
     choices = HydraConfig.get().runtime.choices
-    # attn_variants: the node of registered attention-variant settings that conf/model merges
-    internal = ("hydra", "attn_variants")
-    return {group: choice for group, choice in choices.items() if not group.startswith(internal)}
+    # Not picked by a user: Hydra's own groups, and defaults placed in another package (`@`):
+    # the attention-variant settings conf/model merges, an experiment's per-model file
+    # (`experiment/matched@_global_: None_gpt` where there is none).
+    return {
+        group: choice
+        for group, choice in choices.items()
+        if not group.startswith("hydra") and "@" not in group
+    }

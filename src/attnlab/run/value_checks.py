@@ -38,12 +38,20 @@ POSITIVE = {
     ),
     "optimizer": ("lr",),
     "trainer": ("accumulate_grad_batches",),  # 0 divides by zero in the fit loop
+    "task": ("beam_size", "val_beam_size"),
 }
 NON_NEGATIVE = {
     "data": ("num_workers",),
     "optimizer": ("weight_decay",),
     # torch scales gradients by max_norm / norm: a negative max_norm turns descent into ascent
     "trainer": ("gradient_clip_val",),
+    "scheduler": ("warmup_steps",),
+}
+# Other bounds: (lowest, highest or None, what is valid).
+NO_LIMIT: tuple[float, float | None, str] = (-1, None, "must be -1 (no limit) or more")
+BOUNDS = {
+    "trainer": {"max_steps": NO_LIMIT, "max_epochs": NO_LIMIT},
+    "task": {"label_smoothing": (0, 1, "must be a probability in [0, 1]")},
 }
 # The same for the top-level settings of a command (conf/<command>.yaml).
 COMMAND_POSITIVE = {
@@ -75,6 +83,7 @@ def check_values(cfg: DictConfig) -> None:
         _check_ranges(
             f"{section}.", values, POSITIVE.get(section, ()), NON_NEGATIVE.get(section, ())
         )
+        _check_bounds(f"{section}.", section, values)
     _check_model(cfg)
     seed = cfg.get("seed")
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
@@ -103,6 +112,21 @@ def _check_ranges(
         value = values.get(name)
         if _is_number(value) and value < 0:
             raise bad(name, "must be 0 or more")
+
+
+def _check_bounds(prefix: str, section: str, values: Mapping[str, Any]) -> None:
+    for name, (low, high, valid) in BOUNDS.get(section, {}).items():
+        value = values.get(name)
+        if _is_number(value) and not (value >= low and (high is None or value <= high)):
+            raise ValueCheckError(f"{prefix}{name}={value!r} is not valid: {valid}")
+
+
+def check_numbers(prefix: str, section: str, values: Mapping[str, Any]) -> None:
+    """The ranges of `section`'s numbers, needing no torch (run/early_checks.py); a value of
+    another type is left to check_values, which knows the type it should have."""
+    numbers = {name: value for name, value in values.items() if _is_number(value)}
+    _check_ranges(prefix, numbers, POSITIVE.get(section, ()), NON_NEGATIVE.get(section, ()))
+    _check_bounds(prefix, section, numbers)
 
 
 # The ModelConfig of each checked `model` config, by its settings (`settings_key`):

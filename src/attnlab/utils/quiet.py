@@ -9,7 +9,9 @@ Silenced, each by its exact text:
   `anonymous` (dropped from its arguments, whatever the key says: it does nothing).
 
 Optuna's storage prints alembic's "setup plugin ..." lines before any job runs: conf/hydra/
-default.yaml raises the alembic logger to WARNING instead.
+default.yaml raises the alembic logger to WARNING instead. And `one_log_stream` drops the
+console handler `import lightning` adds where logging is configured already (Hydra's): each
+of Lightning's lines was printed twice, once as "INFO: ...".
 """
 
 from __future__ import annotations
@@ -47,3 +49,14 @@ def quiet_loggers(loggers: Iterable[object]) -> None:
         init = getattr(logger, "_wandb_init", None)  # WandbLogger's arguments to wandb.init
         if isinstance(init, dict):
             init.pop("anonymous", None)
+
+
+def one_log_stream() -> None:
+    """Where the root logger has handlers (attnlab-train's Hydra logging), Lightning's lines go
+    there only, not also to the console handler `import lightning` adds to its logger."""
+    if not logging.getLogger().handlers:
+        return  # no logging configured (a notebook): Lightning's handler is the only one
+    lightning = logging.getLogger("lightning")
+    for handler in list(lightning.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning.removeHandler(handler)

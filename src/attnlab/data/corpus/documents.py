@@ -26,6 +26,16 @@ def _is_jsonl(path: Path) -> bool:
 
 
 def file_documents(path: Path, text_field: str) -> Iterator[str]:
+    try:
+        yield from _file_documents(path, text_field)
+    except UnicodeDecodeError as error:  # Python's message names no file
+        raise PrepareError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x}); attnlab-prepare "
+            "reads UTF-8 text files and JSONL, plain or .gz"
+        ) from None
+
+
+def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     jsonl = _is_jsonl(path)
     with _open_text(path) as file:
         for number, line in enumerate(file, 1):

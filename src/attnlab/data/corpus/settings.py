@@ -53,6 +53,8 @@ class PrepareSettings:
             raise PrepareError("tokenizer=file needs tokenizer_path=<your tokenizer.json>")
         if self.tokenizer_path and not Path(self.tokenizer_path).is_file():
             raise PrepareError(f"tokenizer_path={self.tokenizer_path} is not a file")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise PrepareError(f"out={self.out} is a file; give a directory for the shards")
         if self.input is None:
             raise PrepareError(
                 "input is not set: give a file, a glob ('corpus/*.txt'), a list, or hf:NAME"
@@ -65,8 +67,8 @@ class PrepareSettings:
                         f"{key}={spec} needs the Hugging Face `datasets` package, which is not "
                         "installed (pip install datasets); or give local files"
                     )
-            elif spec:
-                input_files(key, spec)
+            elif spec and all(f.stat().st_size == 0 for f in input_files(key, spec)):
+                raise PrepareError(f"{key}={spec!r} is empty: there is no text to prepare")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0 <= value < 1:

@@ -25,3 +25,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_orphans(directory: Path) -> list[Path]:
+    """The temporary files of `atomic_path` in `directory` whose process is gone (killed mid-
+    write, its `finally` never ran: up to a whole checkpoint each), removed; returned."""
+    removed = []
+    for tmp in directory.glob(".*.*.*.tmp"):
+        pid = tmp.name.rsplit(".", 3)[-3]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from attnlab.data.loading.atomic import atomic_path
+from attnlab.data.loading.download import UnreadableDataError
 
 FORMAT = 1
 INDEX = "index.json"
@@ -33,7 +34,7 @@ TOKENIZER = "tokenizer.json"
 EDGE = 1 << 16  # bytes hashed at each end of a file by the cheap fingerprint
 
 
-class ShardError(ValueError):
+class ShardError(UnreadableDataError):  # bad input, one line at the command line
     """A prepared directory that is missing, incomplete or corrupted."""
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from attnlab.data.loading.lm_windows import RandomOffsetSampler
 from attnlab.data.loading.resumable import ResumableDataLoader, run_seed
 from attnlab.data.loading.sharding import shard_by_rank
-from attnlab.data.loading.shards import INDEX, TOKENIZER, TokenIndex
+from attnlab.data.loading.shards import INDEX, TOKENIZER, ShardError, TokenIndex
 from attnlab.data.modules.base import SPLITS, TaskDataModule, check_window_settings
 from attnlab.data.spec import DataSpec
 
@@ -133,6 +133,8 @@ class TokenShardsDataModule(TaskDataModule):
 
                 prepare(PrepareSettings(**{**self.prepare_settings, "out": str(self.path)}))
             self._index = TokenIndex.load(self.path)
+            for split in self._index.splits:  # a missing or truncated shard: before any work
+                self._index.open(split)
             self._tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER))
         return self._index
 
@@ -168,7 +170,7 @@ class TokenShardsDataModule(TaskDataModule):
         for split in SPLITS:
             shards = index.open(split)
             if sum(len(s) for s in shards) < self.block_size + 1:
-                raise ValueError(
+                raise ShardError(
                     f"the {split} split of {self.path} has {index.tokens(split)} tokens, too few "
                     f"for data.block_size={self.block_size} (it needs block_size + 1)"
                 )

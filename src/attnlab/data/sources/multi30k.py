@@ -19,7 +19,7 @@ import numpy as np
 import tokenizers
 from torch.utils.data import Dataset
 
-from attnlab.data.loading.download import ensure_file, read_lines
+from attnlab.data.loading.download import UnreadableDataError, ensure_file, read_lines
 from attnlab.data.loading.packing import Lines
 from attnlab.data.loading.token_cache import TokenCache, source_key, tokenizer_fingerprint
 from attnlab.data.spec import DataSpec
@@ -48,6 +48,8 @@ VOCABS = ("joint", "separate")
 def multi30k_file(directory: Path, name: str, url_base: str | None = URL_BASE) -> Path:
     """`<directory>/<name>` (e.g. train.de) or its .gz; else the .gz downloaded from url_base."""
     if (directory / name).is_file():  # an uncompressed copy of your own is used as it is
+        if (directory / name).stat().st_size == 0:  # it would train and test on nothing
+            raise UnreadableDataError(f"{directory / name} is empty: multi30k needs its text")
         return directory / name
     url = f"{url_base}/{name}.gz" if url_base else None
     source = f"{URL_BASE}/{name}.gz"
@@ -205,9 +207,14 @@ class Multi30k:
         self.tokenizer  # noqa: B018  # trains and caches it
 
     def datasets(self) -> dict[str, TranslationPairs]:
-        return {
-            split: TranslationPairs(
-                self._tokens(split, "source"), self._tokens(split, "target"), self.max_len
-            )
-            for split in FILE_SPLITS
-        }
+        pairs = {}
+        for split in FILE_SPLITS:
+            source, target = self._tokens(split, "source"), self._tokens(split, "target")
+            if len(source) != len(target):  # one sentence per line, aligned by line
+                raise UnreadableDataError(
+                    f"{self.file(split, self.source_lang)} has {len(source)} lines but "
+                    f"{self.file(split, self.target_lang)} has {len(target)}: a {split} "
+                    "sentence pair is one line in each"
+                )
+            pairs[split] = TranslationPairs(source, target, self.max_len)
+        return pairs

@@ -6,6 +6,7 @@ raise the upper bound in pyproject.toml and environment.yml."""
 from __future__ import annotations
 
 import random
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -150,9 +151,13 @@ def test_run_checkpoint_keeps_the_triggers_model_checkpoint_normalises() -> None
     assert RunCheckpoint().every_n_epochs == 1, VERSIONS
 
 
-def test_progress_bar_description_goes_through_the_public_method(tmp_path: Path) -> None:
+def test_progress_bar_description_goes_through_the_public_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Lightning still calls the private method callbacks/progress.py replaces."""
     from attnlab.callbacks import RichProgressBar
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # the bar draws in a terminal only
 
     epochs = random.randrange(2, 9)
     seen: list[str] = []

@@ -110,3 +110,13 @@ def test_optuna_sweeper_without_optuna(tmp_path: Path, monkeypatch: pytest.Monke
         MissingExtraError, match=r"^hparams_search=optuna needs optuna.*\[sweep\]'$"
     ):
         sweeper.setup(hydra_context=None, task_function=print, config=None)  # type: ignore[arg-type]
+
+
+def test_lm_eval_tasks_without_lm_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attnlab.run.eval import evaluate_lm_eval
+
+    uninstall(monkeypatch, "lm_eval")
+    cfg = compose_config(tmp_path, ["ckpt_path=x.ckpt", "lm_eval.tasks=[arc_easy]"], "eval")
+    with pytest.raises(ConfigError, match=r"^lm_eval.tasks needs lm-eval.*\[lmeval\]'$"):
+        evaluate_lm_eval(cfg)
+    assert list(tmp_path.iterdir()) == []  # nothing loaded, nothing written

@@ -24,6 +24,8 @@ EXTRA_OF = {
     "scipy": "compare",
     "transformers": "hf",
     "safetensors": "hf",
+    "lm_eval": "lmeval",
+    "accelerate": "lmeval",
 }
 
 

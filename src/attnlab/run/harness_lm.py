@@ -100,13 +100,16 @@ class AttnLabLM(TemplateLM):
             # The last max_len + 1 tokens; the network reads all but the last.
             inputs = [(context + cont)[-(self.max_length + 1) :][:-1] for _, context, cont in chunk]
             log_probs = self._log_probs(inputs)
+            picked, greedy = [], []
             for (_, _, cont), tokens, scores in zip(chunk, inputs, log_probs, strict=True):
                 scores = scores[len(tokens) - len(cont) : len(tokens)]  # (len(cont), V)
                 target = torch.tensor(cont, device=scores.device)
-                picked = scores.gather(1, target[:, None]).sum()
-                greedy = bool((scores.argmax(-1) == target).all())
-                answers.append((float(picked), greedy))  # one host read per request
-                progress.update(1)
+                picked.append(scores.gather(1, target[:, None]).sum())
+                greedy.append((scores.argmax(-1) == target).all())
+            # One host read per batch.
+            pairs = zip(torch.stack(picked).tolist(), torch.stack(greedy).tolist(), strict=True)
+            answers += [(float(lp), bool(g)) for lp, g in pairs]
+            progress.update(len(chunk))
         progress.close()
         return ordered.get_original(answers)
 

@@ -59,6 +59,7 @@ def test_extras() -> None:
         "pytest-xdist>=3.5",
         "ruff>=0.6",
         "import-linter>=2.1",
+        "selenium>=4.20",
     }
     core = {_name(r) for r in _requirements()}
     # The core is what training needs: no optional package in it.

@@ -109,3 +109,24 @@ def test_python_dash_m_finds_the_packaged_configs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "_target_: attnlab.models.DecoderOnly" in result.stdout
+
+
+def test_the_readme_install_lines_are_the_ones_ci_runs() -> None:
+    """The README leads with routes that work (a checkout, a git URL, a wheel), not with
+    `pip install attnlab` (not published); scripts/check_core_install.sh runs the wheel and the
+    git-URL lines (pip wheel, then pip install of the wheel; pip install "attnlab @ git+...")."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Installing", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert "pip install attnlab" not in commands
+    assert 'pip install ".[all]"' in commands
+    script = (ROOT / "scripts" / "check_core_install.sh").read_text()
+    assert "pip wheel --no-deps -w dist ." in commands
+    assert re.search(r"pip wheel -q --no-deps -w \S+ \.", script)
+    assert any(
+        re.fullmatch(r'pip install "dist/attnlab-[^"]+\.whl\[[a-z,]+\]"', c) for c in commands
+    )
+    assert re.search(r'pip install -q "\$WHEEL"', script)
+    assert any(re.fullmatch(r'pip install "attnlab\[all\] @ git\+\S+"', c) for c in commands)
+    assert 'pip install -q --no-deps --force-reinstall "attnlab @ git+file://' in script
+    assert "scripts/check_core_install.sh" in (ROOT / ".ci" / "run").read_text()

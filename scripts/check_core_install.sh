@@ -77,8 +77,10 @@ git -C "$WORK/src" init -q && git -C "$WORK/src" add -A
 git -C "$WORK/src" -c user.name=ci -c user.email=ci@localhost commit -qm copy
 "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "attnlab @ git+file://$WORK/src" \
     > "$WORK/pip.log" 2>&1 || { tail -40 "$WORK/pip.log"; echo "git install: failed"; exit 1; }
-"$VENV/bin/attnlab-train" --cfg job data=toy_lm model=gpt > "$WORK/cfg.log" 2>&1 \
+"$VENV/bin/attnlab-train" --cfg job data=toy_lm model=gpt > "$WORK/cfg.log" 2> "$WORK/cfg.err" \
     && grep -q "ToyLMDataModule" "$WORK/cfg.log" \
-    || { tail -20 "$WORK/cfg.log"; echo "git install: attnlab-train --cfg job failed"; exit 1; }
+    || { tail -20 "$WORK/cfg.log" "$WORK/cfg.err"; echo "git install: --cfg job failed"; exit 1; }
+# Without attnlab[sweep], Hydra's plugin scan of the sweeper's helpers must print nothing.
+test ! -s "$WORK/cfg.err" || { cat "$WORK/cfg.err"; echo "git install: --cfg job warned"; exit 1; }
 echo "git install: built and installed from git+file:// in $((SECONDS - start)) s"
 echo "core install: OK (${ROOT##*/})"

@@ -54,12 +54,12 @@ def test_extras() -> None:
     assert _requirements("all") == everything
     assert set(_requirements("dev")) - set(everything) == {
         "lm-eval[hf]>=0.4.13,<0.5",
-        "pytest>=8",
-        "pytest-timeout>=2.3",
-        "pytest-xdist>=3.5",
-        "ruff>=0.6",
-        "import-linter>=2.1",
-        "selenium>=4.20",
+        "pytest>=8,<10",
+        "pytest-timeout>=2.3,<3",
+        "pytest-xdist>=3.5,<4",
+        "ruff>=0.6,<0.18",
+        "import-linter>=2.1,<3",
+        "selenium>=4.20,<5",
     }
     core = {_name(r) for r in _requirements()}
     # The core is what training needs: no optional package in it.

@@ -161,3 +161,18 @@ def test_a_ladder_fits_an_lm_eval_metric(tmp_path: Path) -> None:
     out = compare_ladder([tmp_path], metric=metric, n_boot=100)
     (row,) = read_csv(out / "ladder.csv")
     assert row["metric"] == metric and float(row["alpha"]) == pytest.approx(0.3, rel=0.05)
+
+
+def test_a_run_folder_still_training_is_refused_before_any_work(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from attnlab.run.folder import LOCK_FILE
+    from attnlab.run.harness import check_unlocked
+
+    (tmp_path / "metrics.json").write_text("{}")
+    check_unlocked(tmp_path)  # free: nothing happens
+    with FileLock(str(tmp_path / LOCK_FILE)), pytest.raises(ConfigError, match="is locked"):
+        check_unlocked(tmp_path)
+    with FileLock(str(tmp_path / LOCK_FILE)), pytest.raises(ConfigError, match="record=false"):
+        record(tmp_path, {"lm_eval/mc/acc": 0.5}, {"mc": {}})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {}

@@ -46,14 +46,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def evaluate_lm_eval(cfg: DictConfig) -> dict[str, Any]:
     """lm-evaluation-harness tasks (`lm_eval.tasks`) on the checkpoint: run/harness.py;
-    writes this evaluation's metrics.json and adds the metrics to the run's."""
-    from attnlab.run.harness import check_settings, evaluate_tasks
+    writes this evaluation's metrics.json, then adds the metrics to the run's."""
+    from attnlab.run.harness import check_settings, evaluate_tasks, record_in_run
 
     tasks = check_settings(cfg.lm_eval)  # before any work
     start = time.perf_counter()
     result = evaluate_tasks(cfg, tasks)
     result["wall_time_s"] = round(time.perf_counter() - start, 2)
-    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)  # kept whatever follows
+    if cfg.lm_eval.record:
+        record_in_run(cfg, result)
     return result
 
 

@@ -171,9 +171,36 @@ def run_folder_of(ckpt_path: str) -> Path:
     return Path(ckpt_path).resolve().parent.parent
 
 
+def check_unlocked(run_dir: Path) -> None:
+    """Refuse, before any work, a run folder another process holds (a run still training)."""
+    from filelock import FileLock, Timeout
+
+    from attnlab.run.folder import LOCK_FILE
+
+    if not (run_dir / METRICS_FILE).is_file():
+        return
+    try:
+        with FileLock(str(run_dir / LOCK_FILE), timeout=1):
+            pass
+    except Timeout:
+        raise ConfigError(
+            f"{run_dir} is locked by a running job (its {LOCK_FILE}); evaluate it when that "
+            "ends, or set lm_eval.record=false"
+        ) from None
+
+
+def record_in_run(cfg: DictConfig, result: dict[str, Any]) -> None:
+    """`result`'s metrics into the checkpoint's run folder (lm_eval.record)."""
+    run_dir = run_folder_of(cfg.ckpt_path)
+    if record(run_dir, result["metrics"], result[PREFIX]):
+        log.info("lm-eval metrics added to %s", run_dir / METRICS_FILE)
+    else:
+        log.warning("%s has no %s: lm-eval metrics not recorded there", run_dir, METRICS_FILE)
+
+
 def evaluate_tasks(cfg: DictConfig, tasks: Sequence[str]) -> dict[str, Any]:
     """Run lm-eval's tasks on cfg.ckpt_path's network; returns what the eval's metrics.json
-    holds, after adding the metrics to the run's (lm_eval.record)."""
+    holds (record_in_run adds it to the run's)."""
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.utils import make_table
 
@@ -181,6 +208,8 @@ def evaluate_tasks(cfg: DictConfig, tasks: Sequence[str]) -> dict[str, Any]:
     from attnlab.utils.device import choose_device
 
     settings = cfg.lm_eval
+    if settings.record:
+        check_unlocked(run_folder_of(cfg.ckpt_path))
     manager = task_manager(list(tasks), settings.include_path)  # before loading the network
     _, datamodule, module = load_trained_module(cfg.ckpt_path)
     if module.task.name != "causal_lm" or module.task.spec.encode is None:
@@ -209,10 +238,4 @@ def evaluate_tasks(cfg: DictConfig, tasks: Sequence[str]) -> dict[str, Any]:
     how = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "model": settings.model}
     how |= {key: settings[key] for key in ("num_fewshot", "limit", "include_path")}
     details = {task: entry | how for task, entry in details.items()}
-    if settings.record:
-        run_dir = run_folder_of(cfg.ckpt_path)
-        if record(run_dir, metrics, details):
-            log.info("lm-eval metrics added to %s", run_dir / METRICS_FILE)
-        else:
-            log.warning("%s has no %s: lm-eval metrics not recorded there", run_dir, METRICS_FILE)
     return {"metrics": metrics, PREFIX: details}

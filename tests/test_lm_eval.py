@@ -172,7 +172,7 @@ def test_a_run_folder_still_training_is_refused_before_any_work(tmp_path: Path) 
     (tmp_path / "metrics.json").write_text("{}")
     check_unlocked(tmp_path)  # free: nothing happens
     with FileLock(str(tmp_path / LOCK_FILE)), pytest.raises(ConfigError, match="is locked"):
-        check_unlocked(tmp_path)
+        check_unlocked(tmp_path, timeout=0.1)
     with FileLock(str(tmp_path / LOCK_FILE)), pytest.raises(ConfigError, match="record=false"):
-        record(tmp_path, {"lm_eval/mc/acc": 0.5}, {"mc": {}})
+        record(tmp_path, {"lm_eval/mc/acc": 0.5}, {"mc": {}}, timeout=0.1)
     assert json.loads((tmp_path / "metrics.json").read_text()) == {}

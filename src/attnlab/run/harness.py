@@ -139,7 +139,9 @@ def flatten(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, details
 
 
-def record(run_dir: Path, metrics: dict[str, float], details: dict[str, Any]) -> bool:
+def record(
+    run_dir: Path, metrics: dict[str, float], details: dict[str, Any], timeout: float = 5
+) -> bool:
     """Put `metrics` into `run_dir`/metrics.json's metrics (a task evaluated again replaces
     its old values) and `details` under its `lm_eval` entry, by task, under the run folder's
     lock; False when the folder holds no finished run."""
@@ -152,7 +154,7 @@ def record(run_dir: Path, metrics: dict[str, float], details: dict[str, Any]) ->
         return False
     stale = tuple(f"{PREFIX}/{task}/" for task in details)
     try:
-        with FileLock(str(run_dir / LOCK_FILE), timeout=5):
+        with FileLock(str(run_dir / LOCK_FILE), timeout=timeout):
             summary = json.loads(path.read_text())
             kept = {k: v for k, v in summary.get("metrics", {}).items() if not k.startswith(stale)}
             summary["metrics"] = kept | metrics
@@ -171,7 +173,7 @@ def run_folder_of(ckpt_path: str) -> Path:
     return Path(ckpt_path).resolve().parent.parent
 
 
-def check_unlocked(run_dir: Path) -> None:
+def check_unlocked(run_dir: Path, timeout: float = 1) -> None:
     """Refuse, before any work, a run folder another process holds (a run still training)."""
     from filelock import FileLock, Timeout
 
@@ -180,7 +182,7 @@ def check_unlocked(run_dir: Path) -> None:
     if not (run_dir / METRICS_FILE).is_file():
         return
     try:
-        with FileLock(str(run_dir / LOCK_FILE), timeout=1):
+        with FileLock(str(run_dir / LOCK_FILE), timeout=timeout):
             pass
     except Timeout:
         raise ConfigError(

@@ -140,6 +140,14 @@ def test_bad_settings_are_named_before_any_work(changes: dict, message: str) -> 
         check_settings(settings(**changes))
 
 
+def test_the_hf_route_without_accelerate_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    with pytest.raises(ConfigError, match=r"model=hf needs transformers and accelerate.*lmeval"):
+        check_settings(settings(model="hf"))
+
+
 @pytest.mark.slow  # indexes lm-eval's own thousands of tasks: ~15 s
 def test_an_unknown_task_is_named_with_the_closest(tmp_path: Path) -> None:
     folder = write_tasks(tmp_path / "tasks")

@@ -48,6 +48,10 @@ def check_settings(settings: DictConfig) -> list[str]:
         raise ConfigError(f"lm_eval.tasks={tasks} must be a list of lm-eval task names")
     if settings.model not in MODELS:
         raise ConfigError(f"lm_eval.model={settings.model}; valid choices: {', '.join(MODELS)}")
+    if settings.model == "hf" and not all(map(is_installed, ("transformers", "accelerate"))):
+        raise ConfigError(
+            f"lm_eval.model=hf needs transformers and accelerate: {install_hint('lmeval')}"
+        )
     if settings.hf_path is not None and not (Path(settings.hf_path) / "config.json").is_file():
         raise ConfigError(f"lm_eval.hf_path={settings.hf_path} holds no config.json")
     include = settings.include_path
@@ -96,10 +100,7 @@ def build_lm(settings: DictConfig, module: Any, datamodule: Any, device: Any, wo
         from attnlab.run.harness_lm import AttnLabLM
 
         return AttnLabLM(module.network, module.task.spec, settings.batch_size, device)
-    from attnlab.utils.extras import require
-
-    require("transformers", "accelerate", extra="lmeval", feature="lm_eval.model=hf")
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # transformers, accelerate: check_settings
 
     path = settings.hf_path
     if path is None:

@@ -47,20 +47,23 @@ def _requirements(group: str | None = None) -> list[str]:
 
 def test_extras() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "all", "dev"}
+    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "lmeval", "all", "dev"}
     features = [name for name in extras if name not in ("all", "dev")]
-    everything = [r for name in features for r in _requirements(name)]
+    # lm-eval is left out of `all` (pyproject.toml says why); the tests need it (dev).
+    everything = [r for name in features if name != "lmeval" for r in _requirements(name)]
     assert _requirements("all") == everything
     assert set(_requirements("dev")) - set(everything) == {
-        "pytest>=8",
-        "pytest-timeout>=2.3",
-        "pytest-xdist>=3.5",
-        "ruff>=0.6",
-        "import-linter>=2.1",
+        "lm-eval[hf]>=0.4.13,<0.5",
+        "pytest>=8,<10",
+        "pytest-timeout>=2.3,<3",
+        "pytest-xdist>=3.5,<4",
+        "ruff>=0.6,<0.18",
+        "import-linter>=2.1,<3",
+        "selenium>=4.20,<5",
     }
     core = {_name(r) for r in _requirements()}
     # The core is what training needs: no optional package in it.
-    assert not core & {_name(r) for r in everything}
+    assert not core & {_name(r) for r in everything + _requirements("lmeval")}
     assert {"torch", "lightning", "hydra-core", "sacrebleu"} <= core
     # Every extra that extras.py names for a missing module exists.
     assert set(EXTRA_OF.values()) <= set(features)
@@ -70,6 +73,8 @@ def test_environment_yml_matches_pyproject() -> None:
     """environment.yml holds the core and every extra (what `make install` installs)."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(dep): dep for dep in env["dependencies"] if isinstance(dep, str)}
+    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
+    conda |= {_name(dep): dep for dep in pip if not dep.startswith("-")}  # pip-only packages
     wanted = _requirements() + _requirements("dev")
     for requirement in wanted:
         name = CONDA_NAMES.get(_name(requirement), _name(requirement))
@@ -152,3 +157,24 @@ def test_the_documented_output_folders_are_git_ignored() -> None:
         ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True
     )
     assert result.stdout.split() == paths
+
+
+def test_the_readme_install_lines_are_the_ones_ci_runs() -> None:
+    """The README leads with routes that work (a checkout, a git URL, a wheel), not with
+    `pip install attnlab` (not published); scripts/check_core_install.sh runs the wheel and the
+    git-URL lines (pip wheel, then pip install of the wheel; pip install "attnlab @ git+...")."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Installing", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert "pip install attnlab" not in commands
+    assert 'pip install ".[all]"' in commands
+    script = (ROOT / "scripts" / "check_core_install.sh").read_text()
+    assert "pip wheel --no-deps -w dist ." in commands
+    assert re.search(r"pip wheel -q --no-deps -w \S+ \.", script)
+    assert any(
+        re.fullmatch(r'pip install "dist/attnlab-[^"]+\.whl\[[a-z,]+\]"', c) for c in commands
+    )
+    assert re.search(r'pip install -q "\$WHEEL"', script)
+    assert any(re.fullmatch(r'pip install "attnlab\[all\] @ git\+\S+"', c) for c in commands)
+    assert 'pip install -q --no-deps --force-reinstall "attnlab @ git+file://' in script
+    assert "scripts/check_core_install.sh" in (ROOT / ".ci" / "run").read_text()

@@ -485,19 +485,31 @@ def test_wandb_sweep_command_composes(tmp_path: Path, values: dict[str, Any]) ->
         expected = pytest.approx(value) if isinstance(value, float) else value
         assert OmegaConf.select(cfg, key) == expected, key
     assert cfg.hydra.runtime.choices.logger == "wandb"
-    assert WANDB_SWEEP["metric"]["name"] == cfg.optimized_metric
+    assert WANDB_SWEEP["metric"]["name"] == f"best/{cfg.optimized_metric}"
     goal = {"min": "minimize", "max": "maximize"}[cfg.optimized_mode]
     assert WANDB_SWEEP["metric"]["goal"] == goal
 
 
-def test_wandb_sweep_metric_is_logged(tmp_path: Path) -> None:
-    overrides = [  # a CSV logger here; the sweep's own settings are checked above
-        arg
-        for arg in agent_command(WANDB_SWEEP, SAMPLES[0])[2:]
-        if not arg.startswith(("logger=", "print_config="))
-    ]
-    result = train(compose_config(tmp_path, [*overrides, *SHORT]))
-    assert math.isfinite(result["metrics"][WANDB_SWEEP["metric"]["name"]])
+def test_wandb_sweep_metric_is_the_best_validation_value(tmp_path: Path, monkeypatch) -> None:
+    """The sweep's metric is in the W&B run's summary (what a sweep reads) and holds the best
+    validation value, not the last: a run whose validation loss rises after its first check."""
+    from tests.test_wandb import read_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = [*agent_command(WANDB_SWEEP, SAMPLES[0])[2:], *SHORT]
+    overrides += ["trainer.limit_train_batches=6", "trainer.val_check_interval=2"]
+    overrides += ["optimizer.lr=0.05", "scheduler=constant", "seed=1"]  # too high: it rises
+    train(compose_config(tmp_path, overrides))
+    (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    history, summary = [], {}
+    for record in read_records(log):
+        kind = record.WhichOneof("record_type")
+        items = {"history": record.history.item, "summary": record.summary.update}.get(kind, [])
+        values = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+        history += [values["val/loss"]] if kind == "history" and "val/loss" in values else []
+        summary |= values if kind == "summary" else {}
+    assert len(history) == 3 and history[-1] != min(history), history  # the case to tell apart
+    assert summary[WANDB_SWEEP["metric"]["name"]] == pytest.approx(min(history))
 
 
 @pytest.mark.slow

@@ -149,6 +149,19 @@ def log_hyperparams(loggers: list[Logger], hparams: dict[str, Any]) -> None:
 
 
 @rank_zero_only
+def summarise_best(loggers: list[Logger], metric: str | None, checkpoint: Any) -> None:
+    """`best/<metric>` in each W&B run's summary: the optimized metric's best validation value
+    (the best checkpoint's score). A W&B sweep reads a summary value, and W&B's default summary
+    is the last value logged: scripts/wandb_sweep.yaml optimises this one."""
+    score = getattr(checkpoint, "best_model_score", None)
+    if metric is None or score is None:
+        return
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary[f"best/{metric}"] = float(score)
+
+
+@rank_zero_only
 def finish_wandb(loggers: list[Logger], failed: bool = False) -> None:
     """End this job's W&B run, so the next job of a multirun (same process) starts its own;
     for an offline run, say how to upload it."""

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnlab.data.spec import prompt_ids
 from attnlab.protocols import Generator
 
 
@@ -16,7 +17,8 @@ class SampleText(pl.Callback):
     """Continue each prompt with the network's `generate` (a Generator, attnlab/protocols.py;
     other networks are skipped).
 
-    Written to `<run dir>/samples/step_<N>.txt` and, with W&B, logged as a table.
+    Written to `<run dir>/samples/step_<N>.txt` and, with W&B, logged as a table. A prompt
+    "" starts where the data's text starts (<eos>, a newline or a toy symbol: data/spec.py).
     """
 
     def __init__(
@@ -28,7 +30,7 @@ class SampleText(pl.Callback):
         top_p: float | None = None,
         seed: int = 0,
     ) -> None:
-        self.prompts = prompts or ["\n"]
+        self.prompts = prompts or [""]
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_k = top_k
@@ -64,7 +66,7 @@ class SampleText(pl.Callback):
 
     def sample(self, pl_module: pl.LightningModule, prompt: str) -> str:
         spec = pl_module.task.spec
-        ids = torch.tensor([spec.encode(prompt)], device=pl_module.device)
+        ids = torch.tensor([prompt_ids(spec, prompt)], device=pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         was_training = pl_module.training
         pl_module.eval()

@@ -19,6 +19,8 @@ A sweep still running, or with failed jobs, is fine: unfinished runs are counted
 
 With --ladder (one or more SWEEP_DIRs holding a scaling ladder's rungs): ladder.md / ladder.csv,
 loss_vs_compute.png and multiplier_vs_compute.png; see attnlab.compare.ladder.
+
+With --html, also report.html: all of it on one self-contained page (html_report.py).
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ def compare(
     stat_metric: str | None = None,
     alternative: str = "two-sided",
     tune_lr: bool = False,
+    html: bool = False,
 ) -> Path:
-    """Write the tables and plots of `sweep_dir`'s runs; returns the output directory."""
+    """Write the tables and plots of `sweep_dir`'s runs (and, with `html`, report.html);
+    returns the output directory."""
     require("matplotlib", feature="attnlab-compare's plots")  # before any work
     if baseline is not None:
         require("scipy", feature="attnlab-compare --baseline")
@@ -87,6 +91,13 @@ def compare(
     if baseline is not None and stat_metric is not None:  # both set above
         tests = significance(groups, baseline, stat_metric, alternative)
         write_significance(tests, baseline, stat_metric, sided, out_dir, mode)
+    if html:
+        from attnlab.compare.html_report import write_report
+
+        sections = ["summary", "curves", *(["significance"] if baseline is not None else [])]
+        variant_of = {run.path: name for name, group in groups.items() for run in group}
+        title = f"sweep {sweep_dir.resolve().name}"
+        write_report(out_dir, title, sections, runs, variant_of, baseline)
     return out_dir
 
 
@@ -143,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         help="bootstrap: seed deviations pooled over a variant's rungs (default), or per rung",
     )
     parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html: tables, curves, tests, runs and their configs on one page",
+    )
+    parser.add_argument(
         "--tune-lr",
         action="store_true",
         help="compare each variant at its optimizer.lr best on validation (mean over seeds)",
@@ -163,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             args.stat_metric,
             args.alternative,
             args.tune_lr,
+            args.html,
         )
     except (ValueError, FileNotFoundError) as error:  # the sweep, not the usage: one line
         parser.exit(2, f"attnlab-compare: error: {error}\n")
@@ -171,7 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     print((out_dir / "comparison.md").read_text())
     if args.baseline is not None:
         print((out_dir / "significance.md").read_text())
-    print(f"Tables and plots in {out_dir}")
+    print(_written(out_dir, args.html))
+
+
+def _written(out_dir: Path, html: bool) -> str:
+    page = f"; the page: {out_dir / 'report.html'}" if html else ""
+    return f"Tables and plots in {out_dir}{page}"
 
 
 def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -189,11 +211,12 @@ def _main_ladder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             args.bootstrap,
             args.rung_key,
             resample=args.resample,
+            html=args.html,
         )
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     print((out_dir / "ladder.md").read_text())
-    print(f"Tables and plots in {out_dir}")
+    print(_written(out_dir, args.html))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ def compare_ladder(
     rung_key: str = RUNG_KEY,
     seed: int = 0,
     resample: str = "pooled",
+    html: bool = False,
 ) -> Path:
-    """Read, fit, write ladder.md / ladder.csv / plots; returns the output directory."""
+    """Read, fit, write ladder.md / ladder.csv / plots (and, with `html`, report.html);
+    returns the output directory."""
     metric, ladder, runs = read_ladder(sweep_dirs, metric, rung_key)
     if baseline is not None:
         baseline = resolve_variant(ladder, baseline)  # type: ignore[arg-type]
@@ -53,4 +55,10 @@ def compare_ladder(
     from attnlab.compare.ladder_plots import plot_ladder
 
     plot_ladder(fits, metric, baseline, budgets, out_dir)
+    if html:
+        from attnlab.compare.html_report import write_report
+
+        kept = {path: fit.name for fit in fits for rung in fit.rungs for path in rung.paths}
+        title = "scaling ladder " + ", ".join(d.resolve().name for d in sweep_dirs)
+        write_report(out_dir, title, ["ladder"], runs, kept, baseline)
     return out_dir

@@ -11,6 +11,9 @@ from typing import Any
 
 from attnlab.compare.runs import Run
 
+# The metrics a comparison shows: final validation and test, and lm-evaluation-harness tasks
+# (attnlab-eval lm_eval.tasks=[...] adds lm_eval/<task>/<metric> to a run's metrics.json).
+METRIC_STAGES = ("val", "test", "lm_eval")
 SUMMARY_FIELDS = {  # column -> where it is in metrics.json
     "params": ("parameters", "total"),
     "params_non_embedding": ("parameters", "non_embedding"),
@@ -38,7 +41,7 @@ def mean_std(values: list[float]) -> tuple[float, float] | None:
 def summarise(groups: dict[str, list[Run]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and one row per variant: counts, then (mean, std) of every numeric field."""
     metric_names = sorted({m for runs in groups.values() for r in runs for m in r.metrics})
-    metric_names = [m for m in metric_names if m.split("/")[0] in ("val", "test")]
+    metric_names = [m for m in metric_names if m.split("/")[0] in METRIC_STAGES]
     columns = ["variant", "done", "failed", "running", *metric_names, *SUMMARY_FIELDS]
     rows = []
     for name, runs in groups.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from attnlab.utils.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -34,3 +36,34 @@ class DataSpec:
     # Masked LM on sentence pairs (data.nsp=true): batches carry next_sentence_label (B,), and
     # the network needs a next-sentence head (protocols.NextSentencePredictor).
     next_sentence: bool = False
+
+
+def start_ids(spec: DataSpec) -> list[int]:
+    """Where the data's text starts: <eos> (every document follows one), else a newline
+    (characters), else symbol 0 (toy data: a chain may start anywhere)."""
+    if spec.eos_id is not None:
+        return [spec.eos_id]
+    try:
+        ids = spec.encode("\n") if spec.encode is not None else []
+    except (ValueError, KeyError):  # no newline in the vocabulary
+        ids = []
+    return ids or [0]
+
+
+def prompt_ids(spec: DataSpec, prompt: str | None) -> list[int]:
+    """`prompt`'s token ids; None or "" for the default prompt. A prompt the data's tokenizer
+    cannot read, or one it reads as no tokens, is refused naming the key."""
+    if not prompt:
+        return start_ids(spec)
+    if spec.encode is None:
+        raise ConfigError(f"prompt={prompt!r}: the data has no tokenizer to read it")
+    try:
+        ids = spec.encode(prompt)
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"prompt={prompt!r} cannot be read: {error}") from None
+    if not ids:
+        raise ConfigError(
+            f"prompt={prompt!r} holds no token of the data's vocabulary; leave prompt unset "
+            "to start where the data's text starts"
+        )
+    return ids

@@ -139,9 +139,10 @@ def _hf_state(directory: str, hf: Any) -> dict[str, torch.Tensor]:
         model_class = getattr(transformers, name or "BertForPreTraining")
     else:
         model_class = transformers.AutoModelForCausalLM
-    model, info = model_class.from_pretrained(
-        directory, dtype=torch.float32, output_loading_info=True
-    )
+    # The weights in the file's dtype (transformers 4 loads them as float32, 5 as saved): the
+    # network's own float32 tensors take them exactly either way. No dtype argument: 4.x
+    # before 4.56 calls it torch_dtype, 5.x dtype.
+    model, info = model_class.from_pretrained(directory, output_loading_info=True)
     missing = set(info["missing_keys"])
     return {k: v for k, v in model.state_dict().items() if k not in missing}
 

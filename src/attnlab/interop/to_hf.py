@@ -21,6 +21,7 @@ import torch
 from attnlab.interop import bert, gpt2, llama
 from attnlab.interop.hf import attention_mismatches, transformers_module
 from attnlab.interop.mapping import to_theirs
+from attnlab.interop.model_card import PIPELINES, RunFacts, generation_config, model_card
 from attnlab.interop.tokenizer import HFTokenizer, hf_tokenizer
 from attnlab.models.decoder_only import DecoderOnly
 from attnlab.models.encoder_only import EncoderOnly
@@ -156,16 +157,26 @@ def write_model(plan: ExportPlan, out: str | Path) -> Path:
 
 
 def export(
-    module: AttnLabModule, datamodule: LightningDataModule, out: str | Path
+    module: AttnLabModule,
+    datamodule: LightningDataModule,
+    out: str | Path,
+    facts: RunFacts | None = None,
 ) -> tuple[Path, HFTokenizer | None]:
-    """Write a trained module's network (safetensors + config.json) and its datamodule's
-    tokenizer to `out`; returns `out` and the tokenizer written (None for synthetic data).
-    attnlab-export (attnlab/run/export.py) loads the checkpoint."""
-    transformers_module("attnlab-export")  # before any work
+    """Write a trained module's network (safetensors + config.json; a causal LM's
+    generation_config.json), its datamodule's tokenizer and, given the run's `facts`, a model
+    card (README.md) to `out`; returns `out` and the tokenizer written (None for synthetic
+    data). attnlab-export (attnlab/run/export.py) loads the checkpoint."""
+    transformers = transformers_module("attnlab-export")  # before any work
     spec = module.task.spec
     plan = plan_export(module.network, module.task.name, spec.eos_id)
     tokenizer = hf_tokenizer(datamodule)
     out = write_model(plan, out)
+    if PIPELINES.get(plan.architecture) == "text-generation":  # over save_pretrained's default
+        settings = transformers.GenerationConfig(**generation_config(plan.config))
+        settings.save_pretrained(out)
+    if facts is not None:
+        card = model_card(plan.architecture, facts, out.name, tokenizer is not None)
+        (out / "README.md").write_text(card)
     if tokenizer is not None:
         tokenizer.save(
             out, plan.config.get("n_positions") or plan.config.get("max_position_embeddings")

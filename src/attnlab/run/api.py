@@ -195,7 +195,7 @@ class Trained:
 
     def generate(
         self,
-        prompt: str,
+        prompt: str | None = None,
         max_new_tokens: int = 100,
         *,
         num_samples: int = 1,
@@ -205,7 +205,7 @@ class Trained:
         seed: int = 1337,
     ) -> list[str]:
         """`num_samples` continuations of `prompt` (a causal-LM run), prompt included;
-        temperature 0: greedy. As attnlab-generate."""
+        None: where the data's text starts; temperature 0: greedy. As attnlab-generate."""
         from attnlab.run.generate import generate_texts
 
         return generate_texts(

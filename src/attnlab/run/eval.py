@@ -3,6 +3,7 @@
 attnlab-eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt
 attnlab-eval ckpt_path=... +data.batch_size=256 trainer.accelerator=cpu
 attnlab-eval ckpt_path=<masked-LM run>/checkpoints/best.ckpt +data.corpus=sst2  # another corpus
+attnlab-eval ckpt_path=<causal-LM run>/checkpoints/best.ckpt lm_eval.tasks=[arc_easy]  # lm-eval
 """
 
 from __future__ import annotations
@@ -49,11 +50,30 @@ def evaluate(cfg: DictConfig, show_config: bool = False) -> dict[str, Any]:
     return result
 
 
+def evaluate_lm_eval(cfg: DictConfig) -> dict[str, Any]:
+    """lm-evaluation-harness tasks (`lm_eval.tasks`) on the checkpoint: run/harness.py;
+    writes this evaluation's metrics.json, then adds the metrics to the run's."""
+    from attnlab.run.harness import check_settings, evaluate_tasks, record_in_run
+
+    tasks = check_settings(cfg.lm_eval)  # before any work
+    start = time.perf_counter()
+    result = evaluate_tasks(cfg, tasks)
+    result["wall_time_s"] = round(time.perf_counter() - start, 2)
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", result)  # kept whatever follows
+    if cfg.lm_eval.record:
+        record_in_run(cfg, result)
+    return result
+
+
 @hydra.main(version_base="1.3", config_path="pkg://attnlab.conf", config_name="eval")
 @exits_on_input_error
 def hydra_main(cfg: DictConfig) -> None:
     silence_uninformative_warnings(cfg.get("extras", {}).get("ignore_warnings", True))
-    evaluate(cfg, show_config=True)
+    if cfg.get("lm_eval") and cfg.lm_eval.get("tasks"):
+        print_config(cfg)
+        evaluate_lm_eval(cfg)
+    else:
+        evaluate(cfg, show_config=True)
 
 
 main = with_config_hints("eval", hydra_main)

@@ -2,6 +2,8 @@
 
 attnlab-generate ckpt_path=<run>/checkpoints/best.ckpt prompt="ROMEO:" temperature=0.8
 attnlab-generate ckpt_path=... prompt="The" temperature=0     # greedy
+attnlab-generate ckpt_path=<data=toy_lm run> prompt="3 17 42"  # toy symbols: integers
+attnlab-generate ckpt_path=...                 # no prompt: where the data's text starts
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def generate(cfg: DictConfig) -> list[str]:
 
 def generate_texts(
     module: AttnLabModule,
-    prompt: str,
+    prompt: str | None,
     max_new_tokens: int,
     *,
     num_samples: int = 1,
@@ -56,9 +58,12 @@ def generate_texts(
     source: str = "the checkpoint",
 ) -> list[str]:
     """`num_samples` continuations of `prompt` by a trained module (`attnlab.load(...)`'s
-    too), prompt included. `source` names the checkpoint in the error of a wrong network."""
+    too), prompt included; prompt None: where the data's text starts (data/spec.py's
+    start_ids).
+    `source` names the checkpoint in the error of a wrong network."""
     import torch
 
+    from attnlab.data.spec import prompt_ids
     from attnlab.protocols import Generator
 
     network, spec = module.network, module.task.spec
@@ -67,10 +72,11 @@ def generate_texts(
             f"{source} holds a {type(network).__name__} on task {spec.task!r}; "
             "generating needs a decoder-only network trained on text (causal_lm)"
         )
+    ids = prompt_ids(spec, prompt)  # before any work on the device (a bad one: exit 2)
     device = torch.device(device)
     network.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    ids = torch.tensor([spec.encode(prompt)] * num_samples, device=device)
+    ids = torch.tensor([ids] * num_samples, device=device)
     out = network.generate(
         ids,
         max_new_tokens,

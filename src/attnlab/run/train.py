@@ -143,12 +143,13 @@ def _fit_and_test_logged(
     """`_fit_and_test`, with a SIGTERM reported as a stop to resume and W&B closed after."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from attnlab.loggers import finish_wandb
+    from attnlab.loggers import finish_wandb, summarise_best
     from attnlab.run.distributed import stop_launched_ranks
 
     failed = True
     try:
         result = _fit_and_test(cfg, datamodule, module, trainer, start, ckpt_path)
+        summarise_best(trainer.loggers, cfg.get("optimized_metric"), trainer.checkpoint_callback)
         failed = False
         return result
     except SIGTERMException:

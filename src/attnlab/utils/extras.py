@@ -1,6 +1,6 @@
 """Optional features and the extra that installs each (pyproject.toml's optional-dependencies).
 
-`pip install attnlab` installs what training needs; W&B, TensorBoard, sweeps, comparison plots
+The core install (no extras) has what training needs; W&B, TensorBoard, sweeps, comparison plots
 and Hugging Face interop come with extras. A feature asked for without its packages stops
 before any work with one line naming the extra: `require("wandb", extra="wandb")`.
 """
@@ -24,6 +24,8 @@ EXTRA_OF = {
     "scipy": "compare",
     "transformers": "hf",
     "safetensors": "hf",
+    "lm_eval": "lmeval",
+    "accelerate": "lmeval",
 }
 
 

@@ -90,7 +90,11 @@ class ToyMarkov:
         return " ".join(str(int(i)) for i in ids)
 
     def encode(self, text: str) -> list[int]:
-        ids = [int(word) for word in text.split()]
-        if any(not 0 <= i < self.vocab_size for i in ids):
-            raise ValueError(f"toy LM symbols are 0..{self.vocab_size - 1}, got {text!r}")
-        return ids
+        """Space-separated numbers (what decode writes) as ids: "3 17 42" -> [3, 17, 42]."""
+        words = text.split()
+        if not all(word.isdigit() and int(word) < self.vocab_size for word in words):
+            raise ValueError(
+                f"toy LM symbols are 0..{self.vocab_size - 1}, space-separated "
+                f"(e.g. '3 17 42'); got {text!r}"
+            )
+        return [int(word) for word in words]

@@ -49,7 +49,7 @@ from attnlab.utils import hydra_compat
 # sets its own before the process starts, and those are kept.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # The networks' entry points that tasks and tools call instead of forward.
-FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits")
+FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits", "hidden_states")
 # Hydra overrides of the sweep itself, which the command of one job must not repeat.
 SWEEP_KEYS = ("hydra.mode", "hydra.sweep", "hydra.launcher", "hydra/sweeper", "hydra/launcher")
 

@@ -76,6 +76,7 @@ def check_values(cfg: DictConfig) -> None:
             f"{section}.", values, POSITIVE.get(section, ()), NON_NEGATIVE.get(section, ())
         )
     _check_model(cfg)
+    _check_task(cfg)
     seed = cfg.get("seed")
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ValueCheckError(f"seed={seed!r} is not valid: expected int or null (no seeding)")
@@ -143,6 +144,25 @@ def _check_model(cfg: DictConfig) -> None:
         if len(_CHECKED_MODELS) > 64:  # a long multirun pre-check: keep the newest only
             _CHECKED_MODELS.clear()
         _CHECKED_MODELS[network_cls.settings_key(values)] = config
+
+
+def _check_task(cfg: DictConfig) -> None:
+    """A task's own checks of its settings (a `check_arguments` classmethod, as networks have:
+    task.loss_impl's choices and what they need)."""
+    task = cfg.get("task")
+    if not isinstance(task, DictConfig) or "_target_" not in task:
+        return
+    values = OmegaConf.to_container(task, resolve=True)
+    try:
+        check = getattr(get_object(values["_target_"]), "check_arguments", None)
+    except Exception:
+        return  # instantiating it will say what is wrong
+    if check is None:
+        return
+    try:
+        check({k: v for k, v in values.items() if not k.startswith("_")})
+    except ValueError as error:
+        raise ValueCheckError(str(error)) from None
 
 
 def _is_number(value: Any) -> bool:

@@ -76,7 +76,8 @@ def check_values(cfg: DictConfig) -> None:
             f"{section}.", values, POSITIVE.get(section, ()), NON_NEGATIVE.get(section, ())
         )
     _check_model(cfg)
-    _check_task(cfg)
+    for section in ("task", "optimizer"):
+        _check_own_arguments(cfg, section)
     seed = cfg.get("seed")
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ValueCheckError(f"seed={seed!r} is not valid: expected int or null (no seeding)")
@@ -146,13 +147,13 @@ def _check_model(cfg: DictConfig) -> None:
         _CHECKED_MODELS[network_cls.settings_key(values)] = config
 
 
-def _check_task(cfg: DictConfig) -> None:
-    """A task's own checks of its settings (a `check_arguments` classmethod, as networks have:
-    task.loss_impl's choices and what they need)."""
-    task = cfg.get("task")
-    if not isinstance(task, DictConfig) or "_target_" not in task:
+def _check_own_arguments(cfg: DictConfig, section: str) -> None:
+    """A section's own checks of its settings, where its target has a `check_arguments`
+    (as networks have): task.loss_impl's choices and what they need, optimizer=muon's."""
+    node = cfg.get(section)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
         return
-    values = OmegaConf.to_container(task, resolve=True)
+    values = OmegaConf.to_container(node, resolve=True)
     try:
         check = getattr(get_object(values["_target_"]), "check_arguments", None)
     except Exception:

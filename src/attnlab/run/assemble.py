@@ -20,6 +20,7 @@ from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.module import AttnLabModule
 from attnlab.run.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from attnlab.run.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
+from attnlab.run.settings import compile_options
 from attnlab.run.validation import (
     ConfigError,
     check_data_fits_task,
@@ -116,30 +117,36 @@ class CompiledTrainingStep:
     gradient buckets (its DDPOptimizer), so all-reduces still overlap the backward.
     """
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, **options: Any) -> None:
         self.eager = task.step
-        self.compiled = torch.compile(task.step)
+        self.compiled = torch.compile(task.step, **options)  # mode, fullgraph
 
     def __call__(self, network: Any, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         step = self.compiled if stage == "train" else self.eager
         return step(network, batch, stage)
 
 
-def compile_training_step(task: Task) -> None:
-    """`compile=true`: the task's training step (network + loss) compiled, in place."""
-    task.step = CompiledTrainingStep(task)  # type: ignore[method-assign]
+def compile_training_step(task: Task, **options: Any) -> None:
+    """`compile=true`: the task's training step (network + loss) compiled, in place, with
+    torch.compile's `options` (`compile_mode`, `compile_fullgraph`: settings.compile_options)."""
+    task.step = CompiledTrainingStep(task, **options)  # type: ignore[method-assign]
 
 
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
     """Network + task + optimiser; the resolved config travels in every checkpoint."""
     network = build_network(cfg, datamodule)
-    task = instantiate_section(cfg, "task", spec=datamodule.spec)
+    # Partial, as for the network: Hydra would turn the DataSpec into a config node, whose
+    # attribute reads (spec.pad_id in a step) dynamo cannot trace without a graph break.
+    try:
+        task = instantiate_section(cfg, "task", _partial_=True)(spec=datamodule.spec)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"task: {error}") from error
     try:  # a network that does not implement its task's protocol (protocols.py)
         task.check_network(network)
     except TypeError as error:
         raise ConfigError(f"model: {error}") from None
     if cfg.get("compile", False):
-        compile_training_step(task)
+        compile_training_step(task, **compile_options(cfg))
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(
         network=network,

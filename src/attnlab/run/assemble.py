@@ -19,6 +19,7 @@ from attnlab.data import DataSpec
 from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.module import AttnLabModule
 from attnlab.run.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
+from attnlab.run.distributed import FullyShardedStrategy
 from attnlab.run.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
 from attnlab.run.settings import compile_options
 from attnlab.run.validation import (
@@ -132,6 +133,14 @@ def compile_training_step(task: Task, **options: Any) -> None:
     task.step = CompiledTrainingStep(task, **options)  # type: ignore[method-assign]
 
 
+def compiles_per_unit(cfg: DictConfig) -> bool:
+    """Under trainer=fsdp, compile=true compiles each sharded unit before fully_shard (the
+    strategy does it: FullyShardedStrategy.shard), not the whole step over FSDP's hooks."""
+    strategy = (cfg.get("trainer") or {}).get("strategy")
+    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else ""
+    return target.endswith("FullyShardedStrategy")
+
+
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
     """Network + task + optimiser; the resolved config travels in every checkpoint."""
     network = build_network(cfg, datamodule)
@@ -145,7 +154,7 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLab
         task.check_network(network)
     except TypeError as error:
         raise ConfigError(f"model: {error}") from None
-    if cfg.get("compile", False):
+    if cfg.get("compile", False) and not compiles_per_unit(cfg):
         compile_training_step(task, **compile_options(cfg))
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(
@@ -215,4 +224,6 @@ def build_trainer(
         cause = error.__cause__ or error
         raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
     use_tf32(cfg, trainer.accelerator)
+    if cfg.get("compile", False) and isinstance(trainer.strategy, FullyShardedStrategy):
+        trainer.strategy.compile_options = compile_options(cfg)
     return trainer

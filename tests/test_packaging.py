@@ -47,7 +47,7 @@ def _requirements(group: str | None = None) -> list[str]:
 
 def test_extras() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "all", "dev"}
+    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "fp8", "all", "dev"}
     features = [name for name in extras if name not in ("all", "dev")]
     everything = [r for name in features for r in _requirements(name)]
     assert _requirements("all") == everything

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.accelerators import Accelerator, CUDAAccelerator
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -82,6 +83,11 @@ def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Mod
         load_hf_weights(network, init.from_hf, datamodule)
     if init.get("freeze_layers"):
         freeze_layers(network, init.freeze_layers)
+    if cfg.get("fp8", False):  # checked before any work: torchao and an H100-class GPU
+        from attnlab.models.fp8 import convert_to_fp8
+
+        names = convert_to_fp8(network)
+        rank_zero_info(f"fp8: {len(names)} linear layers train in float8: {', '.join(names)}")
     return network
 
 

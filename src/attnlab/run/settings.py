@@ -9,6 +9,7 @@ lives here now (conf/init/default.yaml and the top-level keys of conf/train.yaml
 - `compile`: torch.compile the training step, the network's forward and the loss in one graph
   (run/assemble.py, CompiledTrainingStep); the network itself stays eager for generation;
   `compile_mode` and `compile_fullgraph` are torch.compile's `mode` and `fullgraph`;
+- `fp8`: float8 matmuls in the linear layers through torchao (models/fp8.py), H100-class only;
 - `tf32`: TensorFloat-32 for fp32 matmuls, on CUDA GPUs only;
 - `async_checkpoint`: checkpoints written in a background thread (checkpoint_io.py).
 
@@ -33,7 +34,13 @@ MOVED_KEYS = {
 
 
 # Top-level on/off settings of a run (conf/train.yaml).
-SWITCHES = {"compile": False, "compile_fullgraph": False, "tf32": True, "async_checkpoint": False}
+SWITCHES = {
+    "compile": False,
+    "compile_fullgraph": False,
+    "fp8": False,
+    "tf32": True,
+    "async_checkpoint": False,
+}
 # torch.compile's modes (torch._inductor.list_mode_options(), "default" included).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "lite")
 

@@ -49,6 +49,12 @@ def check_run_settings(cfg: DictConfig) -> None:
     switch = bad_switch_message(cfg) or bad_compile_mode_message(cfg)  # compile, tf32, ...
     if switch:
         raise ConfigError(switch)
+    if cfg.get("fp8", False) and cfg.get("train", True):
+        from attnlab.models.fp8 import fp8_refusal  # torch
+
+        refusal = fp8_refusal()
+        if refusal:
+            raise ConfigError(refusal)
     body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
     if not body_lr_scale > 0:
         raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")

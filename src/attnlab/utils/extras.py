@@ -24,6 +24,7 @@ EXTRA_OF = {
     "scipy": "compare",
     "transformers": "hf",
     "safetensors": "hf",
+    "torchao": "fp8",
 }
 
 

@@ -76,3 +76,18 @@ def test_fp8_is_refused_before_any_work_where_it_cannot_run(
             "fp8=true needs an H100-class GPU (compute capability 8.9 or more); "
             "NVIDIA A100-SXM4-80GB has 8.0"
         )
+
+
+def test_a_checkpoint_of_an_fp8_run_loads_for_evaluation_anywhere(tmp_path: Path) -> None:
+    """float8 is how a run trained: attnlab-eval / -generate rebuild the plain network (no
+    torchao, no GPU needed) and load its weights."""
+    from attnlab.run.trained import load_trained_module
+    from tests.conftest import ROOT
+
+    checkpoint = torch.load(ROOT / "tests/fixtures/checkpoints/gpt.ckpt", weights_only=False)
+    checkpoint["hyper_parameters"]["config"]["fp8"] = True
+    path = tmp_path / "fp8.ckpt"
+    torch.save(checkpoint, path)
+    _, _, module = load_trained_module(str(path))
+    names = {type(m).__name__ for m in module.network.modules()}
+    assert "Float8Linear" not in names and "Linear" in names

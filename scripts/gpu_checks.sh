@@ -6,7 +6,8 @@
 #   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp] [ladder] [setup]
 #   (default: the first four; setup: only install and record the device)
 #
-# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU);
+# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop, 3 fresh
+#        processes each; MFU); issue 30's checks in one call: scripts/gpu_session.sh;
 #        BENCH_ARGS="--batch-size 32" passes options to it
 # tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp,
 #        generation on the GPU)
@@ -57,7 +58,7 @@ for stage in "${stages[@]}"; do
     echo "== $stage $(date -u +%T)"
     case $stage in
     bench)
-        timeout 240 python3 scripts/bench_gpu.py ${BENCH_ARGS:-} --json "$OUT/bench_gpu.json" 2>&1 |
+        timeout 540 python3 scripts/bench_gpu.py ${BENCH_ARGS:-} --json "$OUT/bench_gpu.json" 2>&1 |
             tee "$OUT/bench_gpu.log" | grep -v "^\s*$" | tail -25
         ;;
     tests)

@@ -15,6 +15,8 @@
 #                124M GPT, 60 steps, compiled; tokens/s from the throughput callback
 #   fp8          bench_gpu.py a vs d with fp8=true (torchao): 1 process each, 5 windows
 #   loss_memory  scripts/bench_loss.py on CUDA, bf16, batch 32: dense, chunked, liger
+#   tests        the GPU-only tests of issue 30: fp8 follows bf16, chunked and liger follow
+#                dense in bf16
 #   largest      bench_gpu.py --largest-batch for a and d (no compile: a quick check)
 #
 # Before the call, on the session's machine (nothing outside the GPU machine is reachable):
@@ -70,6 +72,8 @@ stage fp8 80 "${BENCH[@]}" --only a,d --repeats 1 --windows 5 --tuned-loss-impl 
     --no-extras --timeout 75 --json "$OUT/bench_fp8.json"
 stage loss_memory 30 python3 scripts/bench_loss.py --device cuda --dtype bf16 --batch-size 32 \
     --impls dense,chunked,liger --json "$OUT/bench_loss.json"
+stage tests 60 python3 -m pytest -q -p no:cacheprovider tests/test_fp8.py \
+    tests/test_linear_cross_entropy.py tests/test_throughput.py
 stage largest 60 "${BENCH[@]}" --only a,d --repeats 1 --windows 1 --no-compile --no-extras \
     --largest-batch --timeout 25 --json "$OUT/largest_batch.json"
 echo "done $(date -u +%T), $((deadline - $(date +%s))) s of the budget left" | tee "$OUT/done.txt"

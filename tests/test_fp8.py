@@ -91,3 +91,17 @@ def test_a_checkpoint_of_an_fp8_run_loads_for_evaluation_anywhere(tmp_path: Path
     _, _, module = load_trained_module(str(path))
     names = {type(m).__name__ for m in module.network.modules()}
     assert "Float8Linear" not in names and "Linear" in names
+
+
+@pytest.mark.skipif(fp8_refusal() is not None, reason="needs torchao and an H100-class GPU")
+def test_fp8_training_follows_bf16_on_an_h100(tmp_path: Path) -> None:
+    """The numerics, where they can run: 20 steps of a small GPT with fp8=true end near the
+    same run in bf16 (float8's rounding, not a different curve)."""
+    base = ["data=toy_lm", "model=gpt", "model.d_model=128", "model.n_heads=4"]
+    base += ["trainer=gpu", "trainer.max_steps=20", "trainer.max_epochs=-1", "test=false"]
+    base += ["trainer.limit_val_batches=2", "callbacks.rich_progress_bar=null", "seed=0"]
+    losses = {}
+    for fp8 in ("false", "true"):
+        result = train(compose_config(tmp_path / fp8, [*base, f"fp8={fp8}"]))
+        losses[fp8] = result["metrics"]["val/loss"]
+    assert losses["true"] == pytest.approx(losses["false"], rel=0.05), losses

@@ -126,3 +126,31 @@ def test_loss_impl_liger_fails_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"task\.loss_impl=liger needs"):
         train(cfg)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["chunked", "liger"])
+def test_fused_losses_follow_dense_in_bf16_on_a_gpu(impl: str) -> None:
+    """bf16 autocast on a GPU, GPT-2's vocabulary: the loss and gradients near the dense
+    path's (bf16 rounding), for the plain-torch chunks and, where installed, Liger's kernel."""
+    if impl == "liger" and not _has_liger():
+        pytest.skip("Liger-Kernel not installed")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(4096, 256, device="cuda", generator=g, requires_grad=True)
+    weight = (0.02 * torch.randn(50304, 256, device="cuda", generator=g)).requires_grad_()
+    labels = torch.randint(50257, (4096,), device="cuda", generator=g)
+    head = torch.nn.Module()
+    head.weight, head.bias, head.vocab_size, head.output_mult = weight, None, 50257, 1.0
+    from attnlab.tasks.lm_loss import ReadoutLoss
+
+    results = []
+    for loss_fn in (None, ReadoutLoss(impl)):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            if loss_fn is None:
+                loss = F.cross_entropy(F.linear(hidden, weight)[:, :50257], labels)
+            else:
+                loss = loss_fn(head, hidden, labels)
+        results.append((loss.float(), *torch.autograd.grad(loss, [hidden, weight])))
+    for name, got, want in zip(("loss", "hidden", "weight"), results[1], results[0], strict=True):
+        error = (got.float() - want.float()).norm() / want.float().norm()
+        assert error < 2e-2, (name, float(error))  # bf16 rounding is ~1e-2 relative

@@ -2,518 +2,236 @@
 
 Three training loops on the same shapes (12 layers, d_model 768, 12 heads, T 1024, vocabulary
 50304, no dropout, no biases), bf16 autocast, torch.compile, fused AdamW, gradient clipping 1.0,
-the same random windows of a synthetic corpus (attnlab's toy_lm data):
+the same random windows of a synthetic corpus (attnlab's toy_lm data); the paths are in
+bench_gpu_paths.py (a: attnlab.run.train.train, b: a hand loop on attnlab's network and task
+step, c: nanoGPT's model and loop).
 
-  a  attnlab-train's path: the config composed with overrides, attnlab.run.train.train (the
-     Trainer, callbacks and LightningModule that `attnlab-train` builds);
-  b  a hand-written loop on the same attnlab network, optimiser and schedule (task.step);
-  c  a nanoGPT-equivalent loop: the GPT of nanoGPT's model.py, written below (fused c_attn,
-     SDPA is_causal, GELU MLP, tied head, fused AdamW, loss inside the compiled forward).
+Resolving 1%: every (path, repeat) runs in a fresh process, the repeats (--repeats, 3) in a
+shuffled order, each timing --windows (10) windows of --window-steps (20) steps after --warmup
+steps (compilation happens there), synchronised at the windows' ends only. Reported: the
+median tokens/s over all windows of a path, and the ratios a/b and a/c with 95% intervals from
+a bootstrap over repeats and, within them, windows. MFU twice: nanoGPT's convention (6 N +
+12 L d T per token: causal attention counted as full) and the hardware's (causal attention
+counted as executed, (T + 1) / 2 keys a query). Peak memory per path (CUDA: max allocated;
+CPU: the process's peak resident set). Also: cached vs uncached generation and the SDPA
+backends (--no-extras skips them), the largest batch that runs (--largest-batch), and the
+time to a validation loss (--to-loss TARGET: attnlab AdamW, attnlab Muon, the nanoGPT loop;
+bench_to_loss.py).
 
-Tokens/s are the median of --windows timed windows after --warmup steps (compilation happens
-there), with torch.cuda.synchronize at each window's ends. MFU = flops_per_token(T) x tokens/s /
-peak, with attnlab's estimate (6 N + 12 L d T) for both networks. Also: cached vs uncached
-generation tokens/s of the attnlab network, and which SDPA backend runs (flash or not).
-
-    PYTHONPATH=src python3 scripts/bench_gpu.py                  # ~3-4 min on an H100
-    python scripts/bench_gpu.py --batch-size 32 --json gpu.json
-    python scripts/bench_gpu.py --smoke                          # CPU, tiny sizes, seconds
+    PYTHONPATH=src python3 scripts/bench_gpu.py --json gpu.json     # a, b, c x 3 on a GPU
+    python scripts/bench_gpu.py --loss-impl chunked --compile-mode max-autotune-no-cudagraphs
+    python scripts/bench_gpu.py --to-loss 1.6 --json to_loss.json   # Tiny Shakespeare chars
+    python scripts/bench_gpu.py --smoke                              # CPU, tiny sizes
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
-import itertools
 import json
-import math
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))  # bench_gpu_paths, bench_to_loss
 
-ROOT = Path(__file__).resolve().parents[1]
-PATHS = {"a": "attnlab Trainer", "b": "hand loop, attnlab network", "c": "nanoGPT loop"}
-
-# Dense bf16 peak FLOP/s by device name (the first key found in the name wins).
-PEAK_BF16_FLOPS = (
-    ("H100 SXM", 989e12),
-    ("H100 80GB HBM3", 989e12),
-    ("H200", 989e12),
-    ("A100", 312e12),
+from bench_gpu_paths import (  # noqa: E402
+    PATHS,
+    RUNNERS,
+    SMOKE,
+    Setup,
+    hardware_flops_per_token,
+    peak_flops,
 )
 
-
-@dataclass
-class Setup:
-    n_layers: int = 12
-    n_heads: int = 12
-    d_model: int = 768
-    block_size: int = 1024
-    vocab_size: int = 50304
-    batch_size: int = 16
-    warmup: int = 10
-    steps: int = 40  # timed steps, after warm-up
-    windows: int = 4
-    compile: bool = True
-    device: str = "cuda"
-    lr: float = 6e-4
-    gen_batch: int = 8
-    gen_prompt: int = 32
-    gen_new: int = 128
-
-    @property
-    def bf16(self) -> bool:
-        return self.device == "cuda"
-
-    @property
-    def window(self) -> int:
-        return max(1, self.steps // self.windows)
-
-    @property
-    def marks(self) -> list[int]:
-        """Steps (counted from 1) at whose end the clock is read."""
-        return [self.warmup + k * self.window for k in range(self.windows + 1)]
-
-    @property
-    def total_steps(self) -> int:
-        return self.marks[-1]
+# nanoGPT's shakespeare_char GPU run (conf/experiment/gpt_shakespeare_char.yaml), no dropout.
+TO_LOSS_SETUP = dict(
+    data="shakespeare_char",
+    n_layers=6,
+    n_heads=6,
+    d_model=384,
+    block_size=256,
+    batch_size=64,
+    lr=1e-3,
+    betas=(0.9, 0.99),
+    warmup=100,
+    min_lr=1e-4,
+    max_steps=5000,
+)
+TO_LOSS_SMOKE = dict(data="toy_lm", max_steps=6, warmup=1, lr=1e-3)
+RATIOS = (("a", "b"), ("a", "c"), ("d", "c"), ("d", "a"))
 
 
-SMOKE = {
-    "n_layers": 2,
-    "n_heads": 4,
-    "d_model": 64,
-    "block_size": 64,
-    "vocab_size": 256,
-    "batch_size": 4,
-    "warmup": 1,
-    "steps": 4,
-    "windows": 2,
-    "compile": False,
-    "device": "cpu",
-    "gen_batch": 2,
-    "gen_prompt": 8,
-    "gen_new": 8,
-}
+# ---------------------------------------------------------------- one process
 
 
-def sync(device: str) -> None:
+def _peak_memory(device: str) -> int:
+    import torch
+
     if device == "cuda":
-        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated())
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
-class Clock:
-    """Wall time at the end of the marked steps (synchronised), and tokens/s per window."""
+def worker(kind: str, setup: Setup, options: dict[str, Any]) -> dict[str, Any]:
+    """One path, the extras, or one time-to-loss runner, in this (fresh) process."""
+    import torch
 
-    def __init__(self, setup: Setup) -> None:
-        self.setup = setup
-        self.times: dict[int, float] = {}
+    if setup.device == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
+    if setup.device == "cpu":  # tiny matmuls: more threads only contend (CI machines are small)
+        torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind in RUNNERS:
+            row = RUNNERS[kind](setup, Path(tmp) / kind)
+        elif kind == "extras":
+            from bench_gpu_paths import flash_check, generation
 
-    def tick(self, step: int) -> None:
-        if step in self.setup.marks:
-            sync(self.setup.device)
-            self.times[step] = time.perf_counter()
-
-    def tokens_per_s(self) -> list[float]:
-        s = self.setup
-        tokens = s.window * s.batch_size * s.block_size
-        ends = [self.times[m] for m in s.marks]
-        return [tokens / (b - a) for a, b in itertools.pairwise(ends)]
-
-
-def autocast(setup: Setup) -> torch.autocast:
-    return torch.autocast(setup.device, dtype=torch.bfloat16, enabled=setup.bf16)
-
-
-# ---------------------------------------------------------------- attnlab: config and paths a, b
-
-
-def use_repo_config_package() -> None:
-    """`attnlab.conf` is conf/ at the repository root, mapped into the package by pip; with
-    PYTHONPATH=src only (no install) map it here, so that Hydra finds pkg://attnlab.conf."""
-    if importlib.util.find_spec("attnlab.conf") is not None:
-        return
-    spec = importlib.util.spec_from_file_location(
-        "attnlab.conf",
-        ROOT / "conf" / "__init__.py",
-        submodule_search_locations=[str(ROOT / "conf")],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["attnlab.conf"] = module
-    spec.loader.exec_module(module)
-
-
-def attnlab_overrides(setup: Setup) -> list[str]:
-    s = setup
-    overrides = [
-        "data=toy_lm",
-        "model=gpt",
-        "scheduler=cosine",
-        f"trainer={'gpu' if s.device == 'cuda' else 'cpu'}",
-        f"trainer.precision={'bf16-mixed' if s.bf16 else '32-true'}",
-        f"data.vocab_size={s.vocab_size}",
-        f"data.block_size={s.block_size}",
-        f"data.batch_size={s.batch_size}",
-        f"data.num_train_tokens={max(200_000, 4 * s.block_size)}",
-        f"data.num_val_tokens={2 * s.block_size + 1}",
-        f"data.num_test_tokens={2 * s.block_size + 1}",
-        f"data.train_samples_per_epoch={s.batch_size * (s.total_steps + 1)}",
-        f"++data.pin_memory={str(s.device == 'cuda').lower()}",
-        f"model.n_layers={s.n_layers}",
-        f"model.n_heads={s.n_heads}",
-        f"model.d_model={s.d_model}",
-        "model.dropout=0.0",
-        "model.bias=false",
-        f"optimizer.lr={s.lr}",
-        "optimizer.betas=[0.9,0.95]",
-        "optimizer.eps=1e-8",
-        "optimizer.weight_decay=0.1",
-        f"scheduler.warmup_steps={s.warmup}",
-        f"scheduler.min_lr={s.lr / 10}",
-        f"trainer.max_steps={s.total_steps}",
-        "trainer.max_epochs=-1",
-        "trainer.limit_val_batches=0",
-        "++trainer.num_sanity_val_steps=0",
-        "trainer.gradient_clip_val=1.0",
-        "++trainer.enable_checkpointing=false",
-        "~callbacks.model_checkpoint",  # no validation: nothing to rank
-        f"compile={str(s.compile).lower()}",
-        "test=false",
-        "print_config=false",
-        "seed=0",
-    ]
-    if s.device == "cuda":
-        overrides.append("++optimizer.fused=true")
-    if importlib.util.find_spec("rich") is None:  # the default progress bar needs rich
-        overrides.append("~callbacks.rich_progress_bar")
-    return overrides
-
-
-def compose_run(setup: Setup, out_dir: Path) -> Any:
-    """The run config `attnlab-train <overrides>` would get, with out_dir as its folder."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    use_repo_config_package()
-    GlobalHydra.instance().clear()
-    with initialize_config_module("attnlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=attnlab_overrides(setup), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
-def run_attnlab_trainer(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Path a: attnlab.run.train.train, what `attnlab-train` runs, with a timing callback."""
-    import lightning.pytorch as pl
-
-    from attnlab.run.train import train
-
-    clock = Clock(setup)
-
-    class StepClock(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            clock.tick(trainer.global_step)
-
-    cfg = compose_run(setup, out_dir)
-    result = train(cfg, extra_callbacks=[StepClock()])
-    return {
-        "windows": clock.tokens_per_s(),
-        "flops_per_token": result["flops_per_token"],
-        "params": result["parameters"]["total"],
-    }
-
-
-def build_attnlab(setup: Setup, out_dir: Path, compile: bool) -> tuple[Any, Any]:
-    """The datamodule and module that path a trains, built by attnlab's build functions."""
-    import lightning.pytorch as pl
-    from omegaconf import open_dict
-
-    from attnlab import run as build
-
-    cfg = compose_run(setup, out_dir)
-    with open_dict(cfg):
-        cfg.compile = compile
-    pl.seed_everything(cfg.seed)
-    datamodule = build.build_datamodule(cfg)
-    module = build.build_module(cfg, datamodule)
-    datamodule.setup("fit")
-    return datamodule, module
-
-
-def batches(loader: Any, device: str) -> Iterator[dict[str, torch.Tensor]]:
-    """Training batches on the device, epoch after epoch."""
-    while True:
-        for batch in loader:
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def run_hand_loop(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Path b: the loop a researcher writes by hand around the same network and task step."""
-    datamodule, module = build_attnlab(setup, out_dir, setup.compile)
-    module.to(setup.device)
-    network, task = module.network, module.task
-    network.train()
-    optimizer, scheduler = module.build_optimizer(total_steps=setup.total_steps)
-    clock = Clock(setup)
-    data = batches(datamodule.train_dataloader(), setup.device)
-    for step in range(1, setup.total_steps + 1):
-        batch = next(data)
-        with autocast(setup):
-            loss = task.step(network, batch, "train")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        clock.tick(step)
-    return {
-        "windows": clock.tokens_per_s(),
-        "flops_per_token": task.flops_per_token(network, setup.block_size),
-        "params": sum(p.numel() for p in network.parameters()),
-    }
-
-
-# ---------------------------------------------------------------- path c: nanoGPT's model.py
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, n_heads: int) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.c_attn = nn.Linear(d, 3 * d, bias=False)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(d, d, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, nh, T, hs)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-
-class MLP(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.c_fc = nn.Linear(d, 4 * d, bias=False)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * d, d, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.gelu(self.c_fc(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, d: int, n_heads: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(d, bias=False)
-        self.attn = CausalSelfAttention(d, n_heads)
-        self.ln_2 = nn.LayerNorm(d, bias=False)
-        self.mlp = MLP(d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class NanoGPT(nn.Module):
-    """nanoGPT's GPT (bias=False, dropout 0): the loss is computed inside forward."""
-
-    def __init__(self, s: Setup) -> None:
-        super().__init__()
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(s.vocab_size, s.d_model),
-                "wpe": nn.Embedding(s.block_size, s.d_model),
-                "h": nn.ModuleList(Block(s.d_model, s.n_heads) for _ in range(s.n_layers)),
-                "ln_f": nn.LayerNorm(s.d_model, bias=False),
+            row = {
+                "generation": generation(setup, Path(tmp)),
+                "flash": flash_check(setup, Path(tmp)),
             }
-        )
-        self.lm_head = nn.Linear(s.d_model, s.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # tied
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * s.n_layers))
+        else:
+            from bench_to_loss import TO_LOSS
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        T = idx.size(1)
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-
-    def configure_optimizers(
-        self, weight_decay: float, lr: float, fused: bool
-    ) -> torch.optim.AdamW:
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+            row = TO_LOSS[kind.removeprefix("to_loss:")][1](setup, Path(tmp), **options)
+    row["peak_memory_bytes"] = _peak_memory(setup.device)
+    return row
 
 
-def cosine_lr(step: int, s: Setup) -> float:
-    """nanoGPT's get_lr: linear warm-up, cosine to lr / 10."""
-    if step < s.warmup:
-        return s.lr * (step + 1) / (s.warmup + 1)
-    ratio = (step - s.warmup) / max(1, s.total_steps - s.warmup)
-    return s.lr / 10 + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (s.lr - s.lr / 10)
-
-
-def run_nanogpt_loop(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Path c: nanoGPT's train.py loop (without gradient accumulation) on the same batches."""
-    from attnlab.models.parameters import training_flops
-
-    datamodule, _ = build_attnlab(setup, out_dir, compile=False)  # the data only
-    torch.manual_seed(0)
-    model = NanoGPT(setup).to(setup.device)
-    optimizer = model.configure_optimizers(0.1, setup.lr, fused=setup.device == "cuda")
-    step_model = torch.compile(model) if setup.compile else model
-    clock = Clock(setup)
-    data = batches(datamodule.train_dataloader(), setup.device)
-    for step in range(1, setup.total_steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step - 1, setup)
-        batch = next(data)
-        with autocast(setup):
-            loss = step_model(batch["input_ids"], batch["labels"])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        clock.tick(step)
-    # attnlab's estimate: N = the matmul weights (all but the position table; the tied head once)
-    params = sum(p.numel() for p in model.parameters())
-    matmul_params = params - model.transformer.wpe.weight.numel()
-    return {
-        "windows": clock.tokens_per_s(),
-        "flops_per_token": training_flops(
-            matmul_params, setup.n_layers, setup.d_model, setup.block_size
-        ),
-        "params": params,
-    }
-
-
-# ---------------------------------------------------------------- generation, flash, peak
-
-
-def generation(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Cached vs uncached generation tokens/s of the (uncompiled) attnlab network."""
-    _, module = build_attnlab(setup, out_dir, compile=False)
-    network = module.network.to(setup.device).eval()
-    gen = torch.Generator(device=setup.device).manual_seed(0)
-    prompt = torch.randint(
-        setup.vocab_size, (setup.gen_batch, setup.gen_prompt), device=setup.device, generator=gen
-    )
-    out: dict[str, Any] = {"batch": setup.gen_batch, "prompt": setup.gen_prompt}
-    for name, use_cache in (("cached", True), ("uncached", False)):
-        with autocast(setup):
-            network.generate(prompt, 4, use_cache=use_cache, generator=gen)  # warm-up
-            sync(setup.device)
-            start = time.perf_counter()
-            ids = network.generate(prompt, setup.gen_new, use_cache=use_cache, generator=gen)
-            sync(setup.device)
-        new = ids.size(1) - setup.gen_prompt
-        out[f"{name}_tokens_per_s"] = setup.gen_batch * new / (time.perf_counter() - start)
-    out["new_tokens"] = setup.gen_new
-    out["speedup"] = out["cached_tokens_per_s"] / out["uncached_tokens_per_s"]
-    return out
-
-
-SDPA_OPS = {
-    "flash": ("_scaled_dot_product_flash_attention",),
-    "cudnn": ("_scaled_dot_product_cudnn_attention",),
-    "efficient": ("_scaled_dot_product_efficient_attention",),
-    "math": ("_scaled_dot_product_attention_math",),
-}
-
-
-def sdpa_backends(step: Callable[[], None]) -> list[str]:
-    """The SDPA backends whose aten ops a forward + backward runs (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU]
-    if torch.cuda.is_available():
-        activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
-        step()
-    names = {event.key for event in prof.key_averages()}
-    return sorted(b for b, ops in SDPA_OPS.items() if any(op in n for n in names for op in ops))
-
-
-def flash_check(setup: Setup, out_dir: Path) -> dict[str, Any]:
-    """Which SDPA backend each network runs by default, and whether a flash-only forward and
-    backward works (it fails when a mask or dtype rules flash out)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    _, module = build_attnlab(setup, out_dir, compile=False)
-    torch.manual_seed(0)
-    networks = {"attnlab": module.network, "nanogpt": NanoGPT(setup)}
-    idx = torch.randint(setup.vocab_size, (2, setup.block_size), device=setup.device)
-    out: dict[str, Any] = {}
-    for name, network in networks.items():
-        network.to(setup.device).train()
-
-        def step(network: nn.Module = network) -> None:
-            with autocast(setup):
-                if isinstance(network, NanoGPT):
-                    loss = network(idx, idx)
-                else:
-                    loss = network(idx).float().logsumexp(-1).mean()
-            loss.backward()
-            sync(setup.device)
-
-        out[f"{name}_backends"] = sdpa_backends(step)
+def run_worker(
+    kind: str, setup: Setup, timeout: float, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`worker` in a fresh interpreter; a failure (out of memory, a timeout) is returned as
+    {"error": its last line}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        command = [sys.executable, __file__, "--worker", kind, "--result", str(out)]
+        command += ["--setup", json.dumps(asdict(setup)), "--options", json.dumps(options or {})]
         try:
-            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                step()
-            out[f"{name}_flash_only"] = "ok"
-        except RuntimeError as error:
-            out[f"{name}_flash_only"] = "fails: " + str(error).strip().splitlines()[0][:200]
-        network.cpu()
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+        if done.returncode != 0 or not out.exists():
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            return {"error": lines[-1][:300] if lines else f"exit {done.returncode}"}
+        return json.loads(out.read_text())
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _median_of(runs: list[list[float]]) -> float:
+    return statistics.median([w for run in runs for w in run])
+
+
+def bootstrap_ratio(
+    top: list[list[float]], bottom: list[list[float]], samples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """median(top) / median(bottom) over all windows, and its 95% percentile interval from a
+    two-level bootstrap: repeats with replacement, then windows within each repeat."""
+    rng = random.Random(seed)
+
+    def draw(runs: list[list[float]]) -> list[list[float]]:
+        chosen = [runs[rng.randrange(len(runs))] for _ in runs]
+        return [[run[rng.randrange(len(run))] for _ in run] for run in chosen]
+
+    ratios = sorted(_median_of(draw(top)) / _median_of(draw(bottom)) for _ in range(samples))
+    low, high = ratios[int(0.025 * samples)], ratios[int(0.975 * samples) - 1]
+    return _median_of(top) / _median_of(bottom), low, high
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def throughput(setups: dict[str, Setup], repeats: int, seed: int, timeout: float) -> dict:
+    """Every path of `setups` `repeats` times, each a fresh process, in a shuffled order."""
+    order = [key for _ in range(repeats) for key in setups]
+    random.Random(seed).shuffle(order)  # no path always first, or always after another
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in setups}
+    for key in order:
+        row = run_worker(key, setups[key], timeout)
+        runs[key].append(row)
+        shown = row.get("error") or f"{statistics.median(row['windows']):,.0f} tokens/s"
+        print(f"{key} ({PATHS[key]}), repeat {len(runs[key])}: {shown}", flush=True)
+    return {"order": order, "runs": runs}
+
+
+def summarise(setups: dict[str, Setup], runs: dict[str, list[dict]], peak: float | None) -> dict:
+    paths: dict[str, Any] = {}
+    for key, rows in runs.items():
+        good = [r for r in rows if "windows" in r]
+        if not good:
+            paths[key] = {"error": rows[0].get("error") if rows else "not run"}
+            continue
+        first = good[0]
+        tokens_per_s = _median_of([r["windows"] for r in good])
+        hardware = hardware_flops_per_token(first["matmul_params"], setups[key])
+        paths[key] = {
+            "tokens_per_s": tokens_per_s,
+            "repeat_medians": [statistics.median(r["windows"]) for r in good],
+            "windows": [w for r in good for w in r["windows"]],
+            "repeats": len(good),
+            "failed": [r["error"] for r in rows if "error" in r],
+            "params": first["params"],
+            "flops_per_token": first["flops_per_token"],
+            "hardware_flops_per_token": hardware,
+            "mfu": first["flops_per_token"] * tokens_per_s / peak if peak else None,
+            "hardware_mfu": hardware * tokens_per_s / peak if peak else None,
+            "peak_memory_bytes": max(r["peak_memory_bytes"] for r in good),
+        }
+    ratios = {}
+    for top, bottom in RATIOS:
+        if "tokens_per_s" in paths.get(top, {}) and "tokens_per_s" in paths.get(bottom, {}):
+            a = [r["windows"] for r in runs[top] if "windows" in r]
+            b = [r["windows"] for r in runs[bottom] if "windows" in r]
+            ratio, low, high = bootstrap_ratio(a, b)
+            ratios[f"{top}/{bottom}"] = {"ratio": ratio, "low": low, "high": high}
+    return {"paths": paths, "ratios": ratios}
+
+
+def largest_batch(setups: dict[str, Setup], cap: int, timeout: float) -> dict[str, Any]:
+    """Per path, the largest power-of-2 multiple of the batch size that runs a few steps."""
+    out: dict[str, Any] = {}
+    for key, setup in setups.items():
+        batch, fits, failure = setup.batch_size, None, None
+        while batch <= cap:
+            trial = Setup(**{**asdict(setup), "batch_size": batch})
+            trial.warmup, trial.windows, trial.window_steps = 1, 1, 2
+            row = run_worker(key, trial, timeout)
+            if "error" in row:
+                failure = f"{batch}: {row['error']}"
+                break
+            fits, batch = batch, batch * 2
+        out[key] = {"largest": fits, "first_failure": failure, "cap": cap}
+        print(f"{key}: largest batch {fits} ({failure or f'cap {cap}'})", flush=True)
     return out
 
 
-def peak_flops(device: str) -> tuple[float | None, str]:
-    """Dense bf16 peak FLOP/s of the device, and the device's name."""
-    if device != "cuda":
-        return None, "cpu"
-    name = torch.cuda.get_device_name()
-    for key, value in PEAK_BF16_FLOPS:
-        if key in name:
-            return value, name
-    try:
-        from lightning.fabric.utilities.throughput import get_available_flops
+def time_to_loss(setup: Setup, target: float, options: dict, timeout: float) -> dict[str, Any]:
+    from bench_to_loss import TO_LOSS
 
-        value = get_available_flops(torch.device("cuda"), torch.bfloat16)
-    except Exception:  # an old Lightning or an unknown device
-        value = None
-    return (float(value) if value else None), name
+    out = {}
+    for name, (optimizer, _) in TO_LOSS.items():
+        trial = Setup(**{**asdict(setup), "optimizer": optimizer})
+        row = run_worker(f"to_loss:{name}", trial, timeout, {"target": target, **options})
+        out[name] = row
+        shown = row.get("error") or (
+            f"{'reached' if row['reached'] else 'NOT reached'} {row.get('loss', float('nan')):.4f}"
+            f" at step {row.get('step')}, {row.get('tokens', 0):,} tokens, "
+            f"{row.get('wall_s', 0):.1f} s"
+        )
+        print(f"to loss {target} ({name}): {shown}", flush=True)
+    return out
 
 
 # ---------------------------------------------------------------- report
@@ -524,109 +242,175 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def report(results: dict[str, Any]) -> str:
+    s = results["setup"]
     lines = [
-        f"device: {results['device']}, torch {results['torch']}, "
-        f"peak {fmt(results['peak_flops'], '.3g')} FLOP/s (bf16 dense)",
-        "| path | tokens/s (median) | MFU | windows (tokens/s) | params | FLOPs/token |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"device: {results['device']}, torch {results['torch']}, peak "
+        f"{fmt(results['peak_flops'], '.3g')} FLOP/s; batch {s['batch_size']} x "
+        f"{s['block_size']}, loss_impl {s['loss_impl']}, compile {s['compile']} "
+        f"({s['compile_mode']}), optimizer {s['optimizer']}; order {''.join(results['order'])}",
+        "| path | tokens/s (median) | repeat medians | MFU (nanoGPT) | MFU (hardware) "
+        "| peak memory | params |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for key, row in results["paths"].items():
-        windows = ", ".join(f"{w:,.0f}" for w in row["windows"])
-        lines.append(
-            f"| {key}: {PATHS[key]} | {row['tokens_per_s']:,.0f} | {fmt(row['mfu'], '.1%')} | "
-            f"{windows} | {row['params']:,} | {row['flops_per_token']:,} |"
+    if results.get("tuned"):
+        lines.insert(
+            1, "path d: path a with " + ", ".join(f"{k} {v}" for k, v in results["tuned"].items())
         )
-    for name, value in results["ratios"].items():
-        lines.append(f"| ratio {name} | {value:.3f} | | | | |")
-    gen = results.get("generation")
+    for key, row in results["paths"].items():
+        if "error" in row:
+            lines.append(f"| {key}: {PATHS[key]} | failed: {row['error']} | | | | | |")
+            continue
+        medians = ", ".join(f"{m:,.0f}" for m in row["repeat_medians"])
+        lines.append(
+            f"| {key}: {PATHS[key]} | {row['tokens_per_s']:,.0f} | {medians} | "
+            f"{fmt(row['mfu'], '.1%')} | {fmt(row['hardware_mfu'], '.1%')} | "
+            f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB | {row['params']:,} |"
+        )
+    for name, r in results["ratios"].items():
+        lines.append(
+            f"| ratio {name} | {r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | | | | | |"
+        )
+    extras = results.get("extras") or {}
+    gen = extras.get("generation")
     if gen:
         lines.append(
             f"generation (batch {gen['batch']}, prompt {gen['prompt']}, {gen['new_tokens']} new): "
             f"cached {gen['cached_tokens_per_s']:,.0f} tokens/s, uncached "
             f"{gen['uncached_tokens_per_s']:,.0f} tokens/s ({gen['speedup']:.1f}x)"
         )
-    flash = results.get("flash")
-    if flash:
-        for name in ("attnlab", "nanogpt"):
-            lines.append(
-                f"SDPA {name}: backends {flash[f'{name}_backends'] or 'none seen'}, "
-                f"flash only: {flash[f'{name}_flash_only']}"
-            )
+    for name in ("attnlab", "nanogpt") if extras.get("flash") else ():
+        flash = extras["flash"]
+        lines.append(
+            f"SDPA {name}: backends {flash[f'{name}_backends'] or 'none seen'}, "
+            f"flash only: {flash[f'{name}_flash_only']}"
+        )
     lines.append(f"wall time {results['wall_s']:.0f} s")
     return "\n".join(lines)
 
 
-RUNNERS = {"a": run_attnlab_trainer, "b": run_hand_loop, "c": run_nanogpt_loop}
+def to_loss_report(rows: dict[str, Any], target: float) -> str:
+    lines = [
+        f"| to val loss {target} | reached | val loss | steps | tokens | wall s | peak memory |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in rows.items():
+        if "error" in row:
+            lines.append(f"| {name} | failed: {row['error']} | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {'yes' if row['reached'] else 'no'} | {row.get('loss', float('nan')):.4f} "
+            f"| {row.get('step')} | {row.get('tokens', 0):,} | {row.get('wall_s', 0):.1f} | "
+            f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB |"
+        )
+    return "\n".join(lines)
 
 
-def run(setup: Setup, only: str, peak: float | None, extras: bool) -> dict[str, Any]:
-    start = time.perf_counter()
-    if setup.device == "cuda":
-        torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in fp32
+# ---------------------------------------------------------------- command line
+
+
+def _setup(args: argparse.Namespace) -> Setup:
+    base = dict(SMOKE) if args.smoke else {}
+    if args.to_loss is not None:
+        base |= TO_LOSS_SMOKE if args.smoke else TO_LOSS_SETUP
+    setup = Setup(**base)
+    for field in ("warmup", "windows", "window_steps", "batch_size", "compile_mode", "loss_impl"):
+        if getattr(args, field) is not None:
+            setattr(setup, field, getattr(args, field))
+    if args.to_loss_max_steps is not None:
+        setup.max_steps = args.to_loss_max_steps
+    if args.muon_lr is not None:
+        setup.muon_lr = args.muon_lr
+    setup.optimizer, setup.fp8 = args.optimizer, args.fp8
+    setup.compile = setup.compile and not args.no_compile
+    return setup
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--only", default="a,b,c", help="paths to run, e.g. a,c,d (d: a with --tuned-*)")
+    add("--repeats", type=int, help="fresh processes per path (default 3; --smoke 2)")
+    add("--windows", type=int, help="timed windows per process (default 10)")
+    add("--window-steps", type=int, help="steps per window (default 20)")
+    add("--warmup", type=int, help="untimed steps first (default 10)")
+    add("--batch-size", type=int, help="sequences per step (default 32)")
+    add("--no-compile", action="store_true", help="eager, for all paths")
+    add("--compile-mode", help="paths a, b: torch.compile's mode (attnlab's compile_mode)")
+    add("--loss-impl", help="paths a, b: task.loss_impl (dense, chunked, liger)")
+    add("--optimizer", default="adamw", choices=["adamw", "muon"], help="paths a, b")
+    add("--muon-lr", type=float, help="optimizer=muon: optimizer.muon_lr")
+    add("--fp8", action="store_true", help="paths a, b: fp8=true (H100-class GPUs)")
+    add("--tuned-loss-impl", default="chunked", help="path d: task.loss_impl")
+    add("--tuned-compile-mode", default="default", help="path d: compile_mode")
+    add("--tuned-fp8", action="store_true", help="path d: fp8=true")
+    add("--no-extras", action="store_true", help="skip generation and the SDPA check")
+    add("--largest-batch", action="store_true", help="also: the largest batch that runs")
+    add("--batch-cap", type=int, default=1024, help="--largest-batch stops here")
+    add("--to-loss", type=float, help="instead: time to this validation loss (3 runners)")
+    add("--to-loss-max-steps", type=int, help="--to-loss: step cap and schedule length")
+    add("--eval-interval", type=int, help="--to-loss: steps between validations (250)")
+    add("--eval-batches", type=int, default=20, help="--to-loss: validation batches")
+    add("--peak-flops", type=float, help="override the device's peak FLOP/s")
+    add("--timeout", type=float, default=900, help="seconds per process")
+    add("--seed", type=int, default=0, help="the shuffle's and the bootstrap's")
+    add("--json", type=Path, help="also write the results here")
+    add("--smoke", action="store_true", help="CPU, tiny sizes, fp32, no compile")
+    add("--worker", help=argparse.SUPPRESS)
+    add("--setup", help=argparse.SUPPRESS)
+    add("--options", help=argparse.SUPPRESS)
+    add("--result", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.worker:  # one process of the benchmark
+        known = {f.name for f in fields(Setup)}
+        setup = Setup(**{k: v for k, v in json.loads(args.setup).items() if k in known})
+        row = worker(args.worker, setup, json.loads(args.options or "{}"))
+        args.result.write_text(json.dumps(row))
+        return
+    import torch
+
+    only = [key.strip() for key in args.only.split(",") if key.strip()]
+    if not only or set(only) - set(RUNNERS):
+        sys.exit(f"--only={args.only!r}: choose from a, b, c, d (comma-separated)")
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit("no CUDA device: run with --smoke for the CPU check")
+    setup = _setup(args)
     device_peak, device_name = peak_flops(setup.device)
-    peak = peak or device_peak
+    start = time.perf_counter()
     results: dict[str, Any] = {
         "device": device_name,
         "torch": torch.__version__,
         "setup": asdict(setup),
-        "peak_flops": peak,
-        "paths": {},
-        "ratios": {},
+        "peak_flops": args.peak_flops or device_peak,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        for key in only:
-            row = RUNNERS[key](setup, Path(tmp) / key)
-            row["tokens_per_s"] = statistics.median(row["windows"])
-            row["mfu"] = row["flops_per_token"] * row["tokens_per_s"] / peak if peak else None
-            results["paths"][key] = row
-            print(f"{key} ({PATHS[key]}): {row['tokens_per_s']:,.0f} tokens/s", flush=True)
-            gc.collect()
-            if setup.device == "cuda":
-                torch.cuda.empty_cache()
-            torch._dynamo.reset()  # each path compiles from scratch
-        paths = results["paths"]
-        for other in ("b", "c"):
-            if "a" in paths and other in paths:
-                ratio = paths["a"]["tokens_per_s"] / paths[other]["tokens_per_s"]
-                results["ratios"][f"a/{other}"] = ratio
-        if extras:
-            results["generation"] = generation(setup, Path(tmp) / "gen")
-            results["flash"] = flash_check(setup, Path(tmp) / "flash")
-    results["wall_s"] = time.perf_counter() - start
-    return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, help="timed steps per path (default 40)")
-    parser.add_argument("--warmup", type=int, help="untimed steps first (default 10)")
-    parser.add_argument("--windows", type=int, help="timed windows; the median is reported")
-    parser.add_argument("--batch-size", type=int, help="sequences per step (default 16)")
-    parser.add_argument("--no-compile", action="store_true", help="eager, for all paths")
-    parser.add_argument("--only", default="a,b,c", help="paths to run, e.g. a,c")
-    parser.add_argument("--no-extras", action="store_true", help="skip generation and SDPA check")
-    parser.add_argument("--peak-flops", type=float, help="override the device's peak FLOP/s")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, fp32, no compile")
-    args = parser.parse_args(argv)
-
-    only = [key.strip() for key in args.only.split(",") if key.strip()]
-    if not only or set(only) - set(RUNNERS):
-        parser.error(f"--only={args.only!r}: choose from a, b, c (comma-separated)")
-    setup = Setup(**SMOKE) if args.smoke else Setup()
-    if args.smoke:  # tiny matmuls: more threads only contend (CI machines are small)
-        torch.set_num_threads(1)
-    if not args.smoke and not torch.cuda.is_available():
-        parser.error("no CUDA device: run with --smoke for the CPU check")
-    for field in ("steps", "warmup", "windows", "batch_size"):
-        if getattr(args, field) is not None:
-            setattr(setup, field, getattr(args, field))
-    if args.no_compile:
-        setup.compile = False
-
-    results = run(setup, "".join(only), args.peak_flops, extras=not args.no_extras)
-    print()
-    print(report(results))
+    if args.to_loss is not None:
+        interval = args.eval_interval or (2 if args.smoke else 250)
+        options = {"eval_interval": interval, "eval_batches": args.eval_batches}
+        rows = time_to_loss(setup, args.to_loss, options, args.timeout)
+        results |= {"to_loss": rows, "wall_s": time.perf_counter() - start}
+        print()
+        print(to_loss_report(rows, args.to_loss))
+    else:
+        repeats = args.repeats or (2 if args.smoke else 3)
+        setups = {key: setup for key in only}
+        if "d" in setups:
+            tuned = {"loss_impl": args.tuned_loss_impl, "compile_mode": args.tuned_compile_mode}
+            setups["d"] = Setup(**{**asdict(setup), **tuned, "fp8": args.tuned_fp8})
+            results["tuned"] = {**tuned, "fp8": args.tuned_fp8}
+        measured = throughput(setups, repeats, args.seed, args.timeout)
+        results |= {"order": measured["order"], "raw": measured["runs"]}
+        results |= summarise(setups, measured["runs"], results["peak_flops"])
+        if not args.no_extras:
+            results["extras"] = run_worker("extras", setup, args.timeout)
+        if args.largest_batch:
+            cap = min(args.batch_cap, 8) if args.smoke else args.batch_cap
+            results["largest_batch"] = largest_batch(setups, cap, args.timeout)
+        results["wall_s"] = time.perf_counter() - start
+        print()
+        print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

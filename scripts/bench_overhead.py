@@ -154,17 +154,21 @@ def attnlab_command(args: argparse.Namespace, out_dir: Path) -> list[str]:
 
 
 def e2e_overrides(args: argparse.Namespace) -> list[str]:
-    """Fewer steps (and validations) than the experiment's, for both runs."""
+    """Fewer steps (and validations) than the experiment's, for both runs; no samples unless
+    asked (--with-sampling: the plain script draws none)."""
     steps = [f"trainer.max_steps={args.e2e_steps}"] if args.e2e_steps else []
     every = [f"trainer.val_check_interval={args.e2e_val_interval}"] if args.e2e_val_interval else []
-    return [*steps, *every]
+    sampling = [] if args.with_sampling else ["~callbacks.sample_text"]
+    return [*steps, *every, *sampling]
 
 
 def plain_command(args: argparse.Namespace, out_dir: Path) -> list[str]:
     steps = ["--steps", str(args.e2e_steps)] if args.e2e_steps else []
     if args.e2e_val_interval:
         steps += ["--val-interval", str(args.e2e_val_interval)]
-    return [sys.executable, str(SCRIPTS / "plain_gpt_char.py"), "--out", str(out_dir), *steps]
+    update = ["--fused"] if args.plain_update == "fused" else []  # attnlab's CPU AdamW: fused
+    script = str(SCRIPTS / "plain_gpt_char.py")
+    return [sys.executable, script, "--out", str(out_dir), *steps, *update]
 
 
 def wall_time(command: list[str], log: Path) -> float:
@@ -173,6 +177,14 @@ def wall_time(command: list[str], log: Path) -> float:
     with log.open("w") as out:
         subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=True)
     return time.perf_counter() - start
+
+
+# Imported before the first step: attnlab-train's run layer, Lightning, torchmetrics and Hydra;
+# the plain script's torch and numpy.
+ATTNLAB_IMPORTS = (
+    "import torch, lightning.pytorch, torchmetrics, hydra, attnlab.run.train, attnlab.run.assemble"
+)
+PLAIN_IMPORTS = "import torch, numpy"
 
 
 def import_seconds(statement: str, repeats: int = 2) -> float:
@@ -287,16 +299,34 @@ def end_to_end(args: argparse.Namespace) -> None:
                 times[name].append(wall_time(command, Path(tmp) / f"{name[:5]}_{pair}.log"))
                 print(f"pair {pair}: {name} {times[name][-1]:.1f} s", flush=True)
 
+        # What each side imports before its first step, in fresh processes (median of 3).
+        imports = {
+            "attnlab-train": import_seconds(ATTNLAB_IMPORTS, repeats=3),
+            "plain PyTorch": import_seconds(PLAIN_IMPORTS, repeats=3),
+        }
+
     steps = args.e2e_steps or "the experiment's"
-    print(f"\n{args.experiment}, {steps} steps, launch to exit, {args.pairs} interleaved pairs")
-    print("| run | seconds (median) | runs |")
-    print("| --- | --- | --- |")
+    print(
+        f"\n{args.experiment}, {steps} steps, launch to exit, {args.pairs} interleaved pairs; "
+        f"plain update: {args.plain_update} AdamW; sampling: {args.with_sampling}"
+    )
+    print("| run | seconds (median) | runs | imports (fresh process) | without imports |")
+    print("| --- | --- | --- | --- | --- |")
     for name, values in times.items():
         runs = ", ".join(f"{v:.1f}" for v in values)
-        print(f"| {name} | {statistics.median(values):.1f} | {runs} |")
+        median, spent = statistics.median(values), imports[name]
+        print(f"| {name} | {median:.1f} | {runs} | {spent:.1f} | {median - spent:.1f} |")
     pairs = [a / p for a, p in zip(times["attnlab-train"], times["plain PyTorch"], strict=True)]
+    net = [
+        (a - imports["attnlab-train"]) / (p - imports["plain PyTorch"])
+        for a, p in zip(times["attnlab-train"], times["plain PyTorch"], strict=True)
+    ]
     per_pair = ", ".join(f"{r:.3f}" for r in pairs)
-    print(f"| ratio attnlab / plain | {statistics.median(pairs):.3f} (median) | {per_pair} |")
+    print(
+        f"| ratio attnlab / plain | {statistics.median(pairs):.3f} (median) | {per_pair} | | ",
+        end="",
+    )
+    print(f"{statistics.median(net):.3f} (median; {', '.join(f'{r:.3f}' for r in net)}) |")
 
 
 def main() -> None:
@@ -311,6 +341,15 @@ def main() -> None:
     parser.add_argument("--e2e-val-interval", type=int, help="--end-to-end: default 250")
     parser.add_argument(
         "--no-breakdown", dest="breakdown", action="store_false", help="skip the phase timing"
+    )
+    parser.add_argument(
+        "--plain-update",
+        choices=["fused", "foreach"],
+        default="fused",
+        help="--end-to-end: the plain script's AdamW (fused: the same update as attnlab's)",
+    )
+    parser.add_argument(
+        "--with-sampling", action="store_true", help="--end-to-end: keep attnlab's samples"
     )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both runs")
     args = parser.parse_args()

@@ -3,10 +3,11 @@
 # installed (torch, Lightning, torchmetrics and tokenizers present; hydra-core, omegaconf and
 # antlr4 as wheels in .whl/ if missing):
 #
-#   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp] [ladder]
-#   (default: the first four)
+#   OUT=gpu_out bash scripts/gpu_checks.sh [bench] [tests] [ddp] [fsdp] [ladder] [setup]
+#   (default: the first four; setup: only install and record the device)
 #
-# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop; MFU);
+# bench: scripts/bench_gpu.py (124M GPT: attnlab Trainer, hand loop, nanoGPT loop, 3 fresh
+#        processes each; MFU); issue 30's checks in one call: scripts/gpu_session.sh;
 #        BENCH_ARGS="--batch-size 32" passes options to it
 # tests: the CUDA-only tests (flash kernel, FlexAttention documents, TF32, trainer=fsdp,
 #        generation on the GPU)
@@ -57,7 +58,7 @@ for stage in "${stages[@]}"; do
     echo "== $stage $(date -u +%T)"
     case $stage in
     bench)
-        timeout 240 python3 scripts/bench_gpu.py ${BENCH_ARGS:-} --json "$OUT/bench_gpu.json" 2>&1 |
+        timeout 540 python3 scripts/bench_gpu.py ${BENCH_ARGS:-} --json "$OUT/bench_gpu.json" 2>&1 |
             tee "$OUT/bench_gpu.log" | grep -v "^\s*$" | tail -25
         ;;
     tests)
@@ -72,7 +73,7 @@ for stage in "${stages[@]}"; do
         run="/tmp/gpu_runs/$stage"
         rm -rf "$run"
         timeout 120 attnlab-train "${GPT124M[@]}" "trainer=$stage" "hydra.run.dir=$run" \
-            >"$OUT/train_$stage.log" 2>&1
+            ${TRAIN_ARGS:-} >"$OUT/train_$stage.log" 2>&1
         echo "exit $?"
         tail -5 "$OUT/train_$stage.log"
         cp "$run/metrics.json" "$OUT/${stage}_metrics.json" 2>/dev/null
@@ -93,6 +94,7 @@ for stage in "${stages[@]}"; do
         grep -h '"val/loss"\|tokens_per_sec' "$sweep"/*/metrics.json | head -12
         (cd "$sweep" && tar czf "$OUT/ladder.tar.gz" --exclude='*.ckpt' --exclude='*.pt' .)
         ;;
-    *) echo "unknown stage $stage (bench, tests, ddp, fsdp, ladder)" ;;
+    setup) ;; # the install and device.txt above only (scripts/gpu_session.sh)
+    *) echo "unknown stage $stage (bench, tests, ddp, fsdp, ladder, setup)" ;;
     esac
 done

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_gpu import NanoGPT, Setup
+from bench_gpu_paths import NanoGPT, Setup
 
 
 def windows(tokens: torch.Tensor, offsets: torch.Tensor, block: int) -> tuple[torch.Tensor, ...]:
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--log-interval", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--fused", action="store_true", help="fused AdamW on the CPU too (attnlab's default)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -75,7 +78,8 @@ def main() -> None:
     setup = Setup(n_layers=4, n_heads=4, d_model=128, block_size=args.block_size)
     setup.vocab_size = len(chars)
     model = NanoGPT(setup)
-    optimizer = model.configure_optimizers(0.1, args.lr, fused=False)
+    # nanoGPT fuses AdamW on CUDA only; --fused: the update attnlab's CPU default makes
+    optimizer = model.configure_optimizers(0.1, args.lr, fused=args.fused)
     for group in optimizer.param_groups:
         group["betas"] = (0.9, 0.99)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,8 @@ SHARDED_NETWORKS = {
     "bert": ["model=bert", "data=toy_mlm"],
     "encdec": ["model=encdec", "data=reverse"],
     "gpt_seq2seq": ["model=gpt", "data=reverse"],
+    # the chunked loss reads hidden_states and the (root's, tied) head weight: no forward call
+    "gpt_chunked": ["model=gpt", "data=toy_lm", "task.loss_impl=chunked"],
     # μP's groups (hidden matrices at lr / width_mult) from the sharded parameters' names.
     "gpt_mup": ["model=gpt", "data=toy_lm", "model.parametrization=mup", "model.mup_base_width=16"],
 }
@@ -240,6 +242,80 @@ def fsdp_matches_one_process(
         "norms": norms,
         "differences": differences,
         "checkpointed": checkpointed,
+    }
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()
+
+
+def fsdp_policy_and_compiled_units(
+    rank: int, world_size: int, port: int, out_dir: str, seed: int
+) -> None:
+    """On each rank: a GPT sharded by FullyShardedStrategy with trainer=fsdp's default policy
+    (bf16 parameters, fp32 reductions) and compile options set (the eager backend: dynamo
+    traces each unit, no C++ build). Writes `rank<N>.json`: each unit's policy dtypes, whether
+    each block was compiled before it was sharded, the dtype a block's matmul saw, the dtype
+    of the gradients and the loss."""
+    import torch
+    from hydra.utils import instantiate
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule
+
+    from attnlab import run as build
+    from attnlab.models.block import TransformerBlock
+    from attnlab.run.distributed import FullyShardedStrategy
+    from tests.conftest import compose_config
+
+    torch.set_num_threads(1)
+    init_gloo(rank, world_size, port)
+    overrides = [*SHARDED_NETWORKS["gpt"], "trainer=fsdp", *TINY_SIZES]
+    cfg = compose_config(Path(out_dir) / f"cfg{rank}", overrides)
+    strategy = instantiate(cfg.trainer.strategy)  # trainer=fsdp's policy, as configured
+    assert isinstance(strategy, FullyShardedStrategy)
+    strategy._device_mesh = init_device_mesh(
+        "cpu", (world_size, 1), mesh_dim_names=("data_parallel", "tensor_parallel")
+    )
+    strategy.compile_options = {"backend": "eager"}
+    torch.manual_seed(seed)
+    network = build.build_module(cfg, build.build_datamodule(cfg)).network
+    compiled_first: list[bool] = []
+    fully_shard = torch.distributed.fsdp.fully_shard
+
+    def watched(module: Any, **kwargs: Any) -> Any:  # compiled before fully_shard?
+        if isinstance(module, TransformerBlock):
+            compiled_first.append(module._compiled_call_impl is not None)
+        return fully_shard(module, **kwargs)
+
+    import attnlab.run.distributed as distributed
+
+    distributed.fully_shard = watched
+    strategy.shard(network)
+    distributed.fully_shard = fully_shard
+    units = [m for m in network.modules() if isinstance(m, FSDPModule)]
+    policies = sorted(
+        {
+            (
+                str(u._get_fsdp_state()._mp_policy.param_dtype),
+                str(u._get_fsdp_state()._mp_policy.reduce_dtype),
+            )
+            for u in units
+        }
+    )
+    seen: list[str] = []
+    block = next(m for m in network.modules() if isinstance(m, TransformerBlock))
+    linear = next(m for m in block.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_pre_hook(lambda m, args: seen.append(str(m.weight.dtype)))
+    tokens = torch.randint(0, 64, (4, 17), generator=torch.Generator().manual_seed(seed + rank))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    loss = network(tokens[:, :-1]).float().logsumexp(-1).mean()
+    loss.backward()
+    result = {
+        "units": len(units),
+        "policies": policies,
+        "compiled_first": compiled_first,
+        "compiled_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs,
+        "matmul_dtype": seen,
+        "grad_dtypes": sorted({str(p.grad.dtype) for p in network.parameters()}),
+        "loss": float(loss.detach()),
     }
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
     torch.distributed.destroy_process_group()

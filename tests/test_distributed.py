@@ -206,7 +206,9 @@ def test_fsdp_config_shards_each_transformer_block_with_fsdp2(tmp_path: Path) ->
     assert strategy.checkpointed_modules == ()
     assert strategy._timeout.total_seconds() == 30 * 60
     assert strategy._save_distributed_checkpoint is False  # one full file, written by rank 0
-    assert strategy.mp_policy.param_dtype is None  # fp32 parameters, autocast computes in bf16
+    # torchtitan's policy: gathered and computed in bf16, gradients reduced in fp32
+    assert strategy.mp_policy.param_dtype == torch.bfloat16
+    assert strategy.mp_policy.reduce_dtype == torch.float32
     # The networks are built from that class, so there are units to shard.
     network = build.build_module(cfg, build.build_datamodule(cfg)).network
     assert any(isinstance(m, TransformerBlock) for m in network.modules())

@@ -47,7 +47,17 @@ def _requirements(group: str | None = None) -> list[str]:
 
 def test_extras() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
-    assert set(extras) == {"wandb", "tensorboard", "sweep", "compare", "hf", "lmeval", "all", "dev"}
+    assert set(extras) == {
+        "wandb",
+        "tensorboard",
+        "sweep",
+        "compare",
+        "hf",
+        "lmeval",
+        "fp8",
+        "all",
+        "dev",
+    }
     features = [name for name in extras if name not in ("all", "dev")]
     # lm-eval is left out of `all` (pyproject.toml says why); the tests need it (dev).
     everything = [r for name in features if name != "lmeval" for r in _requirements(name)]

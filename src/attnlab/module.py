@@ -187,7 +187,11 @@ class AttnLabModule(pl.LightningModule):
         body_lr = None
         if self.body_lr_scale != 1.0:  # a pretrained body learns more slowly than new heads
             body_lr = lr * self.body_lr_scale
-        groups = parameter_groups(self.network, weight_decay, body_lr=body_lr, lr=lr)
+        # An optimiser that treats hidden matrices apart (optimizer=muon) says so in its defaults.
+        apart = defaults.get("hidden_apart", False)
+        groups = parameter_groups(
+            self.network, weight_decay, body_lr=body_lr, lr=lr, hidden_apart=apart
+        )
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer, None

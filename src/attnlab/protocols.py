@@ -38,6 +38,22 @@ class CausalLM(Protocol):
 
 
 @runtime_checkable
+class LMReadout(Protocol):
+    """A CausalLM whose logits are a linear readout of hidden states it exposes, so that a loss
+    reads the head's weight instead of logits (`task.loss_impl=chunked|liger`, tasks/lm_loss.py).
+    """
+
+    def hidden_states(self, idx: Tensor, *, document_ids: Tensor | None = None) -> Tensor:
+        """idx (B, T) -> the hidden states (B, T, D) the head reads (document_ids as CausalLM)."""
+        ...
+
+    def lm_readout(self) -> Any:
+        """The head: `weight` (R, D), `bias` (R,) or None, `vocab_size` V <= R (the rows past V
+        are a padded vocabulary's, never scored), `output_mult` (its input's multiplier)."""
+        ...
+
+
+@runtime_checkable
 class MaskedLM(Protocol):
     """A bidirectional encoder and a head over the vocabulary, applied only where scored."""
 

@@ -130,3 +130,27 @@ def test_flops_count_the_padded_head_that_runs() -> None:
         if name == "encdec":  # the head acts on target tokens, half of the tokens counted
             extra //= 2
         assert padded.flops_per_token(16) - plain.flops_per_token(16) == extra, name
+
+
+@pytest.mark.parametrize("model", ["gpt", "bert", "encdec"])
+def test_gpu_trainers_pad_the_vocabulary_to_64_and_logits_keep_its_size(
+    tmp_path, model: str
+) -> None:
+    """trainer=gpu/ddp/fsdp: model.vocab_pad_multiple is 64 (CPU trainers: 1); a network built
+    from such a config (here on the CPU) has padded tables and real-vocabulary logits."""
+    from attnlab.run import build_datamodule, build_network
+    from tests.conftest import compose_config
+
+    data = {"gpt": "toy_lm data.vocab_size=50", "bert": "toy_mlm", "encdec": "reverse"}[model]
+    base = [f"model={model}", *f"data={data}".split(), "model.d_model=32", "model.n_heads=2"]
+    for trainer, multiple in (("gpu", 64), ("ddp", 64), ("fsdp", 64), ("cpu", 1), ("ddp_cpu", 1)):
+        cfg = compose_config(tmp_path / trainer, [*base, f"trainer={trainer}"])
+        assert cfg.model.vocab_pad_multiple == multiple, trainer
+    cfg = compose_config(tmp_path / "net", [*base, "trainer=gpu", "trainer.accelerator=gpu"])
+    network = build_network(cfg, build_datamodule(cfg))
+    vocab = network.vocab_sizes[-1]  # the target's, for the encoder-decoder
+    out = logits(network, torch.randint(min(network.vocab_sizes), (2, 6)))
+    assert out.size(-1) == vocab
+    rows = [m.weight.size(0) for m in network.modules() if isinstance(m, nn.Embedding)]
+    assert network.config.vocab_pad_multiple == 64
+    assert any(r % 64 == 0 and r > min(network.vocab_sizes) for r in rows), rows  # padded

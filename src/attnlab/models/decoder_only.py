@@ -64,15 +64,14 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
     ):
         own = dict(vocab_size=vocab_size, n_layers=n_layers, tie_output=tie_output)
         own |= dict(num_classes=num_classes, pooling=pooling, prefix_attention=prefix_attention)
-        own |= dict(padding_side=padding_side)
+        own["padding_side"] = padding_side
         flat = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, **settings)
         config = self.resolve_config(config, own, flat)  # checks all, before anything is built
         super().__init__()
         self.config, self.max_len, self.d_model = config, config.max_len, config.d_model
         d_model = self.d_model
         self.prefix_attention, self.padding_side = prefix_attention, padding_side
-        self.vocab_size = vocab_size
-        self.vocab_sizes = (vocab_size,)  # for pad_vocab_rows
+        self.vocab_size, self.vocab_sizes = vocab_size, (vocab_size,)  # for pad_vocab_rows
         rows = config.padded_vocab(vocab_size)
         self._matmul_params: int | None = None  # for flops_per_token
 
@@ -88,7 +87,6 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         if classifier:
             pooler = Pooler(d_model, pooling, config.bias)
             self.add_classifier(d_model, num_classes, pooler, config.dropout, config.bias)
-
         self.apply(gpt2_init)
         scale_residual_outputs(self.layers, n_layers)
         if tie_output and self.lm_head is not None:
@@ -135,6 +133,9 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
             )
         hidden = self.hidden_states(idx, padding_mask, caches, start, document_ids=document_ids)
         return self.lm_head(hidden)  # (B, T, V)
+
+    def lm_readout(self) -> nn.Module | None:
+        return self.lm_head  # heads.LMHead: losses read its weight (protocols.LMReadout)
 
     def hidden_states(
         self,
@@ -242,8 +243,8 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         The PaLM appendix B / nanoGPT estimate: 6 FLOPs per matmul weight per token (2 forward,
         4 backward), plus attention scores and weighted sums over seq_len keys (full, not
         halved for causality; min(seq_len, W) on a layer with a sliding window W). N: every
-        non-embedding parameter plus the LM head matrix once (a tied head counts as
-        embedding: its lookup is free, its matmul is not). Position tables are lookups.
+        non-embedding parameter plus the LM head matrix once (a tied head's lookup is free,
+        its matmul is not; position tables are lookups).
         """
         if self._matmul_params is None:  # counted once: throughput logging asks every step
             n = count_parameters(self)["non_embedding"]
@@ -278,8 +279,7 @@ class DecoderOnly(ConfiguredNetwork, SequenceClassifier, BlockStack):
         """
         if prompt_ids.size(1) < 1:
             raise ValueError("prompt_ids must hold at least one token per row")
-        idx = prompt_ids  # (B, T)
-        caches: list[KVCache] | None = None
+        idx, caches = prompt_ids, None  # (B, T); list[KVCache] once prefilled
         finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)  # (B,)
         for _ in range(max_new_tokens):
             if use_cache and idx.size(1) <= self.max_len:

@@ -18,6 +18,7 @@ def parameter_groups(
     decay_embeddings: bool = True,
     body_lr: float | None = None,
     lr: float | None = None,
+    hidden_apart: bool = False,
 ) -> list[dict[str, Any]]:
     """Split parameters into decayed (matrices) and non-decayed (biases, norms) groups.
 
@@ -34,11 +35,13 @@ def parameter_groups(
     Tied tensors appear once. Sharded by FSDP2 (trainer=fsdp), parameters keep their names and
     logical shapes, so the groups are those of the unsharded network; FSDP1 flattens them into
     1-D shards, which would put every matrix in no_decay, so it is refused.
+    `hidden_apart`: the hidden matrices in `hidden/...` groups under sp too (rates unchanged),
+    for an optimiser that treats them apart (optimizer=muon, optim/muon.py).
     """
     if body_lr is not None and not isinstance(network, PretrainedBody):
         raise ValueError(f"{type(network).__name__} has no pretrained body to give its own lr")
     mup = is_mup(network)
-    types = parameter_types(network) if mup else {}
+    types = parameter_types(network) if mup or hidden_apart else {}
     if mup and lr is None:
         raise ValueError("parameter_groups needs the optimiser's lr for μP's per-group rates")
     embedding_ids = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding)}
@@ -59,7 +62,7 @@ def parameter_groups(
             group = f"body/{group}"
         groups.setdefault(group, []).append(param)
     names = ["decay", "no_decay"] + (["body/decay", "body/no_decay"] if body_lr is not None else [])
-    if mup:
+    if mup or hidden_apart:
         names += ["hidden/decay"] + (["body/hidden/decay"] if body_lr is not None else [])
     result = []
     for name in names:

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.accelerators import Accelerator, CUDAAccelerator
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -19,7 +20,9 @@ from attnlab.data import DataSpec
 from attnlab.loggers import is_wandb, wandb_arguments
 from attnlab.module import AttnLabModule
 from attnlab.run.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
+from attnlab.run.distributed import FullyShardedStrategy
 from attnlab.run.pretrained import freeze_layers, load_pretrained_body, pretrained_tokenizer_file
+from attnlab.run.settings import compile_options
 from attnlab.run.validation import (
     ConfigError,
     check_data_fits_task,
@@ -81,6 +84,11 @@ def build_network(cfg: DictConfig, datamodule: pl.LightningDataModule) -> nn.Mod
         load_hf_weights(network, init.from_hf, datamodule)
     if init.get("freeze_layers"):
         freeze_layers(network, init.freeze_layers)
+    if cfg.get("fp8", False):  # checked before any work: torchao and an H100-class GPU
+        from attnlab.models.fp8 import convert_to_fp8
+
+        names = convert_to_fp8(network)
+        rank_zero_info(f"fp8: {len(names)} linear layers train in float8: {', '.join(names)}")
     return network
 
 
@@ -117,30 +125,44 @@ class CompiledTrainingStep:
     gradient buckets (its DDPOptimizer), so all-reduces still overlap the backward.
     """
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, **options: Any) -> None:
         self.eager = task.step
-        self.compiled = torch.compile(task.step)
+        self.compiled = torch.compile(task.step, **options)  # mode, fullgraph
 
     def __call__(self, network: Any, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         step = self.compiled if stage == "train" else self.eager
         return step(network, batch, stage)
 
 
-def compile_training_step(task: Task) -> None:
-    """`compile=true`: the task's training step (network + loss) compiled, in place."""
-    task.step = CompiledTrainingStep(task)  # type: ignore[method-assign]
+def compile_training_step(task: Task, **options: Any) -> None:
+    """`compile=true`: the task's training step (network + loss) compiled, in place, with
+    torch.compile's `options` (`compile_mode`, `compile_fullgraph`: settings.compile_options)."""
+    task.step = CompiledTrainingStep(task, **options)  # type: ignore[method-assign]
+
+
+def compiles_per_unit(cfg: DictConfig) -> bool:
+    """Under trainer=fsdp, compile=true compiles each sharded unit before fully_shard (the
+    strategy does it: FullyShardedStrategy.shard), not the whole step over FSDP's hooks."""
+    strategy = (cfg.get("trainer") or {}).get("strategy")
+    target = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else ""
+    return target.endswith("FullyShardedStrategy")
 
 
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> AttnLabModule:
     """Network + task + optimiser; the resolved config travels in every checkpoint."""
     network = build_network(cfg, datamodule)
-    task = instantiate_section(cfg, "task", spec=datamodule.spec)
+    # Partial, as for the network: Hydra would turn the DataSpec into a config node, whose
+    # attribute reads (spec.pad_id in a step) dynamo cannot trace without a graph break.
+    try:
+        task = instantiate_section(cfg, "task", _partial_=True)(spec=datamodule.spec)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"task: {error}") from error
     try:  # a network that does not implement its task's protocol (protocols.py)
         task.check_network(network)
     except TypeError as error:
         raise ConfigError(f"model: {error}") from None
-    if cfg.get("compile", False):
-        compile_training_step(task)
+    if cfg.get("compile", False) and not compiles_per_unit(cfg):
+        compile_training_step(task, **compile_options(cfg))
     scheduler = instantiate_section(cfg, "scheduler") if cfg.get("scheduler") else None
     return AttnLabModule(
         network=network,
@@ -219,6 +241,8 @@ def build_trainer(
         cause = error.__cause__ or error
         raise ConfigError(f"trainer: {type(cause).__name__}: {cause}") from error
     use_tf32(cfg, trainer.accelerator)
+    if cfg.get("compile", False) and isinstance(trainer.strategy, FullyShardedStrategy):
+        trainer.strategy.compile_options = compile_options(cfg)
     return trainer
 
 

@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class
 from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import read_write
 from torch import nn
 from torch.distributed._composable import checkpoint
@@ -49,7 +50,7 @@ from attnlab.utils import hydra_compat
 # sets its own before the process starts, and those are kept.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # The networks' entry points that tasks and tools call instead of forward.
-FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits")
+FORWARD_METHODS = ("encode", "decode", "classify", "mlm_logits", "hidden_states")
 # Hydra overrides of the sweep itself, which the command of one job must not repeat.
 SWEEP_KEYS = ("hydra.mode", "hydra.sweep", "hydra.launcher", "hydra/sweeper", "hydra/launcher")
 
@@ -140,8 +141,8 @@ class FullyShardedStrategy(ModelParallelStrategy):
 
     `activation_checkpointing`: modules of these classes recompute their activations in the
     backward (torch's composable checkpoint: the names stay). `param_dtype`/`reduce_dtype`
-    (e.g. bfloat16/float32): the dtypes parameters are gathered in and gradients reduced in;
-    None keeps the parameters' own (fp32, with autocast from the trainer's precision).
+    (conf/trainer/fsdp.yaml: bfloat16/float32, torchtitan's): the dtypes parameters are
+    gathered in and gradients reduced in; None keeps the parameters' own (fp32).
     `reshard_after_forward=False` keeps gathered parameters from forward to backward (more
     memory, less communication). `save_distributed_checkpoint=False`: one full checkpoint file
     assembled on rank 0, which the single-device tools read. (No CPU offload: Lightning moves
@@ -172,6 +173,8 @@ class FullyShardedStrategy(ModelParallelStrategy):
             param_dtype=_dtype("param_dtype", param_dtype),
             reduce_dtype=_dtype("reduce_dtype", reduce_dtype),
         )
+        # compile=true: torch.compile's options for each unit, set by the run (assemble.py)
+        self.compile_options: dict[str, Any] | None = None
 
     def setup_environment(self) -> None:
         # Every rank holds one shard (no tensor parallelism): data-parallel over the world.
@@ -198,19 +201,42 @@ class FullyShardedStrategy(ModelParallelStrategy):
         damaged = self.broadcast(damaged)
         if damaged is not None:
             raise DamagedCheckpointError(damaged)
+        model = self.model
+        if model is not None and not any(isinstance(m, FSDPModule) for m in model.modules()):
+            # A world of one, unsharded: Lightning's FSDP2 loader wants a sharded module.
+            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+            module = self.lightning_module
+            module.load_state_dict(checkpoint.pop("state_dict"), strict=module.strict_loading)
+            for optimizer, state in zip(
+                self.optimizers, checkpoint.get("optimizer_states", []), strict=False
+            ):
+                optimizer.load_state_dict(state)
+            return checkpoint
         return super().load_checkpoint(path, weights_only=weights_only)
 
     def shard(self, network: nn.Module) -> None:
-        """Shard `network` in place over the data-parallel ranks (once: a second call, e.g. for
-        testing after fitting, finds it sharded)."""
-        if isinstance(network, FSDPModule):
+        """Shard `network` in place over the data-parallel ranks, the torchtitan way: each unit
+        compiled first (compile=true: `compile_options`, nn.Module.compile, names kept), then
+        fully_shard'ed; a world of one is not sharded at all (nothing to shard: gathers and
+        reductions would only cost). Once: a second call (testing after fitting) does nothing.
+        """
+        if isinstance(network, FSDPModule) or getattr(network, "_units_prepared", False):
             return
-        mesh = self.device_mesh["data_parallel"]
-        options = {"mesh": mesh, "mp_policy": self.mp_policy}
+        network._units_prepared = True
         for module in network.modules():
             if self.checkpointed_modules and isinstance(module, self.checkpointed_modules):
                 checkpoint(module)
         units = [m for m in network.modules() if isinstance(m, self.shard_modules)]
+        for unit in units if self.compile_options is not None else ():
+            unit.compile(**self.compile_options)  # before fully_shard: its hooks stay eager
+        mesh = self.device_mesh["data_parallel"]
+        if mesh.size() == 1:
+            rank_zero_info(
+                "trainer=fsdp on a world of one: not sharding (nothing to shard; torchtitan "
+                "does the same at dp_shard=1); the trainer's precision applies as for ddp"
+            )
+            return
+        options = {"mesh": mesh, "mp_policy": self.mp_policy}
         for unit in units:
             fully_shard(unit, reshard_after_forward=self.reshard_after_forward, **options)
         # The root keeps what the units do not own (embeddings, final norm, heads). Backward

@@ -97,6 +97,16 @@ def _command_usage(config_name: str) -> str:
     return "\n".join(usage)
 
 
+# Accelerators whose matmuls want the vocabulary padded (conf/model/*.yaml vocab_pad_multiple).
+PADDED_ACCELERATORS = ("gpu", "cuda")
+
+
+def _vocab_pad_for(accelerator: str) -> int:
+    # 64 rows a block on GPUs (tensor-core shapes; nanoGPT pads 50257 to 50304 the same way);
+    # 1 elsewhere, where padding only adds work.
+    return 64 if str(accelerator) in PADDED_ACCELERATORS else 1
+
+
 def register_resolvers() -> None:
     """Register attnlab's resolvers (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):
@@ -109,6 +119,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("output_dir", _output_dir)
     if not OmegaConf.has_resolver("ladder_rung"):
         OmegaConf.register_new_resolver("ladder_rung", _ladder_rung)
+    if not OmegaConf.has_resolver("vocab_pad_for"):
+        OmegaConf.register_new_resolver("vocab_pad_for", _vocab_pad_for)
     if not OmegaConf.has_resolver("command_groups"):
         OmegaConf.register_new_resolver("command_groups", _command_groups)
     if not OmegaConf.has_resolver("command_usage"):

@@ -8,6 +8,8 @@ lives here now (conf/init/default.yaml and the top-level keys of conf/train.yaml
 - `init.body_lr_scale`: the body learns at lr * this (a pretrained body learns more slowly);
 - `compile`: torch.compile the training step, the network's forward and the loss in one graph
   (run/assemble.py, CompiledTrainingStep); the network itself stays eager for generation;
+  `compile_mode` and `compile_fullgraph` are torch.compile's `mode` and `fullgraph`;
+- `fp8`: float8 matmuls in the linear layers through torchao (models/fp8.py), H100-class only;
 - `tf32`: TensorFloat-32 for fp32 matmuls, on CUDA GPUs only;
 - `async_checkpoint`: checkpoints written in a background thread (checkpoint_io.py).
 
@@ -32,7 +34,15 @@ MOVED_KEYS = {
 
 
 # Top-level on/off settings of a run (conf/train.yaml).
-SWITCHES = {"compile": False, "tf32": True, "async_checkpoint": False}
+SWITCHES = {
+    "compile": False,
+    "compile_fullgraph": False,
+    "fp8": False,
+    "tf32": True,
+    "async_checkpoint": False,
+}
+# torch.compile's modes (torch._inductor.list_mode_options(), "default" included).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "lite")
 
 
 def bad_switch_message(cfg: DictConfig) -> str | None:
@@ -42,6 +52,23 @@ def bad_switch_message(cfg: DictConfig) -> str | None:
         if not isinstance(value, bool):
             return f"{key}={value!r} is not valid: expected true or false"
     return None
+
+
+def bad_compile_mode_message(cfg: DictConfig) -> str | None:
+    """One line for a `compile_mode` torch.compile does not know."""
+    mode = cfg.get("compile_mode", "default")
+    if mode not in COMPILE_MODES:
+        return f"compile_mode={mode!r} is not valid: choose from {', '.join(COMPILE_MODES)}"
+    return None
+
+
+def compile_options(cfg: Any) -> dict[str, Any]:
+    """torch.compile's keyword arguments from `compile_mode` and `compile_fullgraph`."""
+    mode = cfg.get("compile_mode", "default")
+    return {
+        "mode": None if mode == "default" else mode,
+        "fullgraph": cfg.get("compile_fullgraph", False),
+    }
 
 
 def moved_key_message(old: str, value: object = None) -> str:

@@ -36,6 +36,9 @@ def load_trained_module(
             run_cfg.data.tokenizer_path = write_tokenizer_file(
                 checkpoint["tokenizer"], run_cfg.paths.cache_dir
             )
+        # float8 matmuls are a way to train (H100-class only); the weights are plain.
+        if run_cfg.get("fp8"):
+            run_cfg.fp8 = False
         # A run on sentence pairs from before the next-sentence head: its network has none.
         if run_cfg.data.get("nsp") and "network.nsp_head.weight" not in checkpoint["state_dict"]:
             log.warning(

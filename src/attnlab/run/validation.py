@@ -9,7 +9,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.run.settings import bad_switch_message, moved_keys_in_config
+from attnlab.run.settings import (
+    bad_compile_mode_message,
+    bad_switch_message,
+    moved_keys_in_config,
+)
 from attnlab.run.value_checks import ValueCheckError, check_command_values, check_values
 from attnlab.utils.errors import ConfigError
 from attnlab.utils.extras import logger_extra_message
@@ -42,9 +46,15 @@ def check_moved_keys(cfg: DictConfig) -> None:
 
 
 def check_run_settings(cfg: DictConfig) -> None:
-    switch = bad_switch_message(cfg)  # compile, tf32, async_checkpoint
+    switch = bad_switch_message(cfg) or bad_compile_mode_message(cfg)  # compile, tf32, ...
     if switch:
         raise ConfigError(switch)
+    if cfg.get("fp8", False) and cfg.get("train", True):
+        from attnlab.models.fp8 import fp8_refusal  # torch
+
+        refusal = fp8_refusal()
+        if refusal:
+            raise ConfigError(refusal)
     body_lr_scale = (cfg.get("init") or {}).get("body_lr_scale", 1.0)
     if not body_lr_scale > 0:
         raise ConfigError(f"init.body_lr_scale={body_lr_scale} must be positive")

@@ -85,6 +85,8 @@ def check_values(cfg: DictConfig) -> None:
         )
         _check_bounds(f"{section}.", section, values)
     _check_model(cfg)
+    for section in ("task", "optimizer"):
+        _check_own_arguments(cfg, section)
     seed = cfg.get("seed")
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ValueCheckError(f"seed={seed!r} is not valid: expected int or null (no seeding)")
@@ -167,6 +169,25 @@ def _check_model(cfg: DictConfig) -> None:
         if len(_CHECKED_MODELS) > 64:  # a long multirun pre-check: keep the newest only
             _CHECKED_MODELS.clear()
         _CHECKED_MODELS[network_cls.settings_key(values)] = config
+
+
+def _check_own_arguments(cfg: DictConfig, section: str) -> None:
+    """A section's own checks of its settings, where its target has a `check_arguments`
+    (as networks have): task.loss_impl's choices and what they need, optimizer=muon's."""
+    node = cfg.get(section)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    values = OmegaConf.to_container(node, resolve=True)
+    try:
+        check = getattr(get_object(values["_target_"]), "check_arguments", None)
+    except Exception:
+        return  # instantiating it will say what is wrong
+    if check is None:
+        return
+    try:
+        check({k: v for k, v in values.items() if not k.startswith("_")})
+    except ValueError as error:
+        raise ValueCheckError(str(error)) from None
 
 
 def _is_number(value: Any) -> bool:

@@ -26,6 +26,7 @@ EXTRA_OF = {
     "safetensors": "hf",
     "lm_eval": "lmeval",
     "accelerate": "lmeval",
+    "torchao": "fp8",
 }
 
 

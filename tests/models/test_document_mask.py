@@ -138,6 +138,7 @@ def test_task_passes_document_ids_to_the_network() -> None:
     network = random_network(pos="learned")
     input_ids, labels, document_ids = packed_batch(B=2, T=24)
     task = CausalLMTask.__new__(CausalLMTask)  # step() needs no data spec
+    task.loss_impl, task.label_smoothing = "dense", 0.0
     batch = {"input_ids": input_ids, "labels": labels, "document_ids": document_ids}
     loss = task.step(network, batch, "train")
     logits = network(input_ids, document_ids=document_ids)

@@ -398,6 +398,25 @@ class NanoGPT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=self.betas, eps=1e-8, fused=fused)
 
 
+def nanogpt_step(
+    step: int,
+    model: nn.Module,
+    step_model: Any,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    setup: Setup,
+) -> None:
+    """One step of nanoGPT's train.py loop: cosine LR, forward under autocast, clip, update."""
+    for group in optimizer.param_groups:
+        group["lr"] = cosine_lr(step - 1, setup)
+    with autocast(setup):
+        loss = step_model(batch["input_ids"], batch["labels"])
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def cosine_lr(step: int, s: Setup) -> float:
     """nanoGPT's get_lr: linear warm-up, cosine to min_lr (lr / 10)."""
     low = s.min_lr if s.min_lr is not None else s.lr / 10
@@ -419,15 +438,7 @@ def run_nanogpt_loop(setup: Setup, out_dir: Path) -> dict[str, Any]:
     clock = Clock(setup)
     data = batches(datamodule.train_dataloader(), setup.device)
     for step in range(1, setup.total_steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step - 1, setup)
-        batch = next(data)
-        with autocast(setup):
-            loss = step_model(batch["input_ids"], batch["labels"])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        nanogpt_step(step, model, step_model, optimizer, next(data), setup)
         clock.tick(step)
     # attnlab's estimate: N = the matmul weights (all but the position table; the tied head once)
     params = sum(p.numel() for p in model.parameters())

@@ -26,7 +26,7 @@ from bench_gpu_paths import (
     batches,
     build_attnlab,
     compose_run,
-    cosine_lr,
+    nanogpt_step,
     sync,
 )
 
@@ -96,15 +96,7 @@ def to_loss_nanogpt(
     sync(setup.device)
     start = time.perf_counter()
     for step in range(1, setup.total_steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step - 1, setup)
-        batch = next(data)
-        with autocast(setup):
-            loss = step_model(batch["input_ids"], batch["labels"])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        nanogpt_step(step, model, step_model, optimizer, next(data), setup)
         if step % eval_interval == 0 or step == setup.total_steps:
             val = _evaluate(step_model, datamodule.val_dataloader(), setup, eval_batches)
             curve.append(_point(step, step * tokens_per_step, start, val))

@@ -161,6 +161,18 @@ def token_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def restore_environment() -> Iterator[None]:
+    """Each test sees the environment the session started with: Lightning's in-process DDP
+    launch sets LOCAL_RANK/WORLD_SIZE and attnlab's W&B logger sets WANDB_MODE for the rest of
+    the process; left behind, they sent a later test's accelerate (lm-eval's HFLM) into a
+    distributed start and W&B online."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
     """Compose like the CLI would, with the run directory in tmp_path."""
     GlobalHydra.instance().clear()

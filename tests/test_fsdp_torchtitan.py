@@ -16,7 +16,6 @@ from torch.distributed.tensor import DTensor
 
 from attnlab.run import build_datamodule, build_module, build_trainer
 from attnlab.run.assemble import CompiledTrainingStep
-from attnlab.run.distributed import LAUNCH_ENV
 from attnlab.run.train import train
 from tests.conftest import compose_config
 from tests.distributed_helpers import fsdp_policy_and_compiled_units, spawn_ranks
@@ -24,12 +23,10 @@ from tests.test_distributed import TINY_LM, train_cli
 
 
 @pytest.fixture(autouse=True)
-def no_launch_left_behind(monkeypatch: pytest.MonkeyPatch):
-    """Trainers built here set MASTER_PORT, LOCAL_RANK, ... (Lightning's environment) and a
-    one-rank gloo group holds its port: both gone after each test, or a later launch of
-    two ranks would inherit the port and fail to bind it."""
-    for key in LAUNCH_ENV:
-        monkeypatch.delenv(key, raising=False)
+def no_process_group_left_behind():
+    """A one-rank gloo group holds its port: gone after each test, or a later launch of two
+    ranks would inherit it and fail to bind. (The launch's MASTER_PORT, LOCAL_RANK, ... go
+    with tests/conftest.py's restore_environment.)"""
     yield
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -61,6 +61,9 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb_home" / name.lower()))
+    # wandb reads the environment once per process (its setup singleton): a test that ran
+    # earlier with WANDB_MODE=online (or unset) would otherwise decide this one's mode.
+    wandb.teardown()
     yield
     if wandb.run is not None:  # a failed test must not leave its run to the next one
         wandb.finish()

@@ -396,3 +396,22 @@ def test_ckpt_path_changing_the_scheduler_class_is_refused(train_config, tmp_pat
         RunFolderError, match=r"ckpt_path: scheduler\._target_ was .*init\.pretrained"
     ):
         train(cfg)
+
+
+def test_a_callback_holding_a_sweep_lock_pickles_without_it(tmp_path: Path) -> None:
+    """submitit pickles Hydra's callbacks into each job: the held sweep lock (a FileLock, with
+    a thread lock inside) made `hydra/launcher=submitit_local` fail with "cannot pickle
+    '_thread.RLock' object"; the job's copy holds no lock, the sweep's process keeps its own."""
+    import pickle
+
+    callback = RunFolderLock()
+    sweep = tmp_path / "sweep"
+    callback.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    try:
+        assert callback.sweep is not None and callback.sweep.lock is not None
+        copy = pickle.loads(pickle.dumps(callback))
+        assert copy.sweep is None and copy.attempt is None
+        assert callback.sweep.lock.is_locked  # still held here
+    finally:
+        callback.on_multirun_end(OmegaConf.create({}))
+    assert not (sweep / ".lock").exists()

@@ -132,6 +132,11 @@ class RunFolderLock(Callback):
         self.attempt: Attempt | None = None
         self.sweep: Attempt | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers that pickle the callbacks into their jobs (submitit): a job gets none of
+        # the locks this process holds (a file lock does not pickle, and is not the job's).
+        return {**vars(self), "attempt": None, "sweep": None}
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with read_write(config.hydra), open_dict(config.hydra):
             run_dir = config.hydra.run.dir = str(config.hydra.run.dir)  # drawn once

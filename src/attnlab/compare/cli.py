@@ -101,7 +101,7 @@ def compare(
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attnlab-compare", description=__doc__.splitlines()[0].strip("`")
     )
@@ -130,6 +130,21 @@ def main(argv: list[str] | None = None) -> None:
         help="better/worse: a one-sided test in the metric's direction (lower is better for "
         "losses); greater/less only where they mean better",
     )
+    _add_ladder_arguments(parser)
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html: tables, curves, tests, runs and their configs on one page",
+    )
+    parser.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="compare each variant at its optimizer.lr best on validation (mean over seeds)",
+    )
+    return parser
+
+
+def _add_ladder_arguments(parser: argparse.ArgumentParser) -> None:
     ladder = parser.add_argument_group("scaling ladders (docs/compare_ladder.md)")
     ladder.add_argument(
         "--ladder", action="store_true", help="fit L(C) = E + A*C^-alpha per variant"
@@ -153,16 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         default="pooled",
         help="bootstrap: seed deviations pooled over a variant's rungs (default), or per rung",
     )
-    parser.add_argument(
-        "--html",
-        action="store_true",
-        help="also write report.html: tables, curves, tests, runs and their configs on one page",
-    )
-    parser.add_argument(
-        "--tune-lr",
-        action="store_true",
-        help="compare each variant at its optimizer.lr best on validation (mean over seeds)",
-    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.ladder:
         _main_ladder(parser, args)

@@ -64,18 +64,31 @@ def parameter_groups(
     names = ["decay", "no_decay"] + (["body/decay", "body/no_decay"] if body_lr is not None else [])
     if mup or hidden_apart:
         names += ["hidden/decay"] + (["body/hidden/decay"] if body_lr is not None else [])
-    result = []
-    for name in names:
-        entry: dict[str, Any] = {
-            "params": groups.get(name, []),
-            "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
-            "name": name,
-            **({"lr": body_lr} if name.startswith("body/") else {}),
-        }
-        if mup:
-            scale = 1.0 / width_mult(network) if "hidden/" in name else 1.0
-            base_lr = body_lr if name.startswith("body/") else lr
-            entry |= {"lr": base_lr * scale, "lr_scale": scale}
-            entry["weight_decay"] /= scale  # lr * weight_decay as at the base width
-        result.append(entry)
-    return result
+    scale = 1.0 / width_mult(network) if mup else 1.0
+    return [
+        _group(name, groups.get(name, []), weight_decay, body_lr, lr if mup else None, scale)
+        for name in names
+    ]
+
+
+def _group(
+    name: str,
+    params: list[nn.Parameter],
+    weight_decay: float,
+    body_lr: float | None,
+    mup_lr: float | None,
+    hidden_scale: float,
+) -> dict[str, Any]:
+    """One optimiser group; under μP (`mup_lr` set) with its rate scaled and its `lr_scale`."""
+    entry: dict[str, Any] = {
+        "params": params,
+        "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
+        "name": name,
+        **({"lr": body_lr} if name.startswith("body/") else {}),
+    }
+    if mup_lr is not None:
+        scale = hidden_scale if "hidden/" in name else 1.0
+        base_lr = body_lr if name.startswith("body/") and body_lr is not None else mup_lr
+        entry |= {"lr": base_lr * scale, "lr_scale": scale}
+        entry["weight_decay"] /= scale  # lr * weight_decay as at the base width
+    return entry

@@ -178,8 +178,6 @@ def _fit_and_test(
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the hyperparameters, fit, test the best checkpoint; returns what metrics.json holds."""
-    import torch
-
     from attnlab.loggers import log_hyperparams
     from attnlab.models.parameters import count_parameters
 
@@ -195,10 +193,7 @@ def _fit_and_test(
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
-    # Summed over DDP ranks (each counts its own batches); testing a checkpoint below reloads
-    # an older count.
-    count = torch.tensor(module.tokens_seen, dtype=torch.int64, device=trainer.strategy.root_device)
-    tokens_seen = int(trainer.strategy.reduce(count, reduce_op="sum"))
+    tokens_seen = _tokens_seen(module, trainer)  # before testing a checkpoint reloads a count
     fit_time = time.perf_counter() - start
 
     test_metrics: dict[str, Any] = {}
@@ -211,16 +206,40 @@ def _fit_and_test(
         trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt or None)
         test_metrics = _scalars(trainer.callback_metrics)
 
-    per_token = flops_per_token(module.task, module.network, cfg)
     metrics = {
         **{k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
         **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
     }
+    run = {"parameters": parameters, "tokens_seen": tokens_seen, "best_checkpoint": best_ckpt}
+    return _record(cfg, module, trainer, metrics, run, fit_time, start)
+
+
+def _tokens_seen(module: pl.LightningModule, trainer: pl.Trainer) -> int:
+    """The tokens trained on, summed over DDP ranks (each counts its own batches)."""
+    import torch
+
+    count = torch.tensor(module.tokens_seen, dtype=torch.int64, device=trainer.strategy.root_device)
+    return int(trainer.strategy.reduce(count, reduce_op="sum"))
+
+
+def _record(
+    cfg: DictConfig,
+    module: pl.LightningModule,
+    trainer: pl.Trainer,
+    metrics: dict[str, Any],
+    run: dict[str, Any],
+    fit_time: float,
+    start: float,
+) -> dict[str, Any]:
+    """metrics.json's entries for a finished run; `run`: its parameters, tokens seen, best
+    checkpoint."""
+    per_token = flops_per_token(module.task, module.network, cfg)
+    tokens_seen = run["tokens_seen"]
     return {
         "status": "done",
         "optimized_metric": cfg.get("optimized_metric"),
         "metrics": metrics,
-        "parameters": parameters,
+        "parameters": run["parameters"],
         "flops_per_token": per_token,
         "tokens_seen": tokens_seen,
         # the compute of a scaling law's fit (attnlab-compare --ladder)
@@ -231,7 +250,7 @@ def _fit_and_test(
         # data.batch_size x world_size x trainer.accumulate_grad_batches.
         "world_size": trainer.world_size,
         "wall_time_s": round(time.perf_counter() - start, 2),
-        "best_checkpoint": best_ckpt or None,
+        "best_checkpoint": run["best_checkpoint"] or None,
         "choices": chosen_options(),
     }
 

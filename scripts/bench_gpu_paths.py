@@ -217,6 +217,12 @@ def attnlab_overrides(setup: Setup) -> list[str]:
 
 def compose_run(setup: Setup, out_dir: Path, extra: list[str] | None = None) -> Any:
     """The run config `attnlab-train <overrides>` would get, with out_dir as its folder."""
+    return compose_overrides([*attnlab_overrides(setup), *(extra or [])], out_dir)
+
+
+def compose_overrides(overrides: list[str], out_dir: Path) -> Any:
+    """The train config of these overrides as a Hydra job in `out_dir` sees it (HydraConfig set:
+    the run names its choices); bench_overhead.py uses it too."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
@@ -225,7 +231,6 @@ def compose_run(setup: Setup, out_dir: Path, extra: list[str] | None = None) -> 
     use_repo_config_package()
     GlobalHydra.instance().clear()
     with initialize_config_module("attnlab.conf", version_base="1.3"):
-        overrides = [*attnlab_overrides(setup), *(extra or [])]
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out_dir)

@@ -34,10 +34,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from bench_gpu_paths import compose_overrides
+from omegaconf import DictConfig
 
 from attnlab import run as build
 from attnlab.run.train import train
@@ -80,17 +78,6 @@ class StepTimer(pl.Callback):
             self.start = time.perf_counter()
         elif trainer.global_step == self.steps:
             self.end = time.perf_counter()
-
-
-def compose_run(overrides: list[str], out_dir: Path) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_module("attnlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def attnlab_tokens_per_sec(cfg: DictConfig, warmup: int, steps: int) -> float:
@@ -247,7 +234,7 @@ def breakdown(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     """One attnlab run in this process, timed by phase, and Lightning's profiler for the
     callbacks (checkpoints, samples, ...); imports are timed in fresh processes."""
     overrides = [f"experiment={args.experiment}", *e2e_overrides(args), "++trainer.profiler=simple"]
-    cfg = compose_run([*overrides, *args.overrides], out_dir)
+    cfg = compose_overrides([*overrides, *args.overrides], out_dir)
     phases = Phases()
     train(cfg, extra_callbacks=[phases])
     end = time.perf_counter()
@@ -368,9 +355,9 @@ def main() -> None:
             *args.overrides,
         ]
         for repeat in range(args.repeats):
-            cfg = compose_run(overrides, Path(tmp) / f"attnlab_{repeat}")
+            cfg = compose_overrides(overrides, Path(tmp) / f"attnlab_{repeat}")
             results["attnlab"].append(attnlab_tokens_per_sec(cfg, args.warmup, args.steps))
-            cfg = compose_run(overrides, Path(tmp) / f"hand_{repeat}")
+            cfg = compose_overrides(overrides, Path(tmp) / f"hand_{repeat}")
             results["hand-written"].append(
                 hand_written_tokens_per_sec(cfg, args.warmup, args.steps)
             )

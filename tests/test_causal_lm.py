@@ -90,6 +90,10 @@ def test_lm_experiment_trains_a_few_steps(train_config, tmp_path: Path, override
     assert samples[-1].read_text().startswith("=== ")
 
 
+# A training run and three CLI starts (~23 s, the default suite's longest test): the CLI's
+# prompt handling is covered by tests/test_prompts.py (fixture checkpoint), greedy decoding by
+# tests/models/test_sampling.py; the whole route runs in the slow suite.
+@pytest.mark.slow
 def test_generate_cli_continues_the_prompt(train_config, tmp_path: Path) -> None:
     result = train(
         train_config(

@@ -19,7 +19,8 @@ from attnlab.run.config_report import print_config
 from attnlab.run.errors import exits_on_input_error, with_config_hints
 from attnlab.run.folder import RunFolderError, attempt_started, claim_run_folder, mark_started
 from attnlab.run.ladder_checks import check_ladder
-from attnlab.run.ladder_rungs import apply_ladder, flops_per_token
+from attnlab.run.ladder_rungs import apply_ladder
+from attnlab.run.record import finished_record, tokens_seen
 from attnlab.run.resolvers import fix_output_dir
 from attnlab.run.resume_overrides import with_original_overrides
 from attnlab.run.validation import chosen_options
@@ -193,7 +194,7 @@ def _fit_and_test(
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
-    tokens_seen = _tokens_seen(module, trainer)  # before testing a checkpoint reloads a count
+    tokens = tokens_seen(module, trainer)  # before testing a checkpoint reloads a count
     fit_time = time.perf_counter() - start
 
     test_metrics: dict[str, Any] = {}
@@ -210,49 +211,17 @@ def _fit_and_test(
         **{k: v for k, v in fit_metrics.items() if not k.startswith("test/")},
         **{k: v for k, v in test_metrics.items() if k.startswith("test/")},
     }
-    run = {"parameters": parameters, "tokens_seen": tokens_seen, "best_checkpoint": best_ckpt}
-    return _record(cfg, module, trainer, metrics, run, fit_time, start)
-
-
-def _tokens_seen(module: pl.LightningModule, trainer: pl.Trainer) -> int:
-    """The tokens trained on, summed over DDP ranks (each counts its own batches)."""
-    import torch
-
-    count = torch.tensor(module.tokens_seen, dtype=torch.int64, device=trainer.strategy.root_device)
-    return int(trainer.strategy.reduce(count, reduce_op="sum"))
-
-
-def _record(
-    cfg: DictConfig,
-    module: pl.LightningModule,
-    trainer: pl.Trainer,
-    metrics: dict[str, Any],
-    run: dict[str, Any],
-    fit_time: float,
-    start: float,
-) -> dict[str, Any]:
-    """metrics.json's entries for a finished run; `run`: its parameters, tokens seen, best
-    checkpoint."""
-    per_token = flops_per_token(module.task, module.network, cfg)
-    tokens_seen = run["tokens_seen"]
-    return {
-        "status": "done",
-        "optimized_metric": cfg.get("optimized_metric"),
-        "metrics": metrics,
-        "parameters": run["parameters"],
-        "flops_per_token": per_token,
-        "tokens_seen": tokens_seen,
-        # the compute of a scaling law's fit (attnlab-compare --ladder)
-        "training_flops": per_token * tokens_seen if per_token is not None else None,
-        "tokens_per_sec": round(tokens_seen / fit_time, 1) if fit_time > 0 else None,
-        "global_step": trainer.global_step,
-        # Processes that trained together (devices x num_nodes); the global batch is
-        # data.batch_size x world_size x trainer.accumulate_grad_batches.
-        "world_size": trainer.world_size,
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "best_checkpoint": run["best_checkpoint"] or None,
-        "choices": chosen_options(),
-    }
+    return finished_record(
+        cfg,
+        module,
+        trainer,
+        metrics,
+        parameters=parameters,
+        tokens=tokens,
+        best_checkpoint=best_ckpt,
+        fit_time=fit_time,
+        start=start,
+    )
 
 
 def _no_best(trainer: pl.Trainer) -> str:
